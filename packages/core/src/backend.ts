@@ -1,0 +1,102 @@
+import { checkRange } from "./chunk-layout.js";
+import { R3mapError } from "./errors.js";
+
+/** A run of bytes with the same allocation state, as NBD's `base:allocation` reports it. */
+export interface Extent {
+  offset: number;
+  length: number;
+  /** Reads as zeros. */
+  zero: boolean;
+  /** Not allocated in the store (a hole); implies `zero` for r3map backends. */
+  hole: boolean;
+}
+
+/**
+ * Everything that stores bytes. Offsets and lengths are in bytes.
+ *
+ * - `readAt` fills the whole of `buffer` from `offset` or throws; a region that
+ *   was never written reads as zeros.
+ * - `writeAt` stores the whole of `buffer` at `offset` or throws.
+ * - Requests past `size` throw `ERR_OUT_OF_RANGE`; a closed backend throws `ERR_CLOSED`.
+ * - `sync` makes earlier writes durable in the store; `close` syncs what the
+ *   backend buffers, releases resources and is idempotent.
+ *
+ * Optional capabilities are declared by implementing the method; callers test
+ * for the method, they never probe by calling.
+ */
+export interface Backend {
+  readonly size: number;
+  /** Writes are refused with `ERR_READ_ONLY`. */
+  readonly readOnly?: boolean;
+  readAt(buffer: Uint8Array, offset: number): Promise<void>;
+  writeAt(buffer: Uint8Array, offset: number): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+  /** Discards a range; afterwards it reads as zeros. */
+  readonly trim?: ((offset: number, length: number) => Promise<void>) | undefined;
+  /** Writes zeros to a range without sending them. */
+  readonly writeZeroes?: ((offset: number, length: number) => Promise<void>) | undefined;
+  /** Reports which parts of a range are allocated or known to be zero. */
+  readonly blockStatus?: ((offset: number, length: number) => Promise<Extent[]>) | undefined;
+}
+
+/**
+ * Base for backends that own their bytes: checks ranges, refuses calls after
+ * close, makes close idempotent, and leaves the storage to three methods.
+ */
+export abstract class StorageBackend implements Backend {
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    readonly size: number,
+    readonly readOnly = false,
+  ) {}
+
+  protected abstract read(buffer: Uint8Array, offset: number): Promise<void> | void;
+  protected abstract write(buffer: Uint8Array, offset: number): Promise<void> | void;
+  protected abstract flush(): Promise<void> | void;
+  protected abstract release(): Promise<void> | void;
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async readAt(buffer: Uint8Array, offset: number): Promise<void> {
+    this.assertOpen();
+    checkRange(this.size, offset, buffer.length);
+    await this.read(buffer, offset);
+  }
+
+  async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
+    this.assertOpen();
+    if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", "this backend was opened read-only");
+    checkRange(this.size, offset, buffer.length);
+    await this.write(buffer, offset);
+  }
+
+  async sync(): Promise<void> {
+    this.assertOpen();
+    await this.flush();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      try {
+        if (!this.readOnly) await this.flush();
+      } finally {
+        this.#closed = true;
+        await this.release();
+      }
+    })();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  protected assertOpen(): void {
+    if (this.#closed || this.#closing) throw new R3mapError("ERR_CLOSED", `${this.constructor.name} is closed`);
+  }
+}

@@ -1,0 +1,203 @@
+import type { Backend } from "./backend.js";
+import { ChunkBitmap } from "./chunk-bitmap.js";
+import type { ChunkLayout } from "./chunk-layout.js";
+import { R3mapError } from "./errors.js";
+import { type Progress, TypedEmitter } from "./events.js";
+import { ArbitraryStage } from "./stages/arbitrary.js";
+import { LockableStage } from "./stages/lockable.js";
+import { type PullPriority, Puller, type RetryPolicy } from "./stages/puller.js";
+import { Pusher } from "./stages/pusher.js";
+import { type ChunkOrigin, SyncedStage } from "./stages/synced.js";
+
+export interface PullOptions {
+  /** Concurrent background pulls (default 8). */
+  workers?: number;
+  /** Higher pulls first; gets the chunk index. Default: in order. */
+  priority?: PullPriority;
+  retry?: RetryPolicy;
+}
+
+export interface PushOptions {
+  /** Concurrent pushes (default 8). */
+  workers?: number;
+  /** Milliseconds between background pushes (default 20 000); `null` pushes only on sync and close. */
+  intervalMs?: number | null;
+  retry?: RetryPolicy;
+}
+
+export interface ManagedPipelineOptions {
+  remote: Backend;
+  /** The local cache; must be at least as large as the remote. */
+  local: Backend;
+  chunkSize: number;
+  /** A presence bitmap to fill (e.g. shared with native code); one is created otherwise. */
+  presence?: ChunkBitmap;
+  /** Background pull; `false` fetches chunks only when they are read. */
+  pull?: PullOptions | false;
+  /** Write-back; `false` keeps writes local only (they never reach the remote). */
+  push?: PushOptions | false;
+  /**
+   * Keep the puller open until `finalize(dirty)` (a migration's leecher). By
+   * default it is finalized at start with no dirty chunks.
+   */
+  awaitFinalize?: boolean;
+}
+
+export interface ManagedPipelineEvents {
+  /** A chunk became local. */
+  "chunk-local": [chunk: number, origin: ChunkOrigin];
+  /** Something changed; carries the new state. */
+  progress: [Progress];
+  /** A background pull or push failed (the data is kept; pushes are retried). */
+  error: [unknown];
+}
+
+/**
+ * The managed stack: a local cache in front of a remote, kept in sync.
+ *
+ *     backend ─ ArbitraryStage ─ LockableStage ─ SyncedStage ─┬─ local
+ *                                                            └─ remote
+ *     Puller → SyncedStage.ensureLocal        (background pull)
+ *     SyncedStage.onWrite → Pusher → remote   (write-back)
+ *
+ * `backend` takes any offset and length; a device frontend serves it.
+ */
+export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
+  readonly backend: Backend;
+  readonly synced: SyncedStage;
+  readonly lockable: LockableStage;
+  readonly puller: Puller | undefined;
+  readonly pusher: Pusher | undefined;
+  readonly presence: ChunkBitmap;
+  readonly layout: ChunkLayout;
+  readonly #options: ManagedPipelineOptions;
+  readonly #stats = { bytesPulled: 0, bytesPushed: 0, fetches: 0, fetchMs: 0 };
+  #chunksLocal = 0;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: ManagedPipelineOptions) {
+    super();
+    this.#options = options;
+    const { remote, local, chunkSize } = options;
+    this.synced = new SyncedStage(remote, local, {
+      chunkSize,
+      ...(options.presence ? { presence: options.presence } : {}),
+      onChunkLocal: (chunk, origin) => {
+        this.#chunksLocal++;
+        this.emit("chunk-local", chunk, origin);
+        this.#report();
+      },
+      onWrite: (chunk) => this.pusher?.markDirty(chunk),
+      onFetched: (_chunk, bytes, ms) => {
+        this.#stats.bytesPulled += bytes;
+        this.#stats.fetches++;
+        this.#stats.fetchMs += ms;
+      },
+    });
+    this.layout = this.synced.layout;
+    this.presence = this.synced.presence;
+    this.#chunksLocal = this.presence.cardinality();
+    this.lockable = new LockableStage(this.synced);
+    this.backend = new ArbitraryStage(this.lockable, chunkSize);
+
+    const pull = options.pull === undefined ? {} : options.pull;
+    this.puller =
+      pull === false
+        ? undefined
+        : new Puller(this.synced, {
+            workers: pull.workers ?? 8,
+            ...(pull.priority ? { priority: pull.priority } : {}),
+            ...(pull.retry ? { retry: pull.retry } : {}),
+          });
+
+    const push = options.push === undefined ? {} : options.push;
+    this.pusher =
+      push === false
+        ? undefined
+        : new Pusher(local, remote, this.layout, {
+            workers: push.workers ?? 8,
+            intervalMs: push.intervalMs === undefined ? 20_000 : push.intervalMs,
+            presence: this.presence,
+            ...(push.retry ? { retry: push.retry } : {}),
+            onPushed: (_chunk, bytes) => {
+              this.#stats.bytesPushed += bytes;
+              this.#report();
+            },
+            onError: (error) => this.emit("error", error),
+          });
+  }
+
+  /** Starts the background pull and push. Reads and writes work before and after. */
+  start(): void {
+    this.#assertOpen();
+    if (this.puller) {
+      this.puller.start();
+      if (!this.#options.awaitFinalize) this.puller.finalize([]);
+      this.puller.done.catch((error) => {
+        if (!this.#closing) this.emit("error", error);
+      });
+    }
+    this.pusher?.start();
+  }
+
+  /** Resolves once every chunk is local (needs a puller, and finalize when `awaitFinalize`). */
+  async pulled(): Promise<void> {
+    if (!this.puller) throw new R3mapError("ERR_INVALID_ARGUMENT", "this pipeline has no background puller");
+    await this.puller.done;
+  }
+
+  /**
+   * Marks the chunks that changed on the other side as remote and lets the
+   * puller fetch them first, then finish.
+   */
+  finalize(dirty: readonly number[]): void {
+    this.synced.markRemote(dirty);
+    this.#chunksLocal = this.presence.cardinality();
+    this.puller?.finalize(dirty);
+    this.#report();
+  }
+
+  /** Pushes every change made so far and makes it durable remotely. */
+  async sync(): Promise<void> {
+    this.#assertOpen();
+    await this.pusher?.flush();
+    await this.synced.sync();
+  }
+
+  progress(): Progress {
+    return {
+      chunksTotal: this.layout.count,
+      chunksLocal: this.#chunksLocal,
+      bytesPulled: this.#stats.bytesPulled,
+      bytesPushed: this.#stats.bytesPushed,
+      dirtyChunks: this.pusher?.dirtyCount ?? 0,
+      fetches: this.#stats.fetches,
+      meanFetchMs: this.#stats.fetches === 0 ? 0 : this.#stats.fetchMs / this.#stats.fetches,
+    };
+  }
+
+  /** Stops pulling, pushes what is left, closes both backends. Idempotent; rejects if the final push failed. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.puller?.close();
+      try {
+        await this.pusher?.close();
+      } finally {
+        await this.synced.close();
+      }
+    })();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closing) throw new R3mapError("ERR_CLOSED", "the managed pipeline is closed");
+  }
+
+  #report(): void {
+    if (this.listenerCount("progress") > 0) this.emit("progress", this.progress());
+  }
+}

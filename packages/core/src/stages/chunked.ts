@@ -1,0 +1,51 @@
+import type { Backend } from "../backend.js";
+import { ChunkLayout } from "../chunk-layout.js";
+import { R3mapError } from "../errors.js";
+import { Stage } from "./stage.js";
+
+/**
+ * Lets only whole, aligned chunks through: offset a multiple of the chunk size,
+ * length exactly that chunk's length (the last chunk may be shorter). Protects
+ * chunk-keyed backends (directory, key-value stores) from malformed requests.
+ */
+export class ChunkedStage extends Stage {
+  readonly layout: ChunkLayout;
+
+  constructor(inner: Backend, chunkSize: number) {
+    super(inner);
+    this.layout = new ChunkLayout(inner.size, chunkSize);
+  }
+
+  override async readAt(buffer: Uint8Array, offset: number): Promise<void> {
+    this.check(offset, buffer.length);
+    await this.inner.readAt(buffer, offset);
+  }
+
+  override async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
+    this.check(offset, buffer.length);
+    await this.inner.writeAt(buffer, offset);
+  }
+
+  /** Throws unless `[offset, offset+length)` is exactly one chunk; returns its index. */
+  check(offset: number, length: number): number {
+    const { chunkSize, size } = this.layout;
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `offset must be a non-negative integer, got ${offset}`);
+    }
+    if (offset >= size) {
+      throw new R3mapError("ERR_OUT_OF_RANGE", `offset ${offset} is past the end of the resource (${size} bytes)`);
+    }
+    if (offset % chunkSize !== 0) {
+      throw new R3mapError("ERR_MISALIGNED", `offset ${offset} is not a multiple of the chunk size ${chunkSize}`);
+    }
+    const chunk = offset / chunkSize;
+    const expected = this.layout.lengthOf(chunk);
+    if (length !== expected) {
+      throw new R3mapError(
+        length > expected && offset + length > size ? "ERR_OUT_OF_RANGE" : "ERR_MISALIGNED",
+        `chunk ${chunk} is ${expected} bytes long, the request has ${length}`,
+      );
+    }
+    return chunk;
+  }
+}

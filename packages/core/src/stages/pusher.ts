@@ -1,0 +1,154 @@
+import type { Backend } from "../backend.js";
+import type { ChunkBitmap } from "../chunk-bitmap.js";
+import type { ChunkLayout } from "../chunk-layout.js";
+import { R3mapError } from "../errors.js";
+import { delay } from "../util/abort.js";
+import { DEFAULT_RETRY, type RetryPolicy } from "./puller.js";
+
+export interface PusherOptions {
+  /** Concurrent pushes; at least 1. */
+  workers: number;
+  /** Push dirty chunks every this many milliseconds; `null` pushes only on `flush()` and `close()`. */
+  intervalMs: number | null;
+  retry?: RetryPolicy;
+  /** When given, a chunk that is not present locally is never pushed (it holds no data of ours). */
+  presence?: ChunkBitmap;
+  onPushed?: (chunk: number, bytes: number) => void;
+  /** A background (interval) push failed; the chunks stay dirty and are retried. */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * Writes chunks changed locally back to the remote: on an interval, on
+ * `flush()`, and a last time on `close()`; a flush that pushed anything ends
+ * with `remote.sync()`, so what `flush()` returns from is durable remotely. Each dirty chunk is pushed once per
+ * change however often it was written; a chunk written again while its push is
+ * in flight is pushed again afterwards, never concurrently (so the remote sees
+ * writes in order). A push that fails every retry leaves its chunk dirty, so no
+ * write is lost; `flush()` then rejects.
+ */
+export class Pusher {
+  readonly #dirty = new Set<number>();
+  readonly #inFlight = new Map<number, Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    readonly local: Backend,
+    readonly remote: Backend,
+    readonly layout: ChunkLayout,
+    readonly options: PusherOptions,
+  ) {
+    if (!Number.isSafeInteger(options.workers) || options.workers < 1) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `push workers must be at least 1, got ${options.workers}; to never push, do not create a pusher`,
+      );
+    }
+    if (options.intervalMs !== null && !(options.intervalMs > 0)) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `push interval must be positive or null, got ${options.intervalMs}`);
+    }
+  }
+
+  /** Chunks changed and not yet pushed (in flight ones excluded). */
+  get dirtyCount(): number {
+    return this.#dirty.size;
+  }
+
+  /** Starts the periodic push. */
+  start(): void {
+    if (this.options.intervalMs === null || this.#timer || this.#closed) return;
+    this.#timer = setInterval(() => {
+      this.flush().catch((error) => this.options.onError?.(error));
+    }, this.options.intervalMs);
+    // The interval alone must not keep a process alive; close() does the final push.
+    this.#timer.unref();
+  }
+
+  markDirty(chunk: number): void {
+    if (this.#closed) return;
+    this.#dirty.add(chunk);
+  }
+
+  /** Pushes every chunk dirty now and waits for pushes already in flight. */
+  async flush(): Promise<void> {
+    const chunks = [...this.#dirty];
+    this.#dirty.clear();
+    const earlier = [...this.#inFlight.values()];
+    let next = 0;
+    const errors: unknown[] = [];
+    const worker = async () => {
+      while (next < chunks.length) {
+        const chunk = chunks[next++]!;
+        try {
+          await this.#push(chunk);
+        } catch (error) {
+          errors.push(error);
+        }
+      }
+    };
+    const workers = Array.from({ length: Math.min(this.options.workers, chunks.length) }, worker);
+    await Promise.all(workers);
+    const before = await Promise.allSettled(earlier);
+    for (const result of before) if (result.status === "rejected") errors.push(result.reason);
+    if (errors.length === 0 && chunks.length > 0) await this.remote.sync();
+    if (errors.length > 0) {
+      throw new R3mapError(
+        "ERR_REMOTE_FAILED",
+        `${errors.length} chunk(s) could not be pushed to the remote; they stay dirty and will be retried`,
+        { cause: errors[0] },
+      );
+    }
+  }
+
+  /** Stops the interval and pushes what is left. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      try {
+        await this.flush();
+      } finally {
+        this.#closed = true;
+      }
+    })();
+    return this.#closing;
+  }
+
+  async #push(chunk: number): Promise<void> {
+    // One push per chunk at a time: wait for the previous one, whose data is older.
+    for (let previous = this.#inFlight.get(chunk); previous; previous = this.#inFlight.get(chunk)) {
+      await previous.catch(() => {});
+    }
+    if (this.options.presence && !this.options.presence.has(chunk)) return;
+    const running = this.#copy(chunk);
+    this.#inFlight.set(chunk, running);
+    try {
+      await running;
+    } catch (error) {
+      this.#dirty.add(chunk);
+      throw error;
+    } finally {
+      this.#inFlight.delete(chunk);
+    }
+  }
+
+  async #copy(chunk: number): Promise<void> {
+    const offset = this.layout.offsetOf(chunk);
+    const buffer = new Uint8Array(this.layout.lengthOf(chunk));
+    // Snapshot the local bytes first: a write after this point re-marks the chunk dirty.
+    await this.local.readAt(buffer, offset);
+    const retry = this.options.retry ?? DEFAULT_RETRY;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.remote.writeAt(buffer, offset);
+        break;
+      } catch (error) {
+        if (attempt >= retry.attempts) throw error;
+        await delay(retry.backoffMs * 2 ** (attempt - 1));
+      }
+    }
+    this.options.onPushed?.(chunk, buffer.length);
+  }
+}

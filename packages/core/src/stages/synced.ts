@@ -1,0 +1,163 @@
+import type { Backend } from "../backend.js";
+import { ChunkBitmap } from "../chunk-bitmap.js";
+import { ChunkLayout } from "../chunk-layout.js";
+import { R3mapError } from "../errors.js";
+import { ChunkedStage } from "./chunked.js";
+
+/** Why a chunk became local. */
+export type ChunkOrigin = "fetch" | "write";
+
+export interface SyncedStageOptions {
+  chunkSize: number;
+  /** Presence of each chunk in `local`; pass a shared one so native code and other threads see it. */
+  presence?: ChunkBitmap;
+  /** A chunk became local: fetched from the remote, or written whole before it was ever fetched. */
+  onChunkLocal?: (chunk: number, origin: ChunkOrigin) => void;
+  /** A write landed in the local copy of `chunk` (the pusher's dirty feed). */
+  onWrite?: (chunk: number) => void;
+  /** A chunk fetch finished; `ms` is its duration (for latency metrics). */
+  onFetched?: (chunk: number, bytes: number, ms: number) => void;
+}
+
+/**
+ * Keeps a local copy of a remote resource, chunk by chunk. Takes whole chunks
+ * only (put an ArbitraryStage above it).
+ *
+ * - A read of a chunk that is not local fetches it from the remote once,
+ *   stores it locally, marks it present, and answers. Concurrent readers of the
+ *   same chunk share that single fetch.
+ * - A write makes the chunk local without fetching it (it is overwritten whole).
+ *   A write to a chunk that is being fetched waits for the fetch, so the
+ *   fetched bytes can never overwrite newer written ones.
+ */
+export class SyncedStage implements Backend {
+  readonly layout: ChunkLayout;
+  readonly presence: ChunkBitmap;
+  readonly #validator: ChunkedStage;
+  /** The fetch or first write in progress per chunk; other operations on the chunk wait for it. */
+  readonly #pending = new Map<number, Promise<void>>();
+  readonly #options: SyncedStageOptions;
+
+  constructor(
+    readonly remote: Backend,
+    readonly local: Backend,
+    options: SyncedStageOptions,
+  ) {
+    if (local.size < remote.size) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `the local backend (${local.size} bytes) is smaller than the remote (${remote.size} bytes)`,
+      );
+    }
+    this.#options = options;
+    this.#validator = new ChunkedStage(remote, options.chunkSize);
+    this.layout = this.#validator.layout;
+    this.presence = options.presence ?? new ChunkBitmap(this.layout.count);
+    if (this.presence.count < this.layout.count) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", "the presence bitmap has fewer bits than there are chunks");
+    }
+  }
+
+  get size(): number {
+    return this.remote.size;
+  }
+
+  get readOnly(): boolean {
+    return this.local.readOnly ?? false;
+  }
+
+  isLocal(chunk: number): boolean {
+    return this.presence.has(chunk);
+  }
+
+  async readAt(buffer: Uint8Array, offset: number): Promise<void> {
+    const chunk = this.#validator.check(offset, buffer.length);
+    if (this.presence.has(chunk) || !(await this.#ensureLocal(chunk, buffer))) {
+      await this.local.readAt(buffer, offset);
+    }
+  }
+
+  async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
+    const chunk = this.#validator.check(offset, buffer.length);
+    for (let pending = this.#pending.get(chunk); pending; pending = this.#pending.get(chunk)) {
+      await pending.catch(() => {});
+    }
+    if (this.presence.has(chunk)) {
+      await this.local.writeAt(buffer, offset);
+    } else {
+      await this.#claim(chunk, async () => {
+        await this.local.writeAt(buffer, offset);
+        this.presence.set(chunk);
+        this.#options.onChunkLocal?.(chunk, "write");
+      });
+    }
+    this.#options.onWrite?.(chunk);
+  }
+
+  /** Fetches `chunk` if it is not local yet (the puller's entry point). */
+  async ensureLocal(chunk: number): Promise<void> {
+    if (!this.presence.has(chunk)) await this.#ensureLocal(chunk);
+  }
+
+  /**
+   * Marks chunks as stale so the next read fetches them again (a migration's
+   * dirty chunks, changed on the other host).
+   */
+  markRemote(chunks: Iterable<number>): void {
+    for (const chunk of chunks) {
+      if (!Number.isSafeInteger(chunk) || chunk < 0 || chunk >= this.layout.count) {
+        throw new R3mapError("ERR_OUT_OF_RANGE", `chunk ${chunk} does not exist (${this.layout.count} chunks)`);
+      }
+      this.presence.clear(chunk);
+    }
+  }
+
+  sync(): Promise<void> {
+    return this.local.sync();
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#pending.values()]);
+    try {
+      await this.local.close();
+    } finally {
+      await this.remote.close();
+    }
+  }
+
+  /**
+   * Makes `chunk` local, joining a fetch already under way. When this call
+   * starts the fetch and `into` is given, the remote bytes land straight in
+   * `into` and the result is true (the caller needs no local read).
+   */
+  async #ensureLocal(chunk: number, into?: Uint8Array): Promise<boolean> {
+    for (;;) {
+      if (this.presence.has(chunk)) return false;
+      const pending = this.#pending.get(chunk);
+      if (!pending) break;
+      await pending;
+    }
+    const offset = this.layout.offsetOf(chunk);
+    const buffer = into ?? new Uint8Array(this.layout.lengthOf(chunk));
+    await this.#claim(chunk, async () => {
+      const started = performance.now();
+      await this.remote.readAt(buffer, offset);
+      await this.local.writeAt(buffer, offset);
+      this.presence.set(chunk);
+      this.#options.onFetched?.(chunk, buffer.length, performance.now() - started);
+      this.#options.onChunkLocal?.(chunk, "fetch");
+    });
+    return into !== undefined;
+  }
+
+  /** Runs `operation` as the one pending operation of `chunk`. */
+  async #claim(chunk: number, operation: () => Promise<void>): Promise<void> {
+    const running = operation();
+    this.#pending.set(chunk, running);
+    try {
+      await running;
+    } finally {
+      if (this.#pending.get(chunk) === running) this.#pending.delete(chunk);
+    }
+  }
+}

@@ -1,0 +1,2 @@
+export { type ConformanceOptions, describeBackendConformance, patternBytes } from "./conformance.js";
+export { InstrumentedBackend } from "./instrumented.js";

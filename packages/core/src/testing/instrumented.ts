@@ -1,0 +1,80 @@
+import type { Backend } from "../backend.js";
+import { R3mapError } from "../errors.js";
+import { Stage } from "../stages/stage.js";
+import { delay } from "../util/abort.js";
+
+/**
+ * Wraps a real backend to observe and disturb it in tests: counts calls and
+ * bytes, records the offsets read and written, adds latency, and makes chosen
+ * calls fail. It forwards to the wrapped backend; it never invents data.
+ */
+export class InstrumentedBackend extends Stage {
+  readonly reads: number[] = [];
+  readonly writes: number[] = [];
+  syncs = 0;
+  /** Milliseconds added before each read or write. */
+  latencyMs = 0;
+  /** The next this-many reads fail with ERR_REMOTE_FAILED. */
+  failReads = 0;
+  /** The next this-many writes fail with ERR_REMOTE_FAILED. */
+  failWrites = 0;
+  /** While true every call fails with ERR_REMOTE_UNREACHABLE (a server that went away). */
+  down = false;
+  #inFlight = 0;
+  /** Highest number of reads and writes that were in progress at once. */
+  maxInFlight = 0;
+
+  constructor(inner: Backend) {
+    super(inner);
+  }
+
+  override async readAt(buffer: Uint8Array, offset: number): Promise<void> {
+    await this.#enter();
+    try {
+      if (this.failReads > 0) {
+        this.failReads--;
+        throw new R3mapError("ERR_REMOTE_FAILED", `injected read failure at ${offset}`);
+      }
+      this.reads.push(offset);
+      await this.inner.readAt(buffer, offset);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  override async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
+    await this.#enter();
+    try {
+      if (this.failWrites > 0) {
+        this.failWrites--;
+        throw new R3mapError("ERR_REMOTE_FAILED", `injected write failure at ${offset}`);
+      }
+      this.writes.push(offset);
+      await this.inner.writeAt(buffer, offset);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  override async sync(): Promise<void> {
+    this.#checkUp();
+    this.syncs++;
+    await this.inner.sync();
+  }
+
+  async #enter(): Promise<void> {
+    this.#inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.#inFlight);
+    try {
+      if (this.latencyMs > 0) await delay(this.latencyMs);
+      this.#checkUp();
+    } catch (error) {
+      this.#inFlight--;
+      throw error;
+    }
+  }
+
+  #checkUp(): void {
+    if (this.down) throw new R3mapError("ERR_REMOTE_UNREACHABLE", "injected outage: the remote is down");
+  }
+}
