@@ -1,0 +1,99 @@
+# Shared by the test-server scripts in this folder. Each script is called as
+#   <server>.sh start STATE_DIR   → installs what is missing, starts the server on
+#                                   127.0.0.1 with free ports, prints KEY=VALUE lines
+#                                   (the endpoint) on stdout; idempotent: a server
+#                                   already running in STATE_DIR is reused.
+#   <server>.sh stop STATE_DIR    → stops every process recorded in STATE_DIR/pids.
+# Everything the server writes lives in STATE_DIR. Diagnostics go to stderr.
+set -euo pipefail
+
+SERVERS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SERVERS_DIR/../.." && pwd)"
+R3MAP_CACHE="${R3MAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/r3map}"
+
+log() { printf '[servers] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Installs the Debian packages given that are not installed yet (fast path: dpkg-query only).
+ensure_debs() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+    as_root apt-get update -qq >/dev/null
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Prints N distinct free TCP ports on 127.0.0.1 (bound and released; a small race is accepted).
+free_ports() {
+  node -e '
+    const net = require("node:net");
+    const n = Number(process.argv[1]); const servers = [];
+    (async () => {
+      for (let i = 0; i < n; i++) {
+        const s = net.createServer(); await new Promise((r) => s.listen(0, "127.0.0.1", r)); servers.push(s);
+      }
+      console.log(servers.map((s) => s.address().port).join(" "));
+      for (const s of servers) s.close();
+    })();' "${1:-1}"
+}
+
+# Polls `cmd…` until it succeeds or SECONDS pass: wait_until SECONDS cmd…
+wait_until() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.1
+  done
+}
+
+# True if 127.0.0.1:PORT accepts TCP connections.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Records a PID to stop later.
+record_pid() { echo "$1" >>"$STATE/pids"; }
+
+# Stops every recorded process: TERM, then KILL after a bounded wait.
+stop_recorded() {
+  local pids pid
+  [ -f "$STATE/pids" ] || return 0
+  pids=$(tac "$STATE/pids")
+  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $pids; do
+    local deadline=$((SECONDS + 15))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -f "$STATE/pids" "$STATE/endpoint"
+}
+
+# True if every recorded process is still alive (so a running server can be reused).
+recorded_alive() {
+  [ -f "$STATE/pids" ] && [ -f "$STATE/endpoint" ] || return 1
+  local pid
+  for pid in $(cat "$STATE/pids"); do kill -0 "$pid" 2>/dev/null || return 1; done
+}
+
+# Common entry point: server scripts define do_start (prints KEY=VALUE lines to
+# $STATE/endpoint) and call `main "$@"`.
+main() {
+  local action="${1:-}"; STATE="${2:-}"
+  [ -n "$action" ] && [ -n "$STATE" ] || die "usage: $0 start|stop STATE_DIR"
+  mkdir -p "$STATE"; STATE="$(cd "$STATE" && pwd)"
+  case "$action" in
+    start)
+      if recorded_alive; then cat "$STATE/endpoint"; return 0; fi
+      stop_recorded
+      do_start
+      cat "$STATE/endpoint"
+      ;;
+    stop) stop_recorded ;;
+    *) die "unknown action $action (start|stop)" ;;
+  esac
+}
