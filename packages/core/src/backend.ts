@@ -97,6 +97,7 @@ export abstract class StorageBackend implements Backend {
   }
 
   protected assertOpen(): void {
-    if (this.#closed || this.#closing) throw new R3mapError("ERR_CLOSED", `${this.constructor.name} is closed`);
+    if (this.#closed || this.#closing)
+      throw new R3mapError("ERR_CLOSED", `${this.constructor.name} is closed`);
   }
 }

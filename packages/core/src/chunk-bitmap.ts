@@ -17,12 +17,18 @@ export class ChunkBitmap {
     buffer?: SharedArrayBuffer,
   ) {
     if (!Number.isSafeInteger(count) || count < 0) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", `chunk count must be a non-negative integer, got ${count}`);
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `chunk count must be a non-negative integer, got ${count}`,
+      );
     }
     const bytes = ChunkBitmap.byteLengthFor(count);
     const shared = buffer ?? new SharedArrayBuffer(bytes);
     if (shared.byteLength < bytes) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", `bitmap buffer holds ${shared.byteLength} bytes, needs ${bytes}`);
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `bitmap buffer holds ${shared.byteLength} bytes, needs ${bytes}`,
+      );
     }
     this.words = new Int32Array(shared, 0, bytes / 4);
   }

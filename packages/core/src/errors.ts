@@ -112,5 +112,9 @@ export function fromSystemError(error: unknown, what: string): R3mapError {
           : name === "EROFS"
             ? "ERR_READ_ONLY"
             : "ERR_IO";
-  return new R3mapError(code, `${what}: ${detail}`, name === undefined ? { cause: error } : { cause: error, errno: name });
+  return new R3mapError(
+    code,
+    `${what}: ${detail}`,
+    name === undefined ? { cause: error } : { cause: error, errno: name },
+  );
 }

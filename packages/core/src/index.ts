@@ -5,7 +5,14 @@ export { FileBackend, type FileBackendOptions, sizeOfOpenFile } from "./backends
 export { MEMORY_SEGMENT_SIZE, MemoryBackend, type MemoryBackendOptions } from "./backends/memory.js";
 export { ChunkBitmap } from "./chunk-bitmap.js";
 export { ChunkLayout, checkRange } from "./chunk-layout.js";
-export { type ErrorCode, errnoOf, fromSystemError, isR3mapError, R3mapError, type R3mapErrorOptions } from "./errors.js";
+export {
+  type ErrorCode,
+  errnoOf,
+  fromSystemError,
+  isR3mapError,
+  R3mapError,
+  type R3mapErrorOptions,
+} from "./errors.js";
 export { type Progress, TypedEmitter } from "./events.js";
 export {
   ManagedPipeline,
@@ -17,13 +24,27 @@ export {
 export { ArbitraryStage, settleAll } from "./stages/arbitrary.js";
 export { ChunkedStage } from "./stages/chunked.js";
 export { LockableStage } from "./stages/lockable.js";
-export { type ChunkSource, DEFAULT_RETRY, type PullPriority, Puller, type PullerOptions, type RetryPolicy } from "./stages/puller.js";
+export {
+  type ChunkSource,
+  DEFAULT_RETRY,
+  Puller,
+  type PullerOptions,
+  type PullPriority,
+  type RetryPolicy,
+} from "./stages/puller.js";
 export { Pusher, type PusherOptions } from "./stages/pusher.js";
 export { Stage } from "./stages/stage.js";
 export { type ChunkOrigin, SyncedStage, type SyncedStageOptions } from "./stages/synced.js";
 export { TrackingStage } from "./stages/tracking.js";
 export { formatBytes, parseSize } from "./units.js";
-export { type BackendOpener, flagParam, openBackend, registerBackendScheme, registeredBackendSchemes, sizeParam } from "./uri.js";
+export {
+  type BackendOpener,
+  flagParam,
+  openBackend,
+  registerBackendScheme,
+  registeredBackendSchemes,
+  sizeParam,
+} from "./uri.js";
 export { type Deferred, deferred, delay } from "./util/abort.js";
 export { KeyedMutex } from "./util/keyed-mutex.js";
 export { ChunkPriorityQueue } from "./util/priority-queue.js";

@@ -22,7 +22,10 @@ export function parseSize(text: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const multiplier = match ? multipliers[match[2]!.toLowerCase()] : undefined;
   if (!match || multiplier === undefined) {
-    throw new R3mapError("ERR_INVALID_ARGUMENT", `"${text}" is not a size (examples: 4096, 64KiB, 1GiB, 10MB)`);
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      `"${text}" is not a size (examples: 4096, 64KiB, 1GiB, 10MB)`,
+    );
   }
   const bytes = Number(match[1]) * multiplier;
   if (!Number.isSafeInteger(bytes)) {

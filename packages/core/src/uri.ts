@@ -56,7 +56,8 @@ export function sizeParam(url: URL, name: string, required?: false): number | un
 export function sizeParam(url: URL, name: string, required = false): number | undefined {
   const value = url.searchParams.get(name);
   if (value === null) {
-    if (required) throw new R3mapError("ERR_INVALID_ARGUMENT", `${url.protocol} URI needs a "${name}" parameter`);
+    if (required)
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `${url.protocol} URI needs a "${name}" parameter`);
     return undefined;
   }
   return parseSize(value);
@@ -68,7 +69,10 @@ export function flagParam(url: URL, name: string): boolean {
   return value !== null && ["", "1", "true", "yes"].includes(value.toLowerCase());
 }
 
-registerBackendScheme("memory", (url) => new MemoryBackend(sizeParam(url, "size", true), { readOnly: flagParam(url, "readOnly") }));
+registerBackendScheme(
+  "memory",
+  (url) => new MemoryBackend(sizeParam(url, "size", true), { readOnly: flagParam(url, "readOnly") }),
+);
 
 registerBackendScheme("file", (url) => {
   const size = sizeParam(url, "size");

@@ -40,9 +40,13 @@ describeBackendConformance("memory", async (size) => new MemoryBackend(size));
   );
 }
 
-describeBackendConformance("chunked memory", async (size) => new ChunkedStage(new MemoryBackend(size), 4096), {
-  wholeChunks: 4096,
-});
+describeBackendConformance(
+  "chunked memory",
+  async (size) => new ChunkedStage(new MemoryBackend(size), 4096),
+  {
+    wholeChunks: 4096,
+  },
+);
 
 describe("MemoryBackend", () => {
   it("spans segment boundaries", async () => {

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { StorageBackend } from "../backend.js";
 import { ChunkLayout } from "../chunk-layout.js";
-import { R3mapError, fromSystemError } from "../errors.js";
+import { fromSystemError, R3mapError } from "../errors.js";
 
 export interface DirectoryBackendOptions {
   size: number;
@@ -36,7 +36,10 @@ export class DirectoryBackend extends StorageBackend {
     this.layout = new ChunkLayout(options.size, options.chunkSize);
     this.#maxOpenFiles = options.maxOpenFiles ?? 512;
     if (!Number.isSafeInteger(this.#maxOpenFiles) || this.#maxOpenFiles < 1) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", `maxOpenFiles must be at least 1, got ${this.#maxOpenFiles}`);
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `maxOpenFiles must be at least 1, got ${this.#maxOpenFiles}`,
+      );
     }
   }
 

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import { StorageBackend } from "../backend.js";
-import { R3mapError, fromSystemError } from "../errors.js";
+import { fromSystemError, R3mapError } from "../errors.js";
 
 export interface FileBackendOptions {
   /** Size of the resource. Defaults to the file's size (or the block device's). */
@@ -46,7 +46,10 @@ export class FileBackend extends StorageBackend {
       }
       const stat = fs.fstatSync(fd);
       if (stat.isBlockDevice() && size > actual) {
-        throw new R3mapError("ERR_OUT_OF_RANGE", `${path} holds ${actual} bytes, smaller than the requested ${size}`);
+        throw new R3mapError(
+          "ERR_OUT_OF_RANGE",
+          `${path} holds ${actual} bytes, smaller than the requested ${size}`,
+        );
       }
       if (stat.isFile() && !readOnly && actual < size) fs.ftruncateSync(fd, size);
       return new FileBackend(path, fd, size, readOnly);

@@ -36,7 +36,9 @@ export class MemoryBackend extends StorageBackend {
   }
 
   protected read(buffer: Uint8Array, offset: number): void {
-    this.#each(offset, buffer.length, (segment, start, end, at) => buffer.set(segment.subarray(start, end), at));
+    this.#each(offset, buffer.length, (segment, start, end, at) =>
+      buffer.set(segment.subarray(start, end), at),
+    );
   }
 
   protected write(buffer: Uint8Array, offset: number): void {

@@ -23,7 +23,7 @@ export class ArbitraryStage extends Stage {
 
   override async readAt(buffer: Uint8Array, offset: number): Promise<void> {
     checkRange(this.size, offset, buffer.length);
-    await this.#eachChunk(offset, buffer.length, async (chunk, chunkOffset, chunkLength, from, to) => {
+    await this.#eachChunk(offset, buffer.length, async (_chunk, chunkOffset, chunkLength, from, to) => {
       const target = buffer.subarray(from - offset, to - offset);
       if (from === chunkOffset && to === chunkOffset + chunkLength) {
         await this.inner.readAt(target, chunkOffset);
@@ -56,7 +56,13 @@ export class ArbitraryStage extends Stage {
   async #eachChunk(
     offset: number,
     length: number,
-    visit: (chunk: number, chunkOffset: number, chunkLength: number, from: number, to: number) => Promise<void>,
+    visit: (
+      chunk: number,
+      chunkOffset: number,
+      chunkLength: number,
+      from: number,
+      to: number,
+    ) => Promise<void>,
   ): Promise<void> {
     const [first, end] = this.layout.span(offset, length);
     const tasks: Promise<void>[] = [];

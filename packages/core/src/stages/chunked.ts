@@ -33,10 +33,16 @@ export class ChunkedStage extends Stage {
       throw new R3mapError("ERR_INVALID_ARGUMENT", `offset must be a non-negative integer, got ${offset}`);
     }
     if (offset >= size) {
-      throw new R3mapError("ERR_OUT_OF_RANGE", `offset ${offset} is past the end of the resource (${size} bytes)`);
+      throw new R3mapError(
+        "ERR_OUT_OF_RANGE",
+        `offset ${offset} is past the end of the resource (${size} bytes)`,
+      );
     }
     if (offset % chunkSize !== 0) {
-      throw new R3mapError("ERR_MISALIGNED", `offset ${offset} is not a multiple of the chunk size ${chunkSize}`);
+      throw new R3mapError(
+        "ERR_MISALIGNED",
+        `offset ${offset} is not a multiple of the chunk size ${chunkSize}`,
+      );
     }
     const chunk = offset / chunkSize;
     const expected = this.layout.lengthOf(chunk);

@@ -1,4 +1,4 @@
-import { deferred, type Deferred } from "../util/abort.js";
+import { type Deferred, deferred } from "../util/abort.js";
 import { Stage } from "./stage.js";
 
 /**

@@ -30,6 +30,8 @@ export interface PusherOptions {
 export class Pusher {
   readonly #dirty = new Set<number>();
   readonly #inFlight = new Map<number, Promise<void>>();
+  /** Flushes under way; a flush waits for the ones started before it. */
+  readonly #flushes = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -47,7 +49,10 @@ export class Pusher {
       );
     }
     if (options.intervalMs !== null && !(options.intervalMs > 0)) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", `push interval must be positive or null, got ${options.intervalMs}`);
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `push interval must be positive or null, got ${options.intervalMs}`,
+      );
     }
   }
 
@@ -71,11 +76,27 @@ export class Pusher {
     this.#dirty.add(chunk);
   }
 
-  /** Pushes every chunk dirty now and waits for pushes already in flight. */
+  /**
+   * Pushes every chunk dirty now, and waits for earlier flushes (the interval's
+   * included) to finish, so that every write made before the call is on the
+   * remote when it resolves. Rejects if any of those chunks could not be pushed.
+   */
   async flush(): Promise<void> {
-    const chunks = [...this.#dirty];
+    const earlier = [...this.#flushes];
+    const own = this.#pushAll([...this.#dirty]);
     this.#dirty.clear();
-    const earlier = [...this.#inFlight.values()];
+    this.#flushes.add(own);
+    try {
+      const results = await Promise.allSettled([own, ...earlier]);
+      const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed.length > 0) throw failed[0]!.reason;
+    } finally {
+      this.#flushes.delete(own);
+    }
+  }
+
+  /** Pushes `chunks` with at most `workers` at once; ends with a remote sync when all succeeded. */
+  async #pushAll(chunks: number[]): Promise<void> {
     let next = 0;
     const errors: unknown[] = [];
     const worker = async () => {
@@ -88,11 +109,7 @@ export class Pusher {
         }
       }
     };
-    const workers = Array.from({ length: Math.min(this.options.workers, chunks.length) }, worker);
-    await Promise.all(workers);
-    const before = await Promise.allSettled(earlier);
-    for (const result of before) if (result.status === "rejected") errors.push(result.reason);
-    if (errors.length === 0 && chunks.length > 0) await this.remote.sync();
+    await Promise.all(Array.from({ length: Math.min(this.options.workers, chunks.length) }, worker));
     if (errors.length > 0) {
       throw new R3mapError(
         "ERR_REMOTE_FAILED",
@@ -100,6 +117,7 @@ export class Pusher {
         { cause: errors[0] },
       );
     }
+    if (chunks.length > 0) await this.remote.sync();
   }
 
   /** Stops the interval and pushes what is left. Idempotent. */

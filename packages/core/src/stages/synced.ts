@@ -1,6 +1,6 @@
 import type { Backend } from "../backend.js";
 import { ChunkBitmap } from "../chunk-bitmap.js";
-import { ChunkLayout } from "../chunk-layout.js";
+import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
 import { ChunkedStage } from "./chunked.js";
 
@@ -54,7 +54,10 @@ export class SyncedStage implements Backend {
     this.layout = this.#validator.layout;
     this.presence = options.presence ?? new ChunkBitmap(this.layout.count);
     if (this.presence.count < this.layout.count) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", "the presence bitmap has fewer bits than there are chunks");
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        "the presence bitmap has fewer bits than there are chunks",
+      );
     }
   }
 
@@ -106,7 +109,10 @@ export class SyncedStage implements Backend {
   markRemote(chunks: Iterable<number>): void {
     for (const chunk of chunks) {
       if (!Number.isSafeInteger(chunk) || chunk < 0 || chunk >= this.layout.count) {
-        throw new R3mapError("ERR_OUT_OF_RANGE", `chunk ${chunk} does not exist (${this.layout.count} chunks)`);
+        throw new R3mapError(
+          "ERR_OUT_OF_RANGE",
+          `chunk ${chunk} does not exist (${this.layout.count} chunks)`,
+        );
       }
       this.presence.clear(chunk);
     }

@@ -46,15 +46,19 @@ export class TrackingStage extends Stage {
     this.#record(offset, buffer.length);
   }
 
-  readonly trim = this.inner.trim && (async (offset: number, length: number) => {
-    await this.inner.trim!(offset, length);
-    this.#record(offset, length);
-  });
+  readonly trim =
+    this.inner.trim &&
+    (async (offset: number, length: number) => {
+      await this.inner.trim!(offset, length);
+      this.#record(offset, length);
+    });
 
-  readonly writeZeroes = this.inner.writeZeroes && (async (offset: number, length: number) => {
-    await this.inner.writeZeroes!(offset, length);
-    this.#record(offset, length);
-  });
+  readonly writeZeroes =
+    this.inner.writeZeroes &&
+    (async (offset: number, length: number) => {
+      await this.inner.writeZeroes!(offset, length);
+      this.#record(offset, length);
+    });
 
   #record(offset: number, length: number): void {
     if (!this.#dirty) return;

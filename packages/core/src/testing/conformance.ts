@@ -75,7 +75,9 @@ export function describeBackendConformance(
     const requests = (): Array<[offset: number, length: number]> => {
       if (chunk) {
         const count = Math.ceil(size / chunk);
-        const picks = [0, 1, Math.floor(count / 2), count - 1].filter((c, i, all) => c >= 0 && all.indexOf(c) === i);
+        const picks = [0, 1, Math.floor(count / 2), count - 1].filter(
+          (c, i, all) => c >= 0 && all.indexOf(c) === i,
+        );
         return picks.map((c) => [c * chunk, Math.min(chunk, size - c * chunk)]);
       }
       const lengths = [1, 7, 511, 512, 513, 4095, 4096, 4097, 65536 + 3];
@@ -99,7 +101,10 @@ export function describeBackendConformance(
       for (let offset = 0; offset < size; offset += step) {
         const buffer = new Uint8Array(Math.min(step, size - offset)).fill(0xa5);
         await backend.readAt(buffer, offset);
-        expect(buffer.every((byte) => byte === 0), `bytes at ${offset} are not all zero`).toBe(true);
+        expect(
+          buffer.every((byte) => byte === 0),
+          `bytes at ${offset} are not all zero`,
+        ).toBe(true);
       }
     });
 
@@ -140,7 +145,7 @@ export function describeBackendConformance(
       await Promise.all(datas.map((data, i) => backend.writeAt(data, i * unit)));
       const backs = datas.map(() => new Uint8Array(unit));
       await Promise.all(backs.map((back, i) => backend.readAt(back, i * unit)));
-      backs.forEach((back, i) => expect(Buffer.compare(back, datas[i]!), `chunk ${i}`).toBe(0));
+      for (const [i, back] of backs.entries()) expect(Buffer.compare(back, datas[i]!), `chunk ${i}`).toBe(0);
     });
 
     it("refuses requests outside the resource with typed errors", { timeout }, async () => {
@@ -148,7 +153,11 @@ export function describeBackendConformance(
       const unit = chunk ?? 16;
       await expectCode(backend.readAt(new Uint8Array(unit), size), "ERR_OUT_OF_RANGE");
       await expectCode(backend.writeAt(new Uint8Array(unit), size), "ERR_OUT_OF_RANGE");
-      await expectCode(backend.readAt(new Uint8Array(unit), -unit), "ERR_INVALID_ARGUMENT", "ERR_OUT_OF_RANGE");
+      await expectCode(
+        backend.readAt(new Uint8Array(unit), -unit),
+        "ERR_INVALID_ARGUMENT",
+        "ERR_OUT_OF_RANGE",
+      );
       if (!chunk) {
         await expectCode(backend.readAt(new Uint8Array(32), size - 16), "ERR_OUT_OF_RANGE");
         await expectCode(backend.writeAt(new Uint8Array(32), size - 16), "ERR_OUT_OF_RANGE");

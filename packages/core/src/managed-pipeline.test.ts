@@ -1,0 +1,203 @@
+import { describe, expect, it } from "vitest";
+import { MemoryBackend } from "./backends/memory.js";
+import type { Progress } from "./events.js";
+import { ManagedPipeline } from "./managed-pipeline.js";
+import { describeBackendConformance, InstrumentedBackend, patternBytes } from "./testing/index.js";
+
+const chunkSize = 16 * 1024;
+
+describeBackendConformance("managed pipeline over memory", async (size) => {
+  const pipeline = new ManagedPipeline({
+    remote: new MemoryBackend(size),
+    local: new MemoryBackend(size),
+    chunkSize,
+    push: { intervalMs: null },
+  });
+  pipeline.start();
+  // Closing the pipeline's backend closes the whole pipeline (final push included).
+  return Object.assign(pipeline.backend, { close: () => pipeline.close() });
+});
+
+/** The bytes of a memory backend, read from its segments (works after close). */
+function contents(backend: MemoryBackend): Uint8Array {
+  return Buffer.concat(backend.segments);
+}
+
+/** A small deterministic random generator, so a failing interleaving can be replayed. */
+function random(seed: number): () => number {
+  let x = seed;
+  return () => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    return x / 0x7fffffff;
+  };
+}
+
+describe("ManagedPipeline", () => {
+  it("concurrent puller, readers and writers end byte-for-byte equal to a reference model, locally and remotely", async () => {
+    const size = 64 * chunkSize + 1234;
+    const initial = patternBytes(size, 11);
+    const remote = new InstrumentedBackend(MemoryBackend.from(initial));
+    remote.latencyMs = 1;
+    const pipeline = new ManagedPipeline({
+      remote,
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: { workers: 4 },
+      push: { workers: 3, intervalMs: 5 },
+    });
+    pipeline.start();
+    const model = initial.slice();
+    const next = random(7);
+    const operations: Promise<void>[] = [];
+    for (let i = 0; i < 300; i++) {
+      const offset = Math.floor(next() * (size - 1));
+      const length = 1 + Math.floor(next() * Math.min(3 * chunkSize, size - offset - 1));
+      if (next() < 0.5) {
+        const data = patternBytes(length, 1000 + i);
+        model.set(data, offset);
+        // Writes are issued in order per call; the model applies them in issue order, so
+        // overlapping writes must not run concurrently: chain each on the previous ones.
+        operations.push(Promise.all(operations).then(() => pipeline.backend.writeAt(data, offset)));
+      } else {
+        const expected = model.slice(offset, offset + length);
+        operations.push(
+          Promise.all(operations).then(async () => {
+            const back = new Uint8Array(length);
+            await pipeline.backend.readAt(back, offset);
+            expect(Buffer.compare(back, expected), `read at ${offset}+${length}`).toBe(0);
+          }),
+        );
+      }
+      if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await Promise.all(operations);
+    await pipeline.pulled();
+    const all = new Uint8Array(size);
+    await pipeline.backend.readAt(all, 0);
+    expect(Buffer.compare(all, model)).toBe(0);
+    await pipeline.close();
+    expect(Buffer.compare(contents(remote.inner as MemoryBackend), model)).toBe(0);
+  });
+
+  it("unordered concurrent reads and writes to distinct chunks while pulling", async () => {
+    const chunks = 48;
+    const size = chunks * chunkSize;
+    const initial = patternBytes(size, 3);
+    const remote = new InstrumentedBackend(MemoryBackend.from(initial));
+    remote.latencyMs = 2;
+    const pipeline = new ManagedPipeline({
+      remote,
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: { workers: 2 },
+    });
+    pipeline.start();
+    const model = initial.slice();
+    const tasks: Promise<void>[] = [];
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const offset = chunk * chunkSize + 100;
+      if (chunk % 3 === 0) {
+        const data = patternBytes(500, chunk);
+        model.set(data, offset);
+        tasks.push(pipeline.backend.writeAt(data, offset));
+      } else {
+        tasks.push(
+          (async () => {
+            const back = new Uint8Array(500);
+            await pipeline.backend.readAt(back, offset);
+            expect(Buffer.compare(back, initial.subarray(offset, offset + 500))).toBe(0);
+          })(),
+        );
+      }
+    }
+    await Promise.all(tasks);
+    await pipeline.pulled();
+    // Each chunk was fetched from the remote at most once, whoever asked first.
+    expect(new Set(remote.reads).size).toBe(remote.reads.length);
+    await pipeline.close();
+    expect(Buffer.compare(contents(remote.inner as MemoryBackend), model)).toBe(0);
+  });
+
+  it("close() pushes every write even without an interval, and reports progress", async () => {
+    const size = 8 * chunkSize;
+    const remote = new MemoryBackend(size);
+    const pipeline = new ManagedPipeline({
+      remote,
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: false,
+      push: { intervalMs: null },
+    });
+    const seen: Progress[] = [];
+    pipeline.on("progress", (progress) => seen.push(progress));
+    pipeline.start();
+    const data = patternBytes(3 * chunkSize, 4);
+    await pipeline.backend.writeAt(data, chunkSize / 2);
+    expect(pipeline.progress()).toMatchObject({
+      chunksTotal: 8,
+      chunksLocal: 4,
+      dirtyChunks: 4,
+      bytesPulled: 2 * chunkSize,
+    });
+    await pipeline.close();
+    expect(Buffer.compare(contents(remote).subarray(chunkSize / 2, chunkSize / 2 + data.length), data)).toBe(
+      0,
+    );
+    expect(seen.at(-1)).toMatchObject({ bytesPushed: 4 * chunkSize, dirtyChunks: 0 });
+    await expect(pipeline.sync()).rejects.toMatchObject({ code: "ERR_CLOSED" });
+  });
+
+  it("with push disabled explicitly, writes never reach the remote", async () => {
+    const size = 4 * chunkSize;
+    const remote = new InstrumentedBackend(new MemoryBackend(size));
+    const pipeline = new ManagedPipeline({ remote, local: new MemoryBackend(size), chunkSize, push: false });
+    pipeline.start();
+    await pipeline.backend.writeAt(new Uint8Array(chunkSize).fill(1), 0);
+    await pipeline.close();
+    expect(remote.writes).toEqual([]);
+  });
+
+  it("finalize(dirty) refetches chunks changed remotely, first", async () => {
+    const size = 16 * chunkSize;
+    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 1)));
+    const pipeline = new ManagedPipeline({
+      remote,
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: { workers: 1 },
+      awaitFinalize: true,
+    });
+    pipeline.start();
+    while (pipeline.progress().chunksLocal < 16) await new Promise((resolve) => setTimeout(resolve, 1));
+    const changed = patternBytes(chunkSize, 2);
+    await remote.inner.writeAt(changed, 5 * chunkSize);
+    remote.reads.length = 0;
+    pipeline.finalize([5]);
+    await pipeline.pulled();
+    expect(remote.reads).toEqual([5 * chunkSize]);
+    const back = new Uint8Array(chunkSize);
+    await pipeline.backend.readAt(back, 5 * chunkSize);
+    expect(Buffer.compare(back, changed)).toBe(0);
+    await pipeline.close();
+  });
+
+  it("reads fail with a typed error while the remote is down, and work again when it returns", async () => {
+    const size = 4 * chunkSize;
+    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 8)));
+    const pipeline = new ManagedPipeline({ remote, local: new MemoryBackend(size), chunkSize, pull: false });
+    pipeline.start();
+    remote.down = true;
+    await expect(pipeline.backend.readAt(new Uint8Array(10), 0)).rejects.toMatchObject({
+      code: "ERR_REMOTE_UNREACHABLE",
+    });
+    // A write needs no fetch when it covers whole chunks: it succeeds locally while the remote is away.
+    await pipeline.backend.writeAt(patternBytes(chunkSize, 9), chunkSize);
+    await expect(pipeline.sync()).rejects.toMatchObject({ code: "ERR_REMOTE_FAILED" });
+    remote.down = false;
+    await pipeline.sync();
+    const back = new Uint8Array(chunkSize);
+    await remote.inner.readAt(back, chunkSize);
+    expect(Buffer.compare(back, patternBytes(chunkSize, 9))).toBe(0);
+    await pipeline.close();
+  });
+});

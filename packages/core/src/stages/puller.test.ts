@@ -1,0 +1,128 @@
+import { describe, expect, it } from "vitest";
+import { MemoryBackend } from "../backends/memory.js";
+import { InstrumentedBackend, patternBytes } from "../testing/index.js";
+import { Puller } from "./puller.js";
+import { SyncedStage } from "./synced.js";
+
+const chunkSize = 4096;
+
+function setup(chunks: number) {
+  const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(chunks * chunkSize, 3)));
+  const local = new MemoryBackend(chunks * chunkSize);
+  const synced = new SyncedStage(remote, local, { chunkSize });
+  return { remote, local, synced };
+}
+
+const order = (remote: InstrumentedBackend) => remote.reads.map((offset) => offset / chunkSize);
+
+describe("Puller", () => {
+  it("pulls every chunk, including a short trailing one, and finishes after finalize", async () => {
+    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(5 * chunkSize + 10, 3)));
+    const synced = new SyncedStage(remote, new MemoryBackend(5 * chunkSize + 10), { chunkSize });
+    const puller = new Puller(synced, { workers: 3 });
+    puller.start();
+    let finished = false;
+    puller.done.then(() => {
+      finished = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(finished).toBe(false); // not finalized yet
+    expect(synced.presence.cardinality()).toBe(6);
+    puller.finalize([]);
+    await puller.done;
+    expect(order(remote).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it("pulls in priority order with one worker", async () => {
+    const { remote, synced } = setup(6);
+    const puller = new Puller(synced, {
+      workers: 1,
+      priority: (chunk) => (chunk % 2 === 0 ? 10 : 0) - chunk,
+    });
+    puller.start();
+    puller.finalize();
+    await puller.done;
+    expect(order(remote)).toEqual([0, 2, 4, 1, 3, 5]);
+  });
+
+  it("lets priorities change while running (a demand read jumps the queue)", async () => {
+    const { remote, synced } = setup(20);
+    remote.latencyMs = 5;
+    const puller = new Puller(synced, { workers: 1 });
+    puller.start();
+    await new Promise((resolve) => setTimeout(resolve, 12));
+    puller.prioritize(17, 1000);
+    puller.prioritize(15, 999);
+    puller.finalize();
+    await puller.done;
+    const pulled = order(remote);
+    expect(pulled.indexOf(17)).toBeLessThan(pulled.indexOf(3));
+    expect(pulled.indexOf(17)).toBeLessThan(pulled.indexOf(15));
+    expect(pulled.indexOf(15)).toBeLessThan(pulled.indexOf(4));
+    expect(new Set(pulled).size).toBe(20);
+  });
+
+  it("skips chunks that became local some other way", async () => {
+    const { remote, synced } = setup(4);
+    await synced.writeAt(new Uint8Array(chunkSize), 2 * chunkSize);
+    await synced.readAt(new Uint8Array(chunkSize), 0);
+    const puller = new Puller(synced, { workers: 2 });
+    puller.start();
+    puller.finalize();
+    await puller.done;
+    expect(order(remote).sort()).toEqual([0, 1, 3]);
+  });
+
+  it("finalize(dirty) re-pulls dirty chunks first", async () => {
+    const { remote, synced } = setup(8);
+    remote.latencyMs = 2;
+    const puller = new Puller(synced, { workers: 1 });
+    puller.start();
+    while (synced.presence.cardinality() < 4) await new Promise((resolve) => setTimeout(resolve, 1));
+    synced.markRemote([1, 0]);
+    puller.finalize([1, 0]);
+    await puller.done;
+    const pulled = order(remote);
+    const afterFinalize = pulled.slice(pulled.lastIndexOf(1));
+    expect(afterFinalize.slice(0, 2)).toEqual([1, 0]);
+    expect(synced.presence.cardinality()).toBe(8);
+  });
+
+  it("retries a failing chunk and succeeds", async () => {
+    const { remote, synced } = setup(3);
+    remote.failReads = 2;
+    const puller = new Puller(synced, { workers: 1, retry: { attempts: 3, backoffMs: 1 } });
+    puller.start();
+    puller.finalize();
+    await puller.done;
+    expect(synced.presence.cardinality()).toBe(3);
+  });
+
+  it("rejects done with the first error once retries are exhausted, and stops", async () => {
+    const { remote, synced } = setup(10);
+    remote.down = true;
+    const puller = new Puller(synced, { workers: 2, retry: { attempts: 2, backoffMs: 1 } });
+    puller.start();
+    puller.finalize();
+    await expect(puller.done).rejects.toMatchObject({ code: "ERR_REMOTE_UNREACHABLE" });
+    await puller.close();
+  });
+
+  it("close() stops the workers and rejects done with ERR_CLOSED", async () => {
+    const { remote, synced } = setup(50);
+    remote.latencyMs = 5;
+    const puller = new Puller(synced, { workers: 2 });
+    puller.start();
+    await puller.close();
+    const pulledAtClose = remote.reads.length;
+    await expect(puller.done).rejects.toMatchObject({ code: "ERR_CLOSED" });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(remote.reads.length).toBe(pulledAtClose);
+    expect(pulledAtClose).toBeLessThan(50);
+  });
+
+  it("refuses zero workers instead of silently not pulling", () => {
+    const { synced } = setup(1);
+    expect(() => new Puller(synced, { workers: 0 })).toThrow(/at least 1/);
+  });
+});

@@ -1,0 +1,128 @@
+import { describe, expect, it } from "vitest";
+import { MemoryBackend } from "../backends/memory.js";
+import { ChunkBitmap } from "../chunk-bitmap.js";
+import { ChunkLayout } from "../chunk-layout.js";
+import { InstrumentedBackend, patternBytes } from "../testing/index.js";
+import { Pusher } from "./pusher.js";
+
+const chunkSize = 4096;
+
+function setup(chunks = 8, intervalMs: number | null = null) {
+  const size = chunks * chunkSize;
+  const local = MemoryBackend.from(patternBytes(size, 5));
+  const remote = new InstrumentedBackend(new MemoryBackend(size));
+  const presence = new ChunkBitmap(chunks);
+  presence.setAll();
+  const pushed: number[] = [];
+  const errors: unknown[] = [];
+  const pusher = new Pusher(local, remote, new ChunkLayout(size, chunkSize), {
+    workers: 2,
+    intervalMs,
+    presence,
+    retry: { attempts: 2, backoffMs: 1 },
+    onPushed: (chunk) => pushed.push(chunk),
+    onError: (error) => errors.push(error),
+  });
+  return { local, remote, pusher, presence, pushed, errors };
+}
+
+async function remoteChunk(remote: InstrumentedBackend, chunk: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(chunkSize);
+  await remote.inner.readAt(bytes, chunk * chunkSize);
+  return bytes;
+}
+
+describe("Pusher", () => {
+  it("pushes each dirty chunk once however often it was marked, then syncs the remote", async () => {
+    const { local, remote, pusher } = setup();
+    for (const chunk of [3, 1, 3, 3, 1]) pusher.markDirty(chunk);
+    expect(pusher.dirtyCount).toBe(2);
+    await pusher.flush();
+    expect(remote.writes.sort((a, b) => a - b)).toEqual([chunkSize, 3 * chunkSize]);
+    expect(remote.syncs).toBe(1);
+    const expected = new Uint8Array(chunkSize);
+    await local.readAt(expected, 3 * chunkSize);
+    expect(Buffer.compare(await remoteChunk(remote, 3), expected)).toBe(0);
+    await pusher.flush();
+    expect(remote.writes.length).toBe(2);
+  });
+
+  it("never pushes a chunk that is not local", async () => {
+    const { remote, pusher, presence } = setup();
+    presence.clear(4);
+    pusher.markDirty(4);
+    await pusher.flush();
+    expect(remote.writes).toEqual([]);
+  });
+
+  it("pushes a chunk rewritten during its push again afterwards, never concurrently", async () => {
+    const { local, remote, pusher } = setup();
+    remote.latencyMs = 20;
+    pusher.markDirty(0);
+    const first = pusher.flush();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const newer = patternBytes(chunkSize, 77);
+    await local.writeAt(newer, 0);
+    pusher.markDirty(0);
+    await Promise.all([first, pusher.flush()]);
+    expect(remote.writes).toEqual([0, 0]);
+    expect(remote.maxInFlight).toBe(1);
+    expect(Buffer.compare(await remoteChunk(remote, 0), newer)).toBe(0);
+  });
+
+  it("keeps failed chunks dirty, rejects flush, and pushes them once the remote is back", async () => {
+    const { remote, pusher } = setup();
+    remote.down = true;
+    pusher.markDirty(2);
+    pusher.markDirty(5);
+    await expect(pusher.flush()).rejects.toMatchObject({ code: "ERR_REMOTE_FAILED" });
+    expect(pusher.dirtyCount).toBe(2);
+    remote.down = false;
+    await pusher.flush();
+    expect(pusher.dirtyCount).toBe(0);
+    expect(remote.writes.sort((a, b) => a - b)).toEqual([2 * chunkSize, 5 * chunkSize]);
+  });
+
+  it("a flush waits for chunks an earlier flush took but has not pushed yet", async () => {
+    const { remote, pusher } = setup(8);
+    remote.latencyMs = 5;
+    for (let chunk = 0; chunk < 8; chunk++) pusher.markDirty(chunk);
+    const first = pusher.flush(); // takes all 8, pushes 2 at a time
+    await pusher.flush(); // nothing dirty of its own, but must not return before the first is done
+    expect(remote.writes.length).toBe(8);
+    await first;
+  });
+
+  it("retries a transient failure within one flush", async () => {
+    const { remote, pusher } = setup();
+    remote.failWrites = 1;
+    pusher.markDirty(1);
+    await pusher.flush();
+    expect(remote.writes).toEqual([chunkSize]);
+  });
+
+  it("pushes on its interval, reports background errors, and close() does a final push", async () => {
+    const { remote, pusher, errors } = setup(8, 10);
+    pusher.start();
+    pusher.markDirty(6);
+    const deadline = Date.now() + 2000;
+    while (remote.writes.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(remote.writes).toEqual([6 * chunkSize]);
+    remote.failWrites = 2;
+    pusher.markDirty(7);
+    while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(errors.length).toBeGreaterThan(0);
+    pusher.markDirty(0);
+    await pusher.close();
+    await pusher.close();
+    expect(remote.writes).toContain(0);
+    expect(remote.writes).toContain(7 * chunkSize);
+  });
+
+  it("refuses zero workers instead of silently never pushing", () => {
+    const local = new MemoryBackend(4096);
+    expect(
+      () => new Pusher(local, local, new ChunkLayout(4096, 4096), { workers: 0, intervalMs: null }),
+    ).toThrow(/at least 1/);
+  });
+});

@@ -1,0 +1,114 @@
+import { describe, expect, it } from "vitest";
+import { MemoryBackend } from "../backends/memory.js";
+import { ChunkBitmap } from "../chunk-bitmap.js";
+import { InstrumentedBackend, patternBytes } from "../testing/index.js";
+import { SyncedStage } from "./synced.js";
+
+const chunkSize = 4096;
+
+function setup(chunks = 8) {
+  const size = chunks * chunkSize;
+  const remoteData = patternBytes(size, 42);
+  const remote = new InstrumentedBackend(MemoryBackend.from(remoteData));
+  const local = new InstrumentedBackend(new MemoryBackend(size));
+  const events: Array<[number, string]> = [];
+  const written: number[] = [];
+  const synced = new SyncedStage(remote, local, {
+    chunkSize,
+    onChunkLocal: (chunk, origin) => events.push([chunk, origin]),
+    onWrite: (chunk) => written.push(chunk),
+  });
+  return { remote, local, synced, remoteData, events, written };
+}
+
+describe("SyncedStage", () => {
+  it("fetches a chunk once, stores it locally, then serves it locally", async () => {
+    const { remote, local, synced, remoteData, events } = setup();
+    const back = new Uint8Array(chunkSize);
+    await synced.readAt(back, chunkSize);
+    expect(Buffer.compare(back, remoteData.subarray(chunkSize, 2 * chunkSize))).toBe(0);
+    await synced.readAt(back, chunkSize);
+    expect(remote.reads).toEqual([chunkSize]);
+    expect(local.writes).toEqual([chunkSize]);
+    expect(local.reads).toEqual([chunkSize]);
+    expect(events).toEqual([[1, "fetch"]]);
+    expect(synced.isLocal(1)).toBe(true);
+  });
+
+  it("single-flight: N concurrent readers of a remote chunk cause exactly one remote read", async () => {
+    const { remote, synced, remoteData } = setup();
+    remote.latencyMs = 20;
+    const buffers = Array.from({ length: 50 }, () => new Uint8Array(chunkSize));
+    await Promise.all(buffers.map((buffer) => synced.readAt(buffer, 3 * chunkSize)));
+    expect(remote.reads).toEqual([3 * chunkSize]);
+    for (const buffer of buffers) {
+      expect(Buffer.compare(buffer, remoteData.subarray(3 * chunkSize, 4 * chunkSize))).toBe(0);
+    }
+  });
+
+  it("a whole-chunk write makes the chunk local without fetching it", async () => {
+    const { remote, synced, events, written } = setup();
+    const data = patternBytes(chunkSize, 7);
+    await synced.writeAt(data, 2 * chunkSize);
+    const back = new Uint8Array(chunkSize);
+    await synced.readAt(back, 2 * chunkSize);
+    expect(Buffer.compare(back, data)).toBe(0);
+    expect(remote.reads).toEqual([]);
+    expect(events).toEqual([[2, "write"]]);
+    expect(written).toEqual([2]);
+  });
+
+  it("a write during a fetch of the same chunk wins: the fetched bytes never overwrite it", async () => {
+    const { remote, synced } = setup();
+    remote.latencyMs = 30;
+    const data = patternBytes(chunkSize, 8);
+    const read = synced.readAt(new Uint8Array(chunkSize), 0);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await Promise.all([read, synced.writeAt(data, 0)]);
+    const back = new Uint8Array(chunkSize);
+    await synced.readAt(back, 0);
+    expect(Buffer.compare(back, data)).toBe(0);
+  });
+
+  it("markRemote makes the next read fetch again", async () => {
+    const { remote, synced } = setup();
+    await synced.readAt(new Uint8Array(chunkSize), 0);
+    synced.markRemote([0]);
+    expect(synced.isLocal(0)).toBe(false);
+    await synced.readAt(new Uint8Array(chunkSize), 0);
+    expect(remote.reads).toEqual([0, 0]);
+    expect(() => synced.markRemote([99])).toThrow(/does not exist/);
+  });
+
+  it("a failed fetch reaches every waiter, leaves the chunk remote, and a later read retries", async () => {
+    const { remote, synced, remoteData } = setup();
+    remote.latencyMs = 10;
+    remote.failReads = 1;
+    const reads = [0, 1, 2].map(() => synced.readAt(new Uint8Array(chunkSize), 0));
+    for (const read of reads) await expect(read).rejects.toMatchObject({ code: "ERR_REMOTE_FAILED" });
+    expect(synced.isLocal(0)).toBe(false);
+    const back = new Uint8Array(chunkSize);
+    await synced.readAt(back, 0);
+    expect(Buffer.compare(back, remoteData.subarray(0, chunkSize))).toBe(0);
+  });
+
+  it("shares its presence bitmap", async () => {
+    const presence = new ChunkBitmap(8);
+    presence.set(5);
+    const remote = MemoryBackend.from(patternBytes(8 * chunkSize, 1));
+    const local = new MemoryBackend(8 * chunkSize);
+    const synced = new SyncedStage(remote, local, { chunkSize, presence });
+    const back = new Uint8Array(chunkSize).fill(1);
+    // Chunk 5 is claimed present, so it is read from the (zero) local copy.
+    await synced.readAt(back, 5 * chunkSize);
+    expect(back.every((byte) => byte === 0)).toBe(true);
+    await synced.ensureLocal(6);
+    expect(presence.has(6)).toBe(true);
+  });
+
+  it("refuses a local backend smaller than the remote", () => {
+    expect(() => new SyncedStage(new MemoryBackend(8192), new MemoryBackend(4096), { chunkSize })).toThrow(
+      /smaller than the remote/,
+    );
+  });
+});

@@ -1,0 +1,135 @@
+import { Worker } from "node:worker_threads";
+import { describe, expect, it } from "vitest";
+import { ChunkBitmap } from "../chunk-bitmap.js";
+import { errnoOf, fromSystemError, R3mapError } from "../errors.js";
+import { formatBytes, parseSize } from "../units.js";
+import { KeyedMutex } from "./keyed-mutex.js";
+import { ChunkPriorityQueue } from "./priority-queue.js";
+
+describe("ChunkBitmap", () => {
+  it("sets, clears and counts bits, reporting whether they changed", () => {
+    const bitmap = new ChunkBitmap(100);
+    expect(bitmap.set(3)).toBe(true);
+    expect(bitmap.set(3)).toBe(false);
+    bitmap.set(31);
+    bitmap.set(32);
+    bitmap.set(99);
+    expect(bitmap.cardinality()).toBe(4);
+    expect(bitmap.clear(31)).toBe(true);
+    expect(bitmap.clear(31)).toBe(false);
+    expect([3, 31, 32, 99].map((chunk) => bitmap.has(chunk))).toEqual([true, false, true, true]);
+  });
+
+  it("uses the documented word layout (little-endian u32, bit i&31 of word i>>5)", () => {
+    const bitmap = new ChunkBitmap(64);
+    bitmap.set(0);
+    bitmap.set(33);
+    const bytes = new Uint8Array(bitmap.buffer);
+    expect([...bytes.subarray(0, 8)]).toEqual([1, 0, 0, 0, 2, 0, 0, 0]);
+  });
+
+  it("is shared with another thread", async () => {
+    const bitmap = new ChunkBitmap(64);
+    const worker = new Worker(
+      `const { workerData, parentPort } = require("node:worker_threads");
+       const words = new Int32Array(workerData);
+       Atomics.or(words, 1, 1 << 7);
+       parentPort.postMessage("done");`,
+      { eval: true, workerData: bitmap.buffer },
+    );
+    await new Promise((resolve) => worker.once("message", resolve));
+    await worker.terminate();
+    expect(bitmap.has(39)).toBe(true);
+  });
+
+  it("refuses a buffer too small for the count", () => {
+    expect(() => new ChunkBitmap(100, new SharedArrayBuffer(4))).toThrow(/needs 16/);
+  });
+});
+
+describe("ChunkPriorityQueue", () => {
+  it("pops highest priority first, ties in ascending chunk order, and re-prioritizes in place", () => {
+    const queue = new ChunkPriorityQueue();
+    for (const chunk of [5, 1, 9, 3, 7]) queue.push(chunk, 0);
+    queue.push(9, 10);
+    queue.push(7, 10);
+    queue.push(1, -1);
+    const order: number[] = [];
+    for (let chunk = queue.pop(); chunk !== undefined; chunk = queue.pop()) order.push(chunk);
+    expect(order).toEqual([7, 9, 3, 5, 1]);
+  });
+
+  it("stays a heap under many random updates", () => {
+    const queue = new ChunkPriorityQueue();
+    const priorities = new Map<number, number>();
+    let x = 1;
+    for (let i = 0; i < 2000; i++) {
+      x = (x * 48271) % 2147483647;
+      const chunk = x % 300;
+      const priority = (x >> 8) % 50;
+      queue.push(chunk, priority);
+      priorities.set(chunk, priority);
+    }
+    const popped: number[] = [];
+    for (let chunk = queue.pop(); chunk !== undefined; chunk = queue.pop()) popped.push(chunk);
+    expect(popped.length).toBe(priorities.size);
+    for (let i = 1; i < popped.length; i++) {
+      const [a, b] = [priorities.get(popped[i - 1]!)!, priorities.get(popped[i]!)!];
+      expect(a > b || (a === b && popped[i - 1]! < popped[i]!)).toBe(true);
+    }
+  });
+});
+
+describe("KeyedMutex", () => {
+  it("runs tasks on one key one at a time in arrival order, and other keys in parallel", async () => {
+    const mutex = new KeyedMutex();
+    const log: string[] = [];
+    const task = (name: string, ms: number) => async () => {
+      log.push(`start ${name}`);
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      log.push(`end ${name}`);
+    };
+    await Promise.all([mutex.run(1, task("a", 10)), mutex.run(1, task("b", 1)), mutex.run(2, task("c", 1))]);
+    expect(log.indexOf("end a")).toBeLessThan(log.indexOf("start b"));
+    expect(log.indexOf("start c")).toBeLessThan(log.indexOf("end a"));
+    expect(mutex.isLocked(1)).toBe(false);
+  });
+});
+
+describe("sizes", () => {
+  it.each([
+    ["4096", 4096],
+    ["64KiB", 65536],
+    ["1 GiB", 1024 ** 3],
+    ["10MB", 10_000_000],
+    ["1.5k", 1536],
+    ["2G", 2 * 1024 ** 3],
+  ])("parses %s", (text, bytes) => expect(parseSize(text)).toBe(bytes));
+
+  it.each(["", "abc", "12 parsecs", "-5", "0.3"])("refuses %j with ERR_INVALID_ARGUMENT", (text) => {
+    expect(() => parseSize(text)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
+  });
+
+  it("formats", () => {
+    expect(formatBytes(1536)).toBe("1.50 KiB");
+    expect(formatBytes(512)).toBe("512 B");
+    expect(formatBytes(3 * 1024 ** 3)).toBe("3.00 GiB");
+  });
+});
+
+describe("errors", () => {
+  it("map to errno names for device replies", () => {
+    expect(errnoOf(new R3mapError("ERR_OUT_OF_RANGE", "x"))).toBe("EOVERFLOW");
+    expect(errnoOf(new R3mapError("ERR_IO", "x", { errno: "ENOSPC" }))).toBe("ENOSPC");
+    expect(errnoOf(Object.assign(new Error("x"), { code: "EACCES" }))).toBe("EACCES");
+    expect(errnoOf(new Error("x"))).toBe("EIO");
+  });
+
+  it("classify system errors", () => {
+    const full = fromSystemError(Object.assign(new Error("no space"), { code: "ENOSPC" }), "write");
+    expect(full).toMatchObject({ code: "ERR_NO_SPACE", errno: "ENOSPC" });
+    expect(fromSystemError(Object.assign(new Error("x"), { code: "ECONNREFUSED" }), "dial").code).toBe(
+      "ERR_REMOTE_UNREACHABLE",
+    );
+  });
+});
