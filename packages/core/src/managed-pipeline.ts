@@ -41,6 +41,8 @@ export interface ManagedPipelineOptions {
    * default it is finalized at start with no dirty chunks.
    */
   awaitFinalize?: boolean;
+  /** Close `remote` and `local` when the pipeline closes (default true); false leaves them to the caller, synced. */
+  closeBackends?: boolean;
 }
 
 export interface ManagedPipelineEvents {
@@ -183,7 +185,8 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
       try {
         await this.pusher?.close();
       } finally {
-        await this.synced.close();
+        if (this.#options.closeBackends === false) await this.synced.sync();
+        else await this.synced.close();
       }
     })();
     return this.#closing;
