@@ -1,0 +1,373 @@
+import type { Duplex } from "node:stream";
+import { type Extent, errnoOf } from "@r3map/core";
+import type { ByteReader } from "./byte-reader.js";
+import {
+  CMD,
+  CMD_FLAG,
+  NBD_ERRNO,
+  nbdErrno,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE,
+  REQUEST_MAGIC,
+  REQUEST_SIZE,
+  SIMPLE_REPLY_SIZE,
+  STATE_HOLE,
+  STATE_ZERO,
+  STRUCTURED_HEADER_SIZE,
+  TF,
+} from "./protocol.js";
+import { BASE_ALLOCATION_ID, type Negotiated } from "./server-handshake.js";
+import type { ServedExport } from "./served-export.js";
+import { readUInt64, writeSimpleReply, writeStructuredHeader } from "./wire.js";
+
+export interface SessionLimits {
+  /** Requests executing at once on this connection. */
+  maxInFlight: number;
+  /** Request payloads held plus reply bytes queued on the socket, before we stop reading. */
+  maxBufferedBytes: number;
+}
+
+interface Request {
+  command: number;
+  flags: number;
+  cookieHigh: number;
+  cookieLow: number;
+  offset: number;
+  length: number;
+}
+
+/** A request we refuse, with the NBD errno name and a message for the client. */
+class Refusal extends Error {
+  constructor(
+    readonly errno: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const ZEROES = new Uint8Array(1024 * 1024);
+const CACHE_PIECE = 1024 * 1024;
+
+/**
+ * The transmission phase of one connection: reads requests, runs many of them
+ * at once against the backend, and answers each as soon as it is done (out of
+ * order). Reading stops while too many requests or bytes are outstanding.
+ */
+export class ServerSession {
+  readonly #stream: Duplex;
+  readonly #reader: ByteReader;
+  readonly #served: ServedExport;
+  readonly #structured: boolean;
+  readonly #blockStatus: boolean;
+  readonly #flags: number;
+  readonly #limits: SessionLimits;
+  #inFlight = 0;
+  #heldBytes = 0;
+  #wake: (() => void) | undefined;
+  #closing = false;
+  #idle: Array<() => void> = [];
+
+  constructor(negotiated: Negotiated, limits: SessionLimits) {
+    this.#stream = negotiated.stream;
+    this.#reader = negotiated.reader;
+    this.#served = negotiated.served;
+    this.#structured = negotiated.structured;
+    this.#blockStatus = negotiated.blockStatus;
+    this.#flags = this.#served.transmissionFlags(this.#structured);
+    this.#limits = limits;
+    this.#stream.on("drain", () => this.#signal());
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Serves until the client disconnects (DISC or close) or `shutdown()`; never rejects. */
+  async run(): Promise<void> {
+    try {
+      for (;;) {
+        await this.#slot();
+        const header = this.#reader.tryTake(REQUEST_SIZE) ?? (await this.#reader.take(REQUEST_SIZE));
+        if (header.readUInt32BE(0) !== REQUEST_MAGIC) break; // hard disconnect: the stream is no longer framed
+        const request: Request = {
+          flags: header.readUInt16BE(4),
+          command: header.readUInt16BE(6),
+          cookieHigh: header.readUInt32BE(8),
+          cookieLow: header.readUInt32BE(12),
+          offset: readUInt64(header, 16),
+          length: header.readUInt32BE(24),
+        };
+        if (request.command === CMD.DISC) break;
+        let payload: Buffer | undefined;
+        let refusal = this.#closing
+          ? new Refusal("ESHUTDOWN", "the server is shutting down")
+          : this.#validate(request);
+        if (request.command === CMD.WRITE) {
+          // The payload follows the header whatever we think of the request;
+          // a refused one is skipped without buffering it.
+          if (refusal) await this.#reader.skip(request.length);
+          else payload = this.#reader.tryTake(request.length) ?? (await this.#reader.take(request.length));
+        }
+        if (refusal) {
+          this.#replyError(request, refusal.errno, refusal.message);
+          continue;
+        }
+        this.#start(request, payload);
+      }
+    } catch {
+      // The connection failed or was truncated; a partial request is dropped, never executed.
+    }
+    await this.#drained();
+    if (!this.#stream.destroyed) this.#stream.end();
+  }
+
+  /** Stops reading new work (later requests get ESHUTDOWN) and resolves once in-flight requests have been answered. */
+  async shutdown(): Promise<void> {
+    this.#closing = true;
+    await this.#drained();
+  }
+
+  #drained(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #slot(): Promise<void> {
+    if (this.#hasRoom()) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#wake = () => {
+        if (this.#hasRoom() || this.#stream.destroyed) {
+          this.#wake = undefined;
+          resolve();
+        }
+      };
+    });
+  }
+
+  #hasRoom(): boolean {
+    if (this.#inFlight === 0) return true;
+    return (
+      this.#inFlight < this.#limits.maxInFlight &&
+      this.#heldBytes + this.#stream.writableLength < this.#limits.maxBufferedBytes
+    );
+  }
+
+  #signal(): void {
+    this.#wake?.();
+  }
+
+  #validate(request: Request): Refusal | undefined {
+    const { command, flags, offset, length } = request;
+    const served = this.#served;
+    const allowed = this.#allowedFlags(command);
+    if (allowed === undefined) return new Refusal("EINVAL", `unknown or unadvertised command ${command}`);
+    if ((flags & ~allowed) !== 0) return new Refusal("EINVAL", `flags 0x${flags.toString(16)} are not valid for command ${command}`);
+    if (command === CMD.FLUSH) return undefined;
+    const writes = command === CMD.WRITE || command === CMD.WRITE_ZEROES || command === CMD.TRIM;
+    if (writes && served.readOnly) return new Refusal("EPERM", "the export is read-only");
+    if (offset + length > served.size) {
+      const errno = command === CMD.WRITE || command === CMD.WRITE_ZEROES ? "ENOSPC" : "EINVAL";
+      return new Refusal(errno, `request [${offset}, +${length}) reaches past the end of the export (${served.size} bytes)`);
+    }
+    const min = served.minimumBlockSize;
+    if (min > 1 && (offset % min !== 0 || length % min !== 0)) {
+      return new Refusal("EINVAL", `request is not aligned to the minimum block size ${min}`);
+    }
+    const bounded = command === CMD.READ || command === CMD.WRITE || command === CMD.CACHE;
+    if (bounded && length > served.maximumBlockSize) {
+      return new Refusal("EINVAL", `request of ${length} bytes exceeds the maximum block size ${served.maximumBlockSize}`);
+    }
+    if (command === CMD.BLOCK_STATUS && !this.#blockStatus) {
+      return new Refusal("EINVAL", "BLOCK_STATUS needs the base:allocation meta context to be selected first");
+    }
+    return undefined;
+  }
+
+  /** Flags each command accepts here, or undefined when the command is not offered. */
+  #allowedFlags(command: number): number | undefined {
+    const fua = CMD_FLAG.FUA;
+    const advertised = (flag: number) => (this.#flags & flag) !== 0;
+    switch (command) {
+      case CMD.READ:
+        return fua | (this.#structured ? CMD_FLAG.DF : 0);
+      case CMD.WRITE:
+      case CMD.FLUSH:
+      case CMD.CACHE:
+        return fua;
+      case CMD.TRIM:
+        return advertised(TF.SEND_TRIM) || this.#served.readOnly ? fua : undefined;
+      case CMD.WRITE_ZEROES:
+        return advertised(TF.SEND_WRITE_ZEROES) || this.#served.readOnly
+          ? fua | CMD_FLAG.NO_HOLE | (advertised(TF.SEND_FAST_ZERO) ? CMD_FLAG.FAST_ZERO : 0)
+          : undefined;
+      case CMD.BLOCK_STATUS:
+        return this.#structured ? fua | CMD_FLAG.REQ_ONE : undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  #start(request: Request, payload: Buffer | undefined): void {
+    const held = request.command === CMD.READ || request.command === CMD.WRITE ? request.length : 0;
+    this.#inFlight++;
+    this.#heldBytes += held;
+    this.#execute(request, payload)
+      .catch((error: unknown) => {
+        const message = error instanceof Error ? error.message : String(error);
+        this.#replyError(request, error instanceof Refusal ? error.errno : errnoOf(error), message);
+      })
+      .finally(() => {
+        this.#inFlight--;
+        this.#heldBytes -= held;
+        if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
+        this.#signal();
+      });
+  }
+
+  async #execute(request: Request, payload: Buffer | undefined): Promise<void> {
+    const backend = this.#served.backend;
+    const { offset, length } = request;
+    const fua = (request.flags & CMD_FLAG.FUA) !== 0;
+    switch (request.command) {
+      case CMD.READ:
+        return this.#read(request);
+      case CMD.WRITE:
+        await backend.writeAt(payload!, offset);
+        if (fua) await backend.sync();
+        return this.#replyOk(request);
+      case CMD.FLUSH:
+        await backend.sync();
+        return this.#replyOk(request);
+      case CMD.TRIM:
+        if (length > 0) await backend.trim!(offset, length);
+        if (fua) await backend.sync();
+        return this.#replyOk(request);
+      case CMD.WRITE_ZEROES:
+        await this.#writeZeroes(request);
+        if (fua) await backend.sync();
+        return this.#replyOk(request);
+      case CMD.CACHE:
+        await this.#cache(offset, length);
+        return this.#replyOk(request);
+      case CMD.BLOCK_STATUS:
+        return this.#replyBlockStatus(request, await this.#extents(request));
+    }
+  }
+
+  async #read(request: Request): Promise<void> {
+    const { length, offset } = request;
+    if (!this.#structured) {
+      const out = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE + length);
+      await this.#served.backend.readAt(out.subarray(SIMPLE_REPLY_SIZE), offset);
+      writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
+      this.#send(out);
+      return;
+    }
+    if (length === 0) return this.#replyOk(request);
+    const head = STRUCTURED_HEADER_SIZE + 8;
+    const out = Buffer.allocUnsafe(head + length);
+    await this.#served.backend.readAt(out.subarray(head), offset);
+    writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.OFFSET_DATA, request.cookieHigh, request.cookieLow, 8 + length);
+    out.writeUInt32BE(Math.floor(offset / 0x100000000), STRUCTURED_HEADER_SIZE);
+    out.writeUInt32BE(offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
+    this.#send(out);
+  }
+
+  async #writeZeroes(request: Request): Promise<void> {
+    const backend = this.#served.backend;
+    const { offset, length } = request;
+    const fast = (request.flags & CMD_FLAG.FAST_ZERO) !== 0;
+    if (backend.writeZeroes) {
+      if (length > 0) await backend.writeZeroes(offset, length);
+      return;
+    }
+    // Emulated with plain writes, which is not faster than WRITE: refuse a fast-zero request.
+    if (fast) throw new Refusal("ENOTSUP", "this export writes zeroes as data; fast zeroing is not available");
+    for (let at = 0; at < length; at += ZEROES.length) {
+      await backend.writeAt(ZEROES.subarray(0, Math.min(ZEROES.length, length - at)), offset + at);
+    }
+  }
+
+  /** Reads the range through the backend so that caching stages below pull it in. */
+  async #cache(offset: number, length: number): Promise<void> {
+    const scratch = new Uint8Array(Math.min(CACHE_PIECE, length));
+    for (let at = 0; at < length; at += scratch.length) {
+      await this.#served.backend.readAt(scratch.subarray(0, Math.min(scratch.length, length - at)), offset + at);
+    }
+  }
+
+  async #extents(request: Request): Promise<Array<[length: number, flags: number]>> {
+    const { offset, length } = request;
+    const backend = this.#served.backend;
+    // Without blockStatus we do not know of holes: "allocated data" is always truthful.
+    const raw: Extent[] =
+      backend.blockStatus && length > 0
+        ? await backend.blockStatus(offset, length)
+        : [{ offset, length, zero: false, hole: false }];
+    const out: Array<[number, number]> = [];
+    let position = offset;
+    const end = offset + length;
+    for (const extent of raw) {
+      const start = Math.max(extent.offset, position);
+      const stop = Math.min(extent.offset + extent.length, end);
+      if (stop <= start || start !== position) continue;
+      const flags = (extent.hole ? STATE_HOLE : 0) | (extent.zero ? STATE_ZERO : 0);
+      const last = out[out.length - 1];
+      if (last && last[1] === flags) last[0] += stop - start;
+      else out.push([stop - start, flags]);
+      position = stop;
+      if (position === end) break;
+    }
+    if (out.length === 0) out.push([Math.max(length, 1), 0]);
+    if ((request.flags & CMD_FLAG.REQ_ONE) !== 0) out.length = 1;
+    return out;
+  }
+
+  #replyBlockStatus(request: Request, extents: Array<[number, number]>): void {
+    const payload = 4 + extents.length * 8;
+    const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + payload);
+    writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.BLOCK_STATUS, request.cookieHigh, request.cookieLow, payload);
+    out.writeUInt32BE(BASE_ALLOCATION_ID, STRUCTURED_HEADER_SIZE);
+    extents.forEach(([length, flags], i) => {
+      out.writeUInt32BE(length, STRUCTURED_HEADER_SIZE + 4 + i * 8);
+      out.writeUInt32BE(flags, STRUCTURED_HEADER_SIZE + 8 + i * 8);
+    });
+    this.#send(out);
+  }
+
+  #replyOk(request: Request): void {
+    if (this.#structured) {
+      const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE);
+      writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.NONE, request.cookieHigh, request.cookieLow, 0);
+      this.#send(out);
+    } else {
+      const out = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE);
+      writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
+      this.#send(out);
+    }
+  }
+
+  #replyError(request: Request, errno: string, message: string): void {
+    const value = errno in NBD_ERRNO ? NBD_ERRNO[errno]! : nbdErrno(errno);
+    if (this.#structured) {
+      const text = Buffer.from(message.slice(0, 1024), "utf8");
+      const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 6 + text.length);
+      writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.ERROR, request.cookieHigh, request.cookieLow, 6 + text.length);
+      out.writeUInt32BE(value, STRUCTURED_HEADER_SIZE);
+      out.writeUInt16BE(text.length, STRUCTURED_HEADER_SIZE + 4);
+      text.copy(out, STRUCTURED_HEADER_SIZE + 6);
+      this.#send(out);
+    } else {
+      const out = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE);
+      writeSimpleReply(out, value, request.cookieHigh, request.cookieLow);
+      this.#send(out);
+    }
+  }
+
+  #send(frame: Buffer): void {
+    if (!this.#stream.destroyed && this.#stream.writable) this.#stream.write(frame);
+  }
+}
+
+export { Refusal };
