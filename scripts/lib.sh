@@ -1,6 +1,8 @@
 # Shared by the scripts in this folder: quiet, idempotent installation of what a
 # fresh Debian machine with only Node 20 and npm lacks.
 set -euo pipefail
+shopt -s nullglob
+trap 'echo "[r3map] setup failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PNPM_VERSION="10.34.9"
@@ -19,8 +21,9 @@ ensure_pnpm() {
 
 # Debian packages named in the system-deps.txt of every package and app (one per line, # comments).
 ensure_system_packages() {
-  local wanted missing=()
-  wanted=$(cat "$ROOT"/packages/*/system-deps.txt "$ROOT"/apps/*/system-deps.txt 2>/dev/null | sed 's/#.*//' | tr -s ' \n' '\n' | sort -u)
+  local wanted missing=() lists=("$ROOT"/packages/*/system-deps.txt "$ROOT"/apps/*/system-deps.txt)
+  [ ${#lists[@]} -eq 0 ] && return
+  wanted=$(sed 's/#.*//' "${lists[@]}" | tr -s ' \n' '\n' | sort -u)
   for pkg in $wanted; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
