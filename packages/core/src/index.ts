@@ -36,6 +36,17 @@ export { Pusher, type PusherOptions } from "./stages/pusher.js";
 export { Stage } from "./stages/stage.js";
 export { type ChunkOrigin, SyncedStage, type SyncedStageOptions } from "./stages/synced.js";
 export { TrackingStage } from "./stages/tracking.js";
+export {
+  type ChunkCipher,
+  type ChunkCompression,
+  type ChunkStore,
+  ChunkStoreBackend,
+  type ChunkStoreBackendOptions,
+  fillChunk,
+  openChunkStoreBackend,
+  type TransformOptions,
+  TransformStore,
+} from "./stages/transform.js";
 export { formatBytes, parseSize } from "./units.js";
 export {
   type BackendOpener,
