@@ -1,0 +1,100 @@
+// The core of a userfaultfd region: the mapping, its descriptor, the local
+// cache it resolves present chunks from, and the native handler thread.
+// Everything here is usable from any thread; JavaScript glue is in
+// uffd_region.cc.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "uffd_common.h"
+#include "uffd_sys.h"
+
+namespace r3map {
+
+struct CacheSegment {
+  const uint8_t* data;
+  size_t length;
+};
+
+struct RegionConfig {
+  uint64_t base = 0;        // address of the region in the target process
+  uint64_t size = 0;        // bytes, a multiple of the page size
+  uint64_t chunk_size = 0;  // bytes, a multiple of the page size
+  bool continue_mode = false;  // the memfd holds the data: resolve with UFFDIO_CONTINUE
+  bool write_protect = false;  // dirty tracking: map pages write-protected (WP_ASYNC)
+  int memfd = -1;              // for continue mode (pwrite target)
+  const uint32_t* presence = nullptr;  // little-endian u32 words, one bit per chunk
+  size_t presence_words = 0;
+  std::vector<CacheSegment> segments;  // memory cache, in order
+  int cache_fd = -1;                   // or a file cache …
+  uint64_t cache_offset = 0;           // … starting at this offset
+};
+
+struct RegionStats {
+  std::atomic<uint64_t> faults{0};            // page-fault messages read
+  std::atomic<uint64_t> resolved_natively{0}; // chunks resolved without JavaScript
+  std::atomic<uint64_t> misses{0};            // chunks handed to JavaScript
+  std::atomic<uint64_t> failed{0};            // chunks poisoned after a failed miss
+  std::atomic<uint64_t> filled{0};            // chunks placed by fill()/fillFrom()
+};
+
+class RegionCore {
+ public:
+  enum State : uint8_t { kUnmapped = 0, kPending = 1, kMapped = 2, kPoisoned = 3 };
+  using MissFn = void (*)(void* context, uint32_t chunk);  // must not block
+
+  RegionCore(int uffd, RegionConfig config);
+  ~RegionCore();
+
+  const RegionConfig& config() const { return config_; }
+  RegionStats& stats() { return stats_; }
+  int uffd() const { return uffd_; }
+  uint64_t chunks() const { return chunks_; }
+
+  // Starts the handler thread. `on_miss` is called (from that thread) for a
+  // chunk that is not present; the answer comes back through Complete().
+  bool Start(MissFn on_miss, void* context, int* err);
+  // From any thread: JavaScript finished a miss (`ok` = the chunk is now in the cache).
+  void Complete(uint32_t chunk, bool ok);
+  // Maps a chunk from the cache (or from `bytes`) if not yet mapped; returns
+  // 0, or an errno. `*placed` tells whether this call mapped it.
+  int Fill(uint32_t chunk, const uint8_t* bytes, size_t length, bool* placed);
+  // Stops the thread, unregisters the range (waking any blocked thread, which
+  // then sees ordinary memory) and closes the descriptor. Idempotent.
+  void Shutdown();
+
+ private:
+  void Run();
+  void HandleFault(uint64_t address);
+  void DrainCompletions();
+  bool Present(uint64_t chunk) const;
+  bool HasCache() const;
+  int ResolveFromCache(uint64_t chunk);
+  int CopyRange(uint64_t offset, const uint8_t* source, uint64_t length);
+  int ContinueRange(uint64_t offset, uint64_t length);
+  int PoisonRange(uint64_t offset, uint64_t length);
+  void WakeRange(uint64_t offset, uint64_t length);
+  void ChunkSpan(uint64_t chunk, uint64_t* offset, uint64_t* length) const;
+
+  RegionConfig config_;
+  int uffd_;
+  int wake_fd_ = -1;
+  uint64_t chunks_;
+  uint64_t page_size_;
+  std::unique_ptr<std::atomic<uint8_t>[]> state_;
+  RegionStats stats_;
+  MissFn on_miss_ = nullptr;
+  void* miss_context_ = nullptr;
+  std::mutex completions_mutex_;
+  std::vector<std::pair<uint32_t, bool>> completions_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::once_flag shutdown_once_;
+};
+
+}  // namespace r3map

@@ -1,0 +1,337 @@
+// The handler thread of a userfaultfd region and the ioctls that resolve a
+// fault a whole chunk at a time. Present chunks are served here without any
+// JavaScript; misses go out through a callback and come back via Complete().
+#include <endian.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+
+#include "uffd_region.h"
+
+namespace r3map {
+
+namespace {
+
+// A page of zeros, the source for pages a cache never wrote.
+const uint8_t* ZeroPage(uint64_t page_size) {
+  static const uint8_t* zeros = static_cast<const uint8_t*>(calloc(1, page_size));
+  return zeros;
+}
+
+// A per-thread buffer for reading a chunk from a file cache before UFFDIO_COPY.
+uint8_t* Bounce(uint64_t size) {
+  thread_local std::unique_ptr<uint8_t, decltype(&free)> buffer(nullptr, &free);
+  thread_local uint64_t capacity = 0;
+  if (capacity < size) {
+    buffer.reset(static_cast<uint8_t*>(aligned_alloc(4096, (size + 4095) / 4096 * 4096)));
+    capacity = buffer ? size : 0;
+  }
+  return buffer.get();
+}
+
+}  // namespace
+
+RegionCore::RegionCore(int uffd, RegionConfig config)
+    : config_(std::move(config)),
+      uffd_(uffd),
+      chunks_((config_.size + config_.chunk_size - 1) / config_.chunk_size),
+      page_size_(static_cast<uint64_t>(sysconf(_SC_PAGESIZE))),
+      state_(new std::atomic<uint8_t>[chunks_]) {
+  for (uint64_t i = 0; i < chunks_; i++) state_[i].store(kUnmapped, std::memory_order_relaxed);
+}
+
+RegionCore::~RegionCore() { Shutdown(); }
+
+bool RegionCore::Start(MissFn on_miss, void* context, int* err) {
+  on_miss_ = on_miss;
+  miss_context_ = context;
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) {
+    *err = errno;
+    return false;
+  }
+  thread_ = std::thread([this] { Run(); });
+  return true;
+}
+
+void RegionCore::Complete(uint32_t chunk, bool ok) {
+  if (chunk >= chunks_ || wake_fd_ < 0) return;
+  {
+    std::lock_guard<std::mutex> lock(completions_mutex_);
+    completions_.emplace_back(chunk, ok);
+  }
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+}
+
+int RegionCore::Fill(uint32_t chunk, const uint8_t* bytes, size_t length, bool* placed) {
+  *placed = false;
+  if (chunk >= chunks_) return ERANGE;
+  uint8_t state = state_[chunk].load(std::memory_order_acquire);
+  if (state == kMapped || state == kPoisoned) return 0;
+  uint64_t offset, span;
+  ChunkSpan(chunk, &offset, &span);
+  int err;
+  if (bytes == nullptr) {
+    if (!HasCache()) return ENODATA;
+    err = ResolveFromCache(chunk);
+  } else if (length < span) {
+    return EINVAL;
+  } else if (config_.continue_mode) {
+    uint64_t done = 0;
+    while (done < span) {
+      ssize_t n = pwrite(config_.memfd, bytes + done, span - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return n < 0 ? errno : EIO;
+      done += static_cast<uint64_t>(n);
+    }
+    err = ContinueRange(offset, span);
+  } else {
+    err = CopyRange(offset, bytes, span);
+  }
+  if (err != 0) return err;
+  if (state_[chunk].exchange(kMapped, std::memory_order_acq_rel) != kMapped) {
+    *placed = true;
+    stats_.filled.fetch_add(1, std::memory_order_relaxed);
+  }
+  return 0;
+}
+
+void RegionCore::Shutdown() {
+  std::call_once(shutdown_once_, [this] {
+    stopping_.store(true, std::memory_order_release);
+    if (wake_fd_ >= 0) {
+      uint64_t one = 1;
+      (void)!write(wake_fd_, &one, sizeof(one));
+    }
+    if (thread_.joinable()) thread_.join();
+    if (uffd_ >= 0) {
+      // Unregistering wakes every thread blocked on a fault here; it retries
+      // and gets ordinary memory. (Closing alone would not wake threads of a
+      // process that still holds its own copy of the descriptor.)
+      struct uffdio_range range = {config_.base, config_.size};
+      ioctl(uffd_, UFFDIO_UNREGISTER, &range);
+      close(uffd_);
+      uffd_ = -1;
+    }
+    if (wake_fd_ >= 0) close(wake_fd_);
+    wake_fd_ = -1;
+  });
+}
+
+void RegionCore::Run() {
+  constexpr int kBatch = 64;
+  struct uffd_msg messages[kBatch];
+  struct pollfd fds[2] = {{uffd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  while (!stopping_.load(std::memory_order_acquire)) {
+    int n = poll(fds, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[1].revents & POLLIN) {
+      uint64_t count;
+      (void)!read(wake_fd_, &count, sizeof(count));
+      if (stopping_.load(std::memory_order_acquire)) break;
+      DrainCompletions();
+    }
+    if (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+      // The target address space is gone (an adopted process exited): only
+      // completions remain meaningful, so stop polling the descriptor.
+      fds[0].fd = -1;
+    }
+    if (fds[0].revents & POLLIN) {
+      ssize_t got = read(uffd_, messages, sizeof(messages));
+      if (got < 0) continue;  // EAGAIN: another reader or a spurious wake-up
+      for (ssize_t i = 0; i < got / static_cast<ssize_t>(sizeof(uffd_msg)); i++) {
+        if (messages[i].event == UFFD_EVENT_PAGEFAULT) HandleFault(messages[i].arg.pagefault.address);
+      }
+    }
+  }
+}
+
+void RegionCore::HandleFault(uint64_t address) {
+  stats_.faults.fetch_add(1, std::memory_order_relaxed);
+  if (address < config_.base || address >= config_.base + config_.size) return;
+  uint64_t chunk = (address - config_.base) / config_.chunk_size;
+  uint64_t offset, span;
+  ChunkSpan(chunk, &offset, &span);
+  switch (state_[chunk].load(std::memory_order_acquire)) {
+    case kPending:
+      return;  // JavaScript is already fetching it; its completion wakes everyone.
+    case kMapped:
+    case kPoisoned:
+      // The fault raced with the ioctl that mapped it: let the thread retry.
+      WakeRange(offset, span);
+      return;
+    default:
+      break;
+  }
+  if (Present(chunk) || on_miss_ == nullptr) {
+    int err = HasCache() ? ResolveFromCache(chunk) : 0;
+    if (err == 0) {
+      state_[chunk].store(kMapped, std::memory_order_release);
+      stats_.resolved_natively.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      PoisonRange(offset, span);
+      state_[chunk].store(kPoisoned, std::memory_order_release);
+      stats_.failed.fetch_add(1, std::memory_order_relaxed);
+    }
+    return;
+  }
+  state_[chunk].store(kPending, std::memory_order_release);
+  stats_.misses.fetch_add(1, std::memory_order_relaxed);
+  on_miss_(miss_context_, static_cast<uint32_t>(chunk));
+}
+
+void RegionCore::DrainCompletions() {
+  std::vector<std::pair<uint32_t, bool>> batch;
+  {
+    std::lock_guard<std::mutex> lock(completions_mutex_);
+    batch.swap(completions_);
+  }
+  for (auto [chunk, ok] : batch) {
+    uint64_t offset, span;
+    ChunkSpan(chunk, &offset, &span);
+    uint8_t state = state_[chunk].load(std::memory_order_acquire);
+    if (state == kMapped || state == kPoisoned) {
+      WakeRange(offset, span);  // fill() got there first
+      continue;
+    }
+    // Without a cache, onMiss must have mapped the chunk with fillFrom(), which
+    // marks it mapped; a success that left it unmapped is an error.
+    int err = ok ? (HasCache() ? ResolveFromCache(chunk) : ENODATA) : EIO;
+    if (err == 0) {
+      state_[chunk].store(kMapped, std::memory_order_release);
+    } else {
+      PoisonRange(offset, span);  // the faulting thread gets SIGBUS instead of hanging
+      state_[chunk].store(kPoisoned, std::memory_order_release);
+      stats_.failed.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+bool RegionCore::Present(uint64_t chunk) const {
+  if (config_.presence == nullptr || (chunk >> 5) >= config_.presence_words) return false;
+  uint32_t word = le32toh(__atomic_load_n(&config_.presence[chunk >> 5], __ATOMIC_ACQUIRE));
+  return (word >> (chunk & 31)) & 1;
+}
+
+bool RegionCore::HasCache() const {
+  return config_.continue_mode || !config_.segments.empty() || config_.cache_fd >= 0;
+}
+
+void RegionCore::ChunkSpan(uint64_t chunk, uint64_t* offset, uint64_t* length) const {
+  *offset = chunk * config_.chunk_size;
+  *length = std::min(config_.chunk_size, config_.size - *offset);
+}
+
+int RegionCore::ResolveFromCache(uint64_t chunk) {
+  uint64_t offset, span;
+  ChunkSpan(chunk, &offset, &span);
+  if (config_.continue_mode) return ContinueRange(offset, span);
+  if (!config_.segments.empty()) {
+    // The chunk may straddle segments: copy each piece from its own segment.
+    uint64_t segment_start = 0, at = offset, end = offset + span;
+    for (const CacheSegment& segment : config_.segments) {
+      uint64_t segment_end = segment_start + segment.length;
+      if (at < segment_end && at < end) {
+        uint64_t piece = std::min(end, segment_end) - at;
+        int err = CopyRange(at, segment.data + (at - segment_start), piece);
+        if (err != 0) return err;
+        at += piece;
+      }
+      segment_start = segment_end;
+    }
+    return at == end ? 0 : ERANGE;
+  }
+  uint8_t* buffer = Bounce(config_.chunk_size);
+  if (buffer == nullptr) return ENOMEM;
+  uint64_t done = 0;
+  while (done < span) {
+    ssize_t n = pread(config_.cache_fd, buffer + done, span - done,
+                      static_cast<off_t>(config_.cache_offset + offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) break;  // past the end of the file: never written, so zeros
+    done += static_cast<uint64_t>(n);
+  }
+  if (done < span) memset(buffer + done, 0, span - done);
+  return CopyRange(offset, buffer, span);
+}
+
+int RegionCore::CopyRange(uint64_t offset, const uint8_t* source, uint64_t length) {
+  uint64_t done = 0;
+  bool wake = false;
+  const uint64_t mode = config_.write_protect ? UFFDIO_COPY_MODE_WP : 0;
+  while (done < length) {
+    struct uffdio_copy copy = {config_.base + offset + done, reinterpret_cast<uint64_t>(source + done), length - done,
+                               mode, 0};
+    if (ioctl(uffd_, UFFDIO_COPY, &copy) == 0) break;
+    if (copy.copy > 0) {
+      done += static_cast<uint64_t>(copy.copy);
+      continue;
+    }
+    int err = errno;
+    if (err == EAGAIN) continue;
+    if (err != EEXIST) return err;
+    // A page of this chunk is already mapped (a racing fill): skip it.
+    done += page_size_;
+    wake = true;
+  }
+  if (wake) WakeRange(offset, length);
+  return 0;
+}
+
+int RegionCore::ContinueRange(uint64_t offset, uint64_t length) {
+  uint64_t done = 0;
+  bool wake = false;
+  const uint64_t mode = config_.write_protect ? UFFDIO_CONTINUE_MODE_WP : 0;
+  while (done < length) {
+    struct uffdio_continue request = {{config_.base + offset + done, length - done}, mode, 0};
+    if (ioctl(uffd_, UFFDIO_CONTINUE, &request) == 0) break;
+    if (request.mapped > 0) {
+      done += static_cast<uint64_t>(request.mapped);
+      continue;
+    }
+    int err = errno;
+    if (err == EAGAIN) continue;
+    if (err == EEXIST) {
+      wake = true;
+    } else if (err == EFAULT) {
+      // A hole in the memfd: the cache never wrote this page, so it reads as zeros.
+      int copy_err = CopyRange(offset + done, ZeroPage(page_size_), page_size_);
+      if (copy_err != 0 && copy_err != EEXIST) return copy_err;
+    } else {
+      return err;
+    }
+    done += page_size_;
+  }
+  if (wake) WakeRange(offset, length);
+  return 0;
+}
+
+int RegionCore::PoisonRange(uint64_t offset, uint64_t length) {
+  uint64_t done = 0;
+  while (done < length) {
+    UffdioPoison poison = {{config_.base + offset + done, length - done}, 0, 0};
+    if (ioctl(uffd_, kUffdioPoison, &poison) == 0) break;
+    if (poison.updated > 0) {
+      done += static_cast<uint64_t>(poison.updated);
+      continue;
+    }
+    int err = errno;
+    if (err == EAGAIN) continue;
+    if (err != EEXIST) return err;
+    done += page_size_;
+  }
+  WakeRange(offset, length);
+  return 0;
+}
+
+void RegionCore::WakeRange(uint64_t offset, uint64_t length) {
+  struct uffdio_range range = {config_.base + offset, length};
+  ioctl(uffd_, UFFDIO_WAKE, &range);
+}
+
+}  // namespace r3map
