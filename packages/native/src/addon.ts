@@ -1,0 +1,140 @@
+/**
+ * Loads the compiled addon (build/Release/r3map_native.node, built by
+ * `pnpm install` with node-gyp) and types what it exports. Each facility adds
+ * its own members to `NativeAddon` below.
+ */
+import { createRequire } from "node:module";
+import { R3mapError } from "@r3map/core";
+
+// ---- FUSE (fuse_server.cc) --------------------------------------------------
+
+/** Request kinds the FUSE server hands to JavaScript. */
+export const FuseRequestKind = { Read: 0, Write: 1, Flush: 2, Fsync: 3 } as const;
+export type FuseRequestKind = (typeof FuseRequestKind)[keyof typeof FuseRequestKind];
+
+export interface NativeFuseOptions {
+  mountPoint: string;
+  fileName: string;
+  fsName: string;
+  size: number;
+  mode: number;
+  readOnly: boolean;
+  directIo: boolean;
+  forwardFlush: boolean;
+  forwardFsync: boolean;
+  threads: number;
+  readAheadKb: number;
+  local?: {
+    chunkSize: number;
+    bitmap?: Int32Array | Uint32Array;
+    segments?: readonly Uint8Array[];
+    segmentSize?: number;
+    fd?: number;
+  };
+  dispatch(
+    kind: FuseRequestKind,
+    channel: number,
+    unique: number,
+    offset: number,
+    length: number,
+    data: Buffer | undefined,
+  ): void;
+}
+
+export interface NativeFuseStats {
+  nativeReads: number;
+  forwardedReads: number;
+  forwardedWrites: number;
+  channels: number;
+}
+
+export interface NativeFuseServer {
+  /** Mounts, starts the request threads, resolves with the mount's "major:minor" after INIT. */
+  mount(): Promise<string>;
+  replyRead(channel: number, unique: number, errno: number, data: Uint8Array | undefined, offset: number, length: number): void;
+  replyWrite(channel: number, unique: number, errno: number, written: number): void;
+  replyStatus(channel: number, unique: number, errno: number): void;
+  close(): Promise<void>;
+  closeSync(): void;
+  stats(): NativeFuseStats;
+  ref(): void;
+  unref(): void;
+}
+
+// ---- loop devices (loop_device.cc) ----------------------------------------
+
+export interface NativeLoopAttachOptions {
+  readOnly: boolean;
+  directIo: boolean;
+  autoclear: boolean;
+  partscan: boolean;
+  blockSize: number;
+}
+
+export interface NativeLoopStatus {
+  number: number;
+  backingFile: string;
+  offset: number;
+  sizeLimit: number;
+  flags: number;
+}
+
+// ---- kernel NBD (nbd_kernel.cc) -------------------------------------------
+
+export interface NativeNbdKernelOptions {
+  device: string;
+  socketFd: number;
+  size: number;
+  blockSize: number;
+  flags: number;
+  timeoutSeconds: number;
+}
+
+// ---- tape (mtio.cc) ---------------------------------------------------------
+
+export interface NativeMtStatus {
+  type: number;
+  residual: number;
+  dsreg: number;
+  gstat: number;
+  erreg: number;
+  fileNumber: number;
+  blockNumber: number;
+}
+
+export interface NativeAddon {
+  FuseServer: new (options: NativeFuseOptions) => NativeFuseServer;
+
+  loopAttach(path: string, options: NativeLoopAttachOptions): Promise<{ number: number; fd: number }>;
+  /** Detaches (LOOP_CLR_FD unless autoclear only) and closes our fd; resolves true when the device is free. */
+  loopDetach(fd: number, number: number, clear: boolean): Promise<boolean>;
+  loopStatus(device: string): Promise<NativeLoopStatus>;
+  loopFlags: Record<"readOnly" | "autoclear" | "partscan" | "directIo", number>;
+
+  nbdKernelConnect(options: NativeNbdKernelOptions): Promise<number>;
+  nbdKernelDisconnect(handle: number): Promise<void>;
+
+  mtOperation(fd: number, operation: number, count: number): Promise<void>;
+  mtStatus(fd: number): Promise<NativeMtStatus>;
+  mtPosition(fd: number): Promise<number>;
+  mtOperations: Record<string, number>;
+}
+
+let loaded: NativeAddon | undefined;
+
+/** The addon, loaded on first use. */
+export function addon(): NativeAddon {
+  if (loaded === undefined) {
+    const require = createRequire(import.meta.url);
+    try {
+      loaded = require("../build/Release/r3map_native.node") as NativeAddon;
+    } catch (error) {
+      throw new R3mapError(
+        "ERR_NOT_SUPPORTED",
+        "the @r3map/native addon is not built: run `pnpm install` (needs g++, make and python3) in packages/native",
+        { cause: error },
+      );
+    }
+  }
+  return loaded;
+}

@@ -1,0 +1,13 @@
+import { defineProject } from "vitest/config";
+
+export default defineProject({
+  test: {
+    name: "@r3map/native",
+    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    // Kernel objects (mounts, loop devices, uffd regions) are global: one file at a time, each in its own process.
+    pool: "forks",
+    fileParallelism: false,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+  },
+});
