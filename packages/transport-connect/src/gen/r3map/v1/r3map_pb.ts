@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file r3map/v1/r3map.proto.
  */
 export const file_r3map_v1_r3map: GenFile = /*@__PURE__*/
-  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QifgoPR2V0SW5mb1Jlc3BvbnNlEhAKBHNpemUYASABKARCAjACEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAIgASgNEhIKCmNodW5rX3NpemUYAyABKA0SKgoMY2FwYWJpbGl0aWVzGAQgAygOMhQucjNtYXAudjEuQ2FwYWJpbGl0eSJPChFSZWFkU3RyZWFtUmVxdWVzdBISCgZvZmZzZXQYASABKARCAjACEhIKBmxlbmd0aBgCIAEoBEICMAISEgoKY2h1bmtfc2l6ZRgDIAEoDSI2ChJSZWFkU3RyZWFtUmVzcG9uc2USEgoGb2Zmc2V0GAEgASgEQgIwAhIMCgRkYXRhGAIgASgMIrgBCghQcm9ncmVzcxIYCgxjaHVua3NfdG90YWwYASABKARCAjACEhgKDGNodW5rc19sb2NhbBgCIAEoBEICMAISGAoMYnl0ZXNfcHVsbGVkGAMgASgEQgIwAhIYCgxieXRlc19wdXNoZWQYBCABKARCAjACEhgKDGRpcnR5X2NodW5rcxgFIAEoBEICMAISEwoHZmV0Y2hlcxgGIAEoBEICMAISFQoNbWVhbl9mZXRjaF9tcxgHIAEoASIrChRXYXRjaFByb2dyZXNzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSI9ChVXYXRjaFByb2dyZXNzUmVzcG9uc2USJAoIcHJvZ3Jlc3MYASABKAsyEi5yM21hcC52MS5Qcm9ncmVzcyIOCgxUcmFja1JlcXVlc3QiNQoNVHJhY2tSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEhAKBHNpemUYAiABKARCAjACIg0KC1N5bmNSZXF1ZXN0IjwKDFN5bmNSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEhgKDGRpcnR5X2NodW5rcxgCIAMoBEICMAIiEQoPRmluYWxpemVSZXF1ZXN0IkAKEEZpbmFsaXplUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIYCgxkaXJ0eV9jaHVua3MYAiADKARCAjACIg4KDENsb3NlUmVxdWVzdCIPCg1DbG9zZVJlc3BvbnNlKpEBCgpDYXBhYmlsaXR5EhoKFkNBUEFCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZDQVBBQklMSVRZX1JFQURfU1RSRUFNEAESFwoTQ0FQQUJJTElUWV9QUk9HUkVTUxACEhgKFENBUEFCSUxJVFlfTUlHUkFUSU9OEAMSGAoUQ0FQQUJJTElUWV9SRUFEX09OTFkQBDL+AQoOQmFja2VuZFNlcnZpY2USQwoHR2V0SW5mbxIYLnIzbWFwLnYxLkdldEluZm9SZXF1ZXN0GhkucjNtYXAudjEuR2V0SW5mb1Jlc3BvbnNlIgOQAgESTgoKUmVhZFN0cmVhbRIbLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXF1ZXN0GhwucjNtYXAudjEuUmVhZFN0cmVhbVJlc3BvbnNlIgOQAgEwARJXCg1XYXRjaFByb2dyZXNzEh4ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1JlcXVlc3QaHy5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVzcG9uc2UiA5ACATABMogCChBNaWdyYXRpb25TZXJ2aWNlEjoKBVRyYWNrEhYucjNtYXAudjEuVHJhY2tSZXF1ZXN0GhcucjNtYXAudjEuVHJhY2tSZXNwb25zZSIAEjcKBFN5bmMSFS5yM21hcC52MS5TeW5jUmVxdWVzdBoWLnIzbWFwLnYxLlN5bmNSZXNwb25zZSIAEkMKCEZpbmFsaXplEhkucjNtYXAudjEuRmluYWxpemVSZXF1ZXN0GhoucjNtYXAudjEuRmluYWxpemVSZXNwb25zZSIAEjoKBUNsb3NlEhYucjNtYXAudjEuQ2xvc2VSZXF1ZXN0GhcucjNtYXAudjEuQ2xvc2VSZXNwb25zZSIAYgZwcm90bzM");
+  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5IkcKEVJlYWRTdHJlYW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSEgoKY2h1bmtfc2l6ZRgDIAEoDSIyChJSZWFkU3RyZWFtUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwioAEKCFByb2dyZXNzEhQKDGNodW5rc190b3RhbBgBIAEoBBIUCgxjaHVua3NfbG9jYWwYAiABKAQSFAoMYnl0ZXNfcHVsbGVkGAMgASgEEhQKDGJ5dGVzX3B1c2hlZBgEIAEoBBIUCgxkaXJ0eV9jaHVua3MYBSABKAQSDwoHZmV0Y2hlcxgGIAEoBBIVCg1tZWFuX2ZldGNoX21zGAcgASgBIisKFFdhdGNoUHJvZ3Jlc3NSZXF1ZXN0EhMKC2ludGVydmFsX21zGAEgASgNIj0KFVdhdGNoUHJvZ3Jlc3NSZXNwb25zZRIkCghwcm9ncmVzcxgBIAEoCzISLnIzbWFwLnYxLlByb2dyZXNzIg4KDFRyYWNrUmVxdWVzdCIxCg1UcmFja1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SDAoEc2l6ZRgCIAEoBCINCgtTeW5jUmVxdWVzdCI4CgxTeW5jUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIUCgxkaXJ0eV9jaHVua3MYAiADKAQiEQoPRmluYWxpemVSZXF1ZXN0IjwKEEZpbmFsaXplUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIUCgxkaXJ0eV9jaHVua3MYAiADKAQiDgoMQ2xvc2VSZXF1ZXN0Ig8KDUNsb3NlUmVzcG9uc2UqkQEKCkNhcGFiaWxpdHkSGgoWQ0FQQUJJTElUWV9VTlNQRUNJRklFRBAAEhoKFkNBUEFCSUxJVFlfUkVBRF9TVFJFQU0QARIXChNDQVBBQklMSVRZX1BST0dSRVNTEAISGAoUQ0FQQUJJTElUWV9NSUdSQVRJT04QAxIYChRDQVBBQklMSVRZX1JFQURfT05MWRAEMv4BCg5CYWNrZW5kU2VydmljZRJDCgdHZXRJbmZvEhgucjNtYXAudjEuR2V0SW5mb1JlcXVlc3QaGS5yM21hcC52MS5HZXRJbmZvUmVzcG9uc2UiA5ACARJOCgpSZWFkU3RyZWFtEhsucjNtYXAudjEuUmVhZFN0cmVhbVJlcXVlc3QaHC5yM21hcC52MS5SZWFkU3RyZWFtUmVzcG9uc2UiA5ACATABElcKDVdhdGNoUHJvZ3Jlc3MSHi5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVxdWVzdBofLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXNwb25zZSIDkAIBMAEyiAIKEE1pZ3JhdGlvblNlcnZpY2USOgoFVHJhY2sSFi5yM21hcC52MS5UcmFja1JlcXVlc3QaFy5yM21hcC52MS5UcmFja1Jlc3BvbnNlIgASNwoEU3luYxIVLnIzbWFwLnYxLlN5bmNSZXF1ZXN0GhYucjNtYXAudjEuU3luY1Jlc3BvbnNlIgASQwoIRmluYWxpemUSGS5yM21hcC52MS5GaW5hbGl6ZVJlcXVlc3QaGi5yM21hcC52MS5GaW5hbGl6ZVJlc3BvbnNlIgASOgoFQ2xvc2USFi5yM21hcC52MS5DbG9zZVJlcXVlc3QaFy5yM21hcC52MS5DbG9zZVJlc3BvbnNlIgBiBnByb3RvMw");
 
 /**
  * @generated from message r3map.v1.GetInfoRequest
@@ -36,7 +36,7 @@ export type GetInfoResponse = Message<"r3map.v1.GetInfoResponse"> & {
   /**
    * Size of the resource in bytes.
    *
-   * @generated from field: uint64 size = 1 [jstype = JS_NUMBER];
+   * @generated from field: uint64 size = 1;
    */
   size: bigint;
 
@@ -73,12 +73,12 @@ export const GetInfoResponseSchema: GenMessage<GetInfoResponse> = /*@__PURE__*/
  */
 export type ReadStreamRequest = Message<"r3map.v1.ReadStreamRequest"> & {
   /**
-   * @generated from field: uint64 offset = 1 [jstype = JS_NUMBER];
+   * @generated from field: uint64 offset = 1;
    */
   offset: bigint;
 
   /**
-   * @generated from field: uint64 length = 2 [jstype = JS_NUMBER];
+   * @generated from field: uint64 length = 2;
    */
   length: bigint;
 
@@ -105,7 +105,7 @@ export type ReadStreamResponse = Message<"r3map.v1.ReadStreamResponse"> & {
   /**
    * Where data starts in the resource.
    *
-   * @generated from field: uint64 offset = 1 [jstype = JS_NUMBER];
+   * @generated from field: uint64 offset = 1;
    */
   offset: bigint;
 
@@ -129,32 +129,32 @@ export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PUR
  */
 export type Progress = Message<"r3map.v1.Progress"> & {
   /**
-   * @generated from field: uint64 chunks_total = 1 [jstype = JS_NUMBER];
+   * @generated from field: uint64 chunks_total = 1;
    */
   chunksTotal: bigint;
 
   /**
-   * @generated from field: uint64 chunks_local = 2 [jstype = JS_NUMBER];
+   * @generated from field: uint64 chunks_local = 2;
    */
   chunksLocal: bigint;
 
   /**
-   * @generated from field: uint64 bytes_pulled = 3 [jstype = JS_NUMBER];
+   * @generated from field: uint64 bytes_pulled = 3;
    */
   bytesPulled: bigint;
 
   /**
-   * @generated from field: uint64 bytes_pushed = 4 [jstype = JS_NUMBER];
+   * @generated from field: uint64 bytes_pushed = 4;
    */
   bytesPushed: bigint;
 
   /**
-   * @generated from field: uint64 dirty_chunks = 5 [jstype = JS_NUMBER];
+   * @generated from field: uint64 dirty_chunks = 5;
    */
   dirtyChunks: bigint;
 
   /**
-   * @generated from field: uint64 fetches = 6 [jstype = JS_NUMBER];
+   * @generated from field: uint64 fetches = 6;
    */
   fetches: bigint;
 
@@ -232,7 +232,7 @@ export type TrackResponse = Message<"r3map.v1.TrackResponse"> & {
   chunkSize: number;
 
   /**
-   * @generated from field: uint64 size = 2 [jstype = JS_NUMBER];
+   * @generated from field: uint64 size = 2;
    */
   size: bigint;
 };
@@ -269,7 +269,7 @@ export type SyncResponse = Message<"r3map.v1.SyncResponse"> & {
   /**
    * Indexes of the chunks written since the previous round, ascending.
    *
-   * @generated from field: repeated uint64 dirty_chunks = 2 [jstype = JS_NUMBER];
+   * @generated from field: repeated uint64 dirty_chunks = 2;
    */
   dirtyChunks: bigint[];
 };
@@ -304,7 +304,7 @@ export type FinalizeResponse = Message<"r3map.v1.FinalizeResponse"> & {
   chunkSize: number;
 
   /**
-   * @generated from field: repeated uint64 dirty_chunks = 2 [jstype = JS_NUMBER];
+   * @generated from field: repeated uint64 dirty_chunks = 2;
    */
   dirtyChunks: bigint[];
 };

@@ -1,0 +1,172 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { type CallOptions, type Client, Code, ConnectError } from "@connectrpc/connect";
+import { delay, R3mapError } from "@r3map/core";
+import { fromConnectError } from "./errors.js";
+import { Limiter } from "./limiter.js";
+import type { SessionPool } from "./session-pool.js";
+
+/**
+ * When a failed call may be sent again:
+ * - `idempotent`: after any transient failure (unavailable, connection reset);
+ * - `unsent`: only when the request provably never reached the server
+ *   (connection refused, name not resolved);
+ * - `never`.
+ */
+export type RetryMode = "idempotent" | "unsent" | "never";
+
+export interface CallerOptions {
+  /** Calls in flight at once over the whole pool (default 64). */
+  maxConcurrency?: number;
+  /** Deadline of each call in milliseconds (default 30000; 0 for none). */
+  timeoutMs?: number;
+  /** Extra attempts after a retryable failure (default 3). */
+  retries?: number;
+  /** First pause between attempts, doubled each time up to 2 s (default 50 ms). */
+  retryDelayMs?: number;
+}
+
+export interface PerCallOptions {
+  /** Aborts the call; it then fails with ERR_ABORTED. */
+  signal?: AbortSignal;
+}
+
+const TRANSIENT = new Set([Code.Unavailable, Code.Aborted]);
+const NEVER_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
+
+function neverSent(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === "string" && NEVER_SENT.has(code)) return true;
+  }
+  return false;
+}
+
+function retryable(error: unknown, mode: RetryMode): boolean {
+  if (mode === "never") return false;
+  if (!(error instanceof ConnectError) || !TRANSIENT.has(error.code)) return false;
+  return mode === "idempotent" || neverSent(error);
+}
+
+/**
+ * Sends calls over a session pool with bounded concurrency, a deadline per
+ * call, retries where they are safe, and typed errors.
+ */
+export class Caller {
+  readonly #limiter: Limiter;
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  readonly #retryDelayMs: number;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #streams = new Set<AbortController>();
+  #closed = false;
+
+  constructor(
+    readonly pool: SessionPool,
+    options: CallerOptions = {},
+  ) {
+    const concurrency = options.maxConcurrency ?? 64;
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `maxConcurrency must be a positive integer, got ${concurrency}`,
+      );
+    }
+    this.#limiter = new Limiter(concurrency);
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#retries = options.retries ?? 3;
+    this.#retryDelayMs = options.retryDelayMs ?? 50;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  assertOpen(what: string): void {
+    if (this.#closed)
+      throw new R3mapError(
+        "ERR_CLOSED",
+        `${what}: the connection to the server is closed; open a new client`,
+      );
+  }
+
+  /** Deadline and signal for one attempt. */
+  callOptions(signal: AbortSignal | undefined): CallOptions {
+    return {
+      ...(this.#timeoutMs > 0 ? { timeoutMs: this.#timeoutMs } : {}),
+      ...(signal ? { signal } : {}),
+    };
+  }
+
+  /** Runs one logical call (`what` names it in errors), retrying per `mode`. */
+  call<S extends DescService, T>(
+    service: S,
+    what: string,
+    mode: RetryMode,
+    send: (client: Client<S>, options: CallOptions) => Promise<T>,
+    perCall: PerCallOptions = {},
+  ): Promise<T> {
+    const run = (async () => {
+      this.assertOpen(what);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.#limiter.run(() =>
+            this.pool.use(service, (client) => send(client, this.callOptions(perCall.signal))),
+          );
+        } catch (error) {
+          if (
+            attempt >= this.#retries ||
+            this.#closed ||
+            perCall.signal?.aborted ||
+            !retryable(error, mode)
+          ) {
+            throw fromConnectError(error, what);
+          }
+          await delay(Math.min(2000, this.#retryDelayMs * 2 ** attempt), perCall.signal);
+        }
+      }
+    })();
+    this.#inFlight.add(run);
+    const forget = () => this.#inFlight.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+
+  /**
+   * Runs a server-streaming call and yields its messages. Streams are not
+   * retried (part of the data was delivered) and do not hold a concurrency
+   * slot (a progress watch lasts for hours); `close()` ends them.
+   */
+  async *stream<S extends DescService, T>(
+    service: S,
+    what: string,
+    open: (client: Client<S>, options: CallOptions) => AsyncIterable<T>,
+    perCall: PerCallOptions = {},
+    { deadline = true }: { deadline?: boolean } = {},
+  ): AsyncGenerator<T> {
+    this.assertOpen(what);
+    const stop = new AbortController();
+    const signal = perCall.signal ? AbortSignal.any([perCall.signal, stop.signal]) : stop.signal;
+    this.#streams.add(stop);
+    try {
+      const options = deadline ? this.callOptions(signal) : { signal };
+      const messages = await this.pool.use(service, async (client) => open(client, options));
+      for await (const message of messages) yield message;
+    } catch (error) {
+      if (stop.signal.aborted)
+        throw new R3mapError("ERR_CLOSED", `${what}: the client was closed`, { cause: error });
+      throw fromConnectError(error, what);
+    } finally {
+      this.#streams.delete(stop);
+      // Leaving the loop early (break, return) cancels the call on the server.
+      stop.abort();
+    }
+  }
+
+  /** Refuses new calls, ends streams, lets running calls finish (within their deadlines), then closes the connections. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const stream of this.#streams) stream.abort();
+    await Promise.allSettled([...this.#inFlight]);
+    this.pool.close();
+  }
+}

@@ -1,0 +1,278 @@
+import type { Interceptor } from "@connectrpc/connect";
+import { type Backend, checkRange, type Progress, R3mapError } from "@r3map/core";
+import { Caller, type CallerOptions, type PerCallOptions } from "./caller.js";
+import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
+import { BackendService, Capability } from "./gen/r3map/v1/r3map_pb.js";
+import { DEFAULT_MAX_REQUEST_BYTES, MESSAGE_OVERHEAD_BYTES, positiveInteger } from "./limits.js";
+import { type ClientTlsOptions, SessionPool } from "./session-pool.js";
+
+export interface ConnectClientOptions extends CallerOptions {
+  /** `http://host:port` (h2c) or `https://host:port` (TLS). */
+  baseUrl: string;
+  /** `grpc` (default; what the original Go servers speak) or `connect`. */
+  protocol?: "grpc" | "connect";
+  /** HTTP/2 connections to spread calls across (default 1). */
+  sessions?: number;
+  tls?: ClientTlsOptions;
+  /** Bearer token sent with every call. */
+  token?: string;
+  /**
+   * Size of the resource. Without it the client asks the server (GetInfo);
+   * pass it for an original r3map (Go) server, which has no such call.
+   */
+  size?: number;
+  /** Largest ReadAt/WriteAt payload per call (default: the server's limit, else 32 MiB). */
+  maxRequestBytes?: number;
+  interceptors?: Interceptor[];
+}
+
+/** What GetInfo reports. */
+export interface RemoteInfo {
+  size: number;
+  maxRequestBytes: number;
+  chunkSize: number;
+  readOnly: boolean;
+  readStream: boolean;
+  progress: boolean;
+  migration: boolean;
+}
+
+/** Options shared by ConnectBackend and SeederClient. */
+export async function openCaller(
+  options: ConnectClientOptions,
+): Promise<{ caller: Caller; info: RemoteInfo }> {
+  const requested =
+    options.maxRequestBytes === undefined
+      ? undefined
+      : positiveInteger(options.maxRequestBytes, "maxRequestBytes");
+  const pool = new SessionPool({
+    baseUrl: options.baseUrl,
+    sessions: options.sessions ?? 1,
+    maxMessageBytes: (requested ?? DEFAULT_MAX_REQUEST_BYTES) + MESSAGE_OVERHEAD_BYTES,
+    ...(options.protocol ? { protocol: options.protocol } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.token === undefined ? {} : { token: options.token }),
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
+  });
+  const caller = new Caller(pool, options);
+  try {
+    await pool.connect();
+    let info: RemoteInfo;
+    if (options.size !== undefined) {
+      if (!Number.isSafeInteger(options.size) || options.size < 0) {
+        throw new R3mapError(
+          "ERR_INVALID_ARGUMENT",
+          `size must be a non-negative integer, got ${options.size}`,
+        );
+      }
+      info = {
+        size: options.size,
+        maxRequestBytes: requested ?? DEFAULT_MAX_REQUEST_BYTES,
+        chunkSize: 0,
+        readOnly: false,
+        readStream: false,
+        progress: false,
+        migration: false,
+      };
+    } else {
+      info = await fetchInfo(caller).catch((error: unknown) => {
+        if (error instanceof R3mapError && error.code === "ERR_NOT_SUPPORTED") {
+          throw new R3mapError(
+            "ERR_NOT_SUPPORTED",
+            `${options.baseUrl} does not report its size (an original r3map server?); pass the size (size option or ?size= in the URI)`,
+            { cause: error },
+          );
+        }
+        throw error;
+      });
+      if (requested !== undefined) info.maxRequestBytes = Math.min(info.maxRequestBytes, requested);
+    }
+    return { caller, info };
+  } catch (error) {
+    pool.close();
+    throw error;
+  }
+}
+
+async function fetchInfo(caller: Caller): Promise<RemoteInfo> {
+  const reply = await caller.call(BackendService, "GetInfo", "idempotent", (client, options) =>
+    client.getInfo({}, options),
+  );
+  const has = (capability: Capability) => reply.capabilities.includes(capability);
+  return {
+    size: Number(reply.size),
+    maxRequestBytes: reply.maxRequestBytes || DEFAULT_MAX_REQUEST_BYTES,
+    chunkSize: reply.chunkSize,
+    readOnly: has(Capability.READ_ONLY),
+    readStream: has(Capability.READ_STREAM),
+    progress: has(Capability.PROGRESS),
+    migration: has(Capability.MIGRATION),
+  };
+}
+
+/** Splits `[offset, offset + length)` into pieces of at most `cap` bytes. */
+export function pieces(offset: number, length: number, cap: number): Array<[start: number, length: number]> {
+  const out: Array<[number, number]> = [];
+  for (let done = 0; done < length; done += cap) out.push([offset + done, Math.min(cap, length - done)]);
+  return out;
+}
+
+/**
+ * A Backend on an r3map server (ours, or the original Go one given the size),
+ * reached over gRPC or Connect on a pool of HTTP/2 connections.
+ *
+ * Retries: ReadAt, Sync, GetInfo and ReadStream are retried after transient
+ * failures (they have no side effects, or repeat harmlessly). WriteAt is
+ * retried only when the request provably never left (connection refused):
+ * writing the same bytes twice is idempotent by itself, but a first attempt
+ * still queued on the server could land after a later write to the same range
+ * that the caller issued once the retry succeeded, undoing it.
+ */
+export class ConnectBackend implements Backend {
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly info: RemoteInfo;
+  readonly #caller: Caller;
+  #closing: Promise<void> | undefined;
+
+  protected constructor(caller: Caller, info: RemoteInfo) {
+    this.#caller = caller;
+    this.info = info;
+    this.size = info.size;
+    this.readOnly = info.readOnly;
+  }
+
+  /** Connects (every session of the pool) and learns the size unless given. */
+  static async connect(options: ConnectClientOptions): Promise<ConnectBackend> {
+    const { caller, info } = await openCaller(options);
+    return new ConnectBackend(caller, info);
+  }
+
+  async readAt(buffer: Uint8Array, offset: number, options: PerCallOptions = {}): Promise<void> {
+    this.#caller.assertOpen("readAt");
+    checkRange(this.size, offset, buffer.length);
+    await Promise.all(
+      pieces(offset, buffer.length, this.info.maxRequestBytes).map(async ([start, length]) => {
+        const reply = await this.#caller.call(
+          BackendServiceDesc,
+          "ReadAt",
+          "idempotent",
+          (client, call) => client.readAt({ Length: length, Off: BigInt(start) }, call),
+          options,
+        );
+        if (reply.N !== length || reply.P.length !== length) {
+          throw new R3mapError(
+            "ERR_PROTOCOL",
+            `ReadAt of ${length} bytes at ${start} returned ${reply.P.length} bytes (N=${reply.N})`,
+          );
+        }
+        buffer.set(reply.P, start - offset);
+      }),
+    );
+  }
+
+  async writeAt(buffer: Uint8Array, offset: number, options: PerCallOptions = {}): Promise<void> {
+    this.#caller.assertOpen("writeAt");
+    if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", "the server serves this resource read-only");
+    checkRange(this.size, offset, buffer.length);
+    await Promise.all(
+      pieces(offset, buffer.length, this.info.maxRequestBytes).map(async ([start, length]) => {
+        const P = buffer.subarray(start - offset, start - offset + length);
+        const reply = await this.#caller.call(
+          BackendServiceDesc,
+          "WriteAt",
+          "unsent",
+          (client, call) => client.writeAt({ Off: BigInt(start), P }, call),
+          options,
+        );
+        if (reply.Length !== length) {
+          throw new R3mapError(
+            "ERR_PROTOCOL",
+            `WriteAt of ${length} bytes at ${start} reported ${reply.Length} bytes written`,
+          );
+        }
+      }),
+    );
+  }
+
+  async sync(options: PerCallOptions = {}): Promise<void> {
+    await this.#caller.call(
+      BackendServiceDesc,
+      "Sync",
+      "idempotent",
+      (client, call) => client.sync({}, call),
+      options,
+    );
+  }
+
+  /**
+   * Reads `[offset, offset + length)` as one server stream, yielding pieces of
+   * at most `chunkSize` bytes in order (r3map servers only).
+   */
+  async *readStream(
+    offset: number,
+    length: number,
+    options: PerCallOptions & { chunkSize?: number } = {},
+  ): AsyncGenerator<{ offset: number; data: Uint8Array }> {
+    this.#caller.assertOpen("readStream");
+    checkRange(this.size, offset, length);
+    const messages = this.#caller.stream(
+      BackendService,
+      "ReadStream",
+      (client, call) =>
+        client.readStream(
+          { offset: BigInt(offset), length: BigInt(length), chunkSize: options.chunkSize ?? 0 },
+          call,
+        ),
+      options,
+    );
+    let expected = offset;
+    for await (const message of messages) {
+      if (Number(message.offset) !== expected || expected + message.data.length > offset + length) {
+        throw new R3mapError(
+          "ERR_PROTOCOL",
+          `ReadStream sent ${message.data.length} bytes at ${message.offset}, expected them at ${expected}`,
+        );
+      }
+      expected += message.data.length;
+      yield { offset: Number(message.offset), data: message.data };
+    }
+    if (expected !== offset + length) {
+      throw new R3mapError("ERR_PROTOCOL", `ReadStream ended at ${expected}, before ${offset + length}`);
+    }
+  }
+
+  /** Reports the server's progress every `intervalMs` until `signal` aborts (r3map servers only). */
+  async *watchProgress(options: PerCallOptions & { intervalMs?: number } = {}): AsyncGenerator<Progress> {
+    this.#caller.assertOpen("watchProgress");
+    for await (const reply of this.#caller.stream(
+      BackendService,
+      "WatchProgress",
+      (client, call) => client.watchProgress({ intervalMs: options.intervalMs ?? 0 }, call),
+      options,
+      { deadline: false },
+    )) {
+      const p = reply.progress;
+      if (!p) continue;
+      yield {
+        chunksTotal: Number(p.chunksTotal),
+        chunksLocal: Number(p.chunksLocal),
+        bytesPulled: Number(p.bytesPulled),
+        bytesPushed: Number(p.bytesPushed),
+        dirtyChunks: Number(p.dirtyChunks),
+        fetches: Number(p.fetches),
+        meanFetchMs: p.meanFetchMs,
+      };
+    }
+  }
+
+  /** Waits for running calls, then closes the connections. Idempotent; the server's resource stays open. */
+  close(): Promise<void> {
+    this.#closing ??= this.#caller.close();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

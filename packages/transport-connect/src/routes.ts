@@ -1,0 +1,207 @@
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { type Backend, checkRange, delay, type Progress, R3mapError } from "@r3map/core";
+import { toConnectError } from "./errors.js";
+import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
+import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
+import { BackendService, Capability, MigrationService } from "./gen/r3map/v1/r3map_pb.js";
+import {
+  DEFAULT_MAX_REQUEST_BYTES,
+  DEFAULT_SEEDER_CHUNK_SIZE,
+  DEFAULT_STREAM_CHUNK_BYTES,
+  offsetFromWire,
+  positiveInteger,
+} from "./limits.js";
+import type { Seeder } from "./seeder.js";
+
+export interface ServeOptions {
+  /** The resource to serve; defaults to the seeder's backend. */
+  backend?: Backend;
+  /** Serves the original Seeder service and MigrationService for this seeder. */
+  seeder?: Seeder;
+  /**
+   * Largest length one ReadAt or WriteAt call may carry (default 32 MiB, the
+   * original's MaxChunkSize). Larger calls fail with INVALID_ARGUMENT and
+   * touch nothing; the original did not cap WriteAt, we do.
+   */
+  maxRequestBytes?: number;
+  /** Preferred chunk size, reported by GetInfo and used for ReadStream pieces. */
+  chunkSize?: number;
+  /** Progress source for WatchProgress (defaults to the seeder's). */
+  progress?: () => Progress;
+}
+
+/** Runs a handler body and turns whatever it throws into a typed ConnectError. */
+async function guarded<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
+
+function lengthWithinCap(length: number, cap: number, call: string): number {
+  if (!Number.isSafeInteger(length) || length < 0) {
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      `${call} length must be a non-negative integer, got ${length}`,
+    );
+  }
+  if (length > cap) {
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      `${call} of ${length} bytes exceeds the server's per-call limit of ${cap} bytes; split the request`,
+    );
+  }
+  return length;
+}
+
+/** The chunk index of each dirty offset, ascending and unique. */
+function chunkIndexes(offsets: readonly number[], chunkSize: number): bigint[] {
+  return [...new Set(offsets.map((offset) => Math.floor(offset / chunkSize)))]
+    .sort((a, b) => a - b)
+    .map(BigInt);
+}
+
+/**
+ * Registers r3map's services on a Connect router: the original Backend service
+ * and `r3map.v1.BackendService` for the backend; with a seeder, also the
+ * original Seeder service and `r3map.v1.MigrationService`.
+ */
+export function r3mapRoutes(options: ServeOptions): (router: ConnectRouter) => void {
+  const backend = options.backend ?? options.seeder?.backend;
+  if (!backend)
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      "serve a backend or a seeder (options.backend or options.seeder)",
+    );
+  const cap = positiveInteger(options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES, "maxRequestBytes");
+  const seeder = options.seeder;
+  const seederChunk = positiveInteger(seeder?.chunkSize ?? DEFAULT_SEEDER_CHUNK_SIZE, "seeder chunk size");
+  const chunkSize = positiveInteger(
+    options.chunkSize ?? (seeder ? seederChunk : DEFAULT_STREAM_CHUNK_BYTES),
+    "chunkSize",
+  );
+  const progress = options.progress ?? (seeder?.progress ? () => seeder.progress!() : undefined);
+
+  const readAt = (length: number, off: bigint) =>
+    guarded(async () => {
+      const buffer = new Uint8Array(lengthWithinCap(length, cap, "ReadAt"));
+      await backend.readAt(buffer, offsetFromWire(off));
+      return { N: buffer.length, P: buffer };
+    });
+
+  const finalRound = () => (seeder!.finalize ? seeder!.finalize() : seeder!.sync());
+
+  return (router) => {
+    router.service(BackendServiceDesc, {
+      readAt: (request) => readAt(request.Length, request.Off),
+      writeAt: (request) =>
+        guarded(async () => {
+          lengthWithinCap(request.P.length, cap, "WriteAt");
+          await backend.writeAt(request.P, offsetFromWire(request.Off));
+          return { Length: request.P.length };
+        }),
+      sync: () => guarded(async () => backend.sync().then(() => ({}))),
+    });
+
+    router.service(BackendService, {
+      getInfo: () =>
+        guarded(async () => {
+          const capabilities = [Capability.READ_STREAM];
+          if (progress) capabilities.push(Capability.PROGRESS);
+          if (seeder) capabilities.push(Capability.MIGRATION);
+          if (backend.readOnly) capabilities.push(Capability.READ_ONLY);
+          return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
+        }),
+      readStream: (request, context) =>
+        readStream(
+          backend,
+          request.offset,
+          request.length,
+          Math.min(request.chunkSize || chunkSize, cap),
+          context,
+        ),
+      watchProgress: (request, context) => watchProgress(progress, request.intervalMs, context),
+    });
+
+    if (!seeder) return;
+    router.service(SeederServiceDesc, {
+      readAt: (request) => readAt(request.Length, request.Off),
+      track: () => guarded(async () => seeder.track()).then(() => ({})),
+      // The original's Sync is the last round: suspend, flush, report, stop tracking.
+      sync: () => guarded(async () => ({ DirtyOffsets: (await finalRound()).map(BigInt) })),
+      close: () => guarded(async () => seeder.close()).then(() => ({})),
+    });
+    router.service(MigrationService, {
+      track: () =>
+        guarded(async () => {
+          await seeder.track();
+          return { chunkSize: seederChunk, size: BigInt(backend.size) };
+        }),
+      sync: () =>
+        guarded(async () => ({
+          chunkSize: seederChunk,
+          dirtyChunks: chunkIndexes(await seeder.sync(), seederChunk),
+        })),
+      finalize: () =>
+        guarded(async () => ({
+          chunkSize: seederChunk,
+          dirtyChunks: chunkIndexes(await finalRound(), seederChunk),
+        })),
+      close: () => guarded(async () => seeder.close()).then(() => ({})),
+    });
+  };
+}
+
+async function* readStream(
+  backend: Backend,
+  from: bigint,
+  length: bigint,
+  piece: number,
+  context: HandlerContext,
+) {
+  try {
+    const start = offsetFromWire(from);
+    if (length > BigInt(backend.size))
+      throw new R3mapError("ERR_OUT_OF_RANGE", `ReadStream of ${length} bytes is larger than the resource`);
+    const end = start + Number(length);
+    checkRange(backend.size, start, end - start);
+    for (let offset = start; offset < end; offset += piece) {
+      // A cancelled or timed-out call stops here instead of reading the rest.
+      if (context.signal.aborted) return;
+      const data = new Uint8Array(Math.min(piece, end - offset));
+      await backend.readAt(data, offset);
+      yield { offset: BigInt(offset), data };
+    }
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
+
+const MIN_PROGRESS_INTERVAL_MS = 50;
+
+async function* watchProgress(
+  progress: (() => Progress) | undefined,
+  intervalMs: number,
+  context: HandlerContext,
+) {
+  if (!progress)
+    throw toConnectError(new R3mapError("ERR_NOT_SUPPORTED", "this server has no progress to report"));
+  const interval = Math.max(MIN_PROGRESS_INTERVAL_MS, intervalMs || 1000);
+  while (!context.signal.aborted) {
+    const p = progress();
+    yield {
+      progress: {
+        chunksTotal: BigInt(p.chunksTotal),
+        chunksLocal: BigInt(p.chunksLocal),
+        bytesPulled: BigInt(p.bytesPulled),
+        bytesPushed: BigInt(p.bytesPushed),
+        dirtyChunks: BigInt(p.dirtyChunks),
+        fetches: BigInt(p.fetches),
+        meanFetchMs: p.meanFetchMs,
+      },
+    };
+    // Ends quietly when the client cancels or the server shuts down.
+    await delay(interval, context.signal).catch(() => undefined);
+  }
+}

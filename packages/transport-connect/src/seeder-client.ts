@@ -1,0 +1,153 @@
+import { checkRange, R3mapError } from "@r3map/core";
+import type { Caller, PerCallOptions } from "./caller.js";
+import { type ConnectClientOptions, openCaller, pieces, type RemoteInfo } from "./client.js";
+import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
+import { MigrationService } from "./gen/r3map/v1/r3map_pb.js";
+
+/** A round of dirty chunks from MigrationService. */
+export interface DirtyChunks {
+  chunkSize: number;
+  /** Chunk indexes, ascending. */
+  chunks: number[];
+}
+
+/**
+ * The leecher's side of a migration: the original `Seeder` service
+ * (ReadAt/Track/Sync/Close, as the Go leecher calls it) and r3map's
+ * `MigrationService` (rounds of dirty chunk indexes, Finalize). Works with an
+ * original Go seeder when `size` is passed (then only the original calls).
+ *
+ * Retries: ReadAt only. Track, Sync, Finalize and Close change the seeder's
+ * state (Sync hands over and forgets the dirty list), so they are sent once.
+ */
+export class SeederClient {
+  readonly size: number;
+  readonly info: RemoteInfo;
+  readonly #caller: Caller;
+  #released: Promise<void> | undefined;
+
+  private constructor(caller: Caller, info: RemoteInfo) {
+    this.#caller = caller;
+    this.info = info;
+    this.size = info.size;
+  }
+
+  static async connect(options: ConnectClientOptions): Promise<SeederClient> {
+    const { caller, info } = await openCaller(options);
+    return new SeederClient(caller, info);
+  }
+
+  /** Fills `buffer` from `offset` with the seeder's bytes (Seeder.ReadAt, split under the cap). */
+  async readAt(buffer: Uint8Array, offset: number, options: PerCallOptions = {}): Promise<void> {
+    this.#caller.assertOpen("readAt");
+    checkRange(this.size, offset, buffer.length);
+    await Promise.all(
+      pieces(offset, buffer.length, this.info.maxRequestBytes).map(async ([start, length]) => {
+        const reply = await this.#caller.call(
+          SeederServiceDesc,
+          "Seeder.ReadAt",
+          "idempotent",
+          (client, call) => client.readAt({ Length: length, Off: BigInt(start) }, call),
+          options,
+        );
+        if (reply.N !== length || reply.P.length !== length) {
+          throw new R3mapError(
+            "ERR_PROTOCOL",
+            `Seeder.ReadAt of ${length} bytes at ${start} returned ${reply.P.length} bytes`,
+          );
+        }
+        buffer.set(reply.P, start - offset);
+      }),
+    );
+  }
+
+  /** Seeder.Track: the seeder starts tracking writes. */
+  async track(options: PerCallOptions = {}): Promise<void> {
+    await this.#caller.call(
+      SeederServiceDesc,
+      "Seeder.Track",
+      "never",
+      (c, call) => c.track({}, call),
+      options,
+    );
+  }
+
+  /** Seeder.Sync (the original's last round): chunk-aligned offsets of the chunks written since Track. */
+  async sync(options: PerCallOptions = {}): Promise<number[]> {
+    const reply = await this.#caller.call(
+      SeederServiceDesc,
+      "Seeder.Sync",
+      "never",
+      (c, call) => c.sync({}, call),
+      options,
+    );
+    return reply.DirtyOffsets.map(Number);
+  }
+
+  /** Seeder.Close: ends the migration on the seeder. The connections stay open until `release()`. */
+  async close(options: PerCallOptions = {}): Promise<void> {
+    await this.#caller.call(
+      SeederServiceDesc,
+      "Seeder.Close",
+      "never",
+      (c, call) => c.close({}, call),
+      options,
+    );
+  }
+
+  /** r3map's migration control (needs an r3map seeder). */
+  readonly migration = {
+    /** Starts tracking; returns the seeder's chunk size and the resource size. */
+    track: async (options: PerCallOptions = {}): Promise<{ chunkSize: number; size: number }> => {
+      const reply = await this.#caller.call(
+        MigrationService,
+        "Migration.Track",
+        "never",
+        (c, call) => c.track({}, call),
+        options,
+      );
+      return { chunkSize: reply.chunkSize, size: Number(reply.size) };
+    },
+    /** Chunks written since Track or the previous round; the seeder keeps running. */
+    sync: async (options: PerCallOptions = {}): Promise<DirtyChunks> => {
+      const reply = await this.#caller.call(
+        MigrationService,
+        "Migration.Sync",
+        "never",
+        (c, call) => c.sync({}, call),
+        options,
+      );
+      return { chunkSize: reply.chunkSize, chunks: reply.dirtyChunks.map(Number) };
+    },
+    /** The last round: the seeder suspends and flushes its app and stops tracking. */
+    finalize: async (options: PerCallOptions = {}): Promise<DirtyChunks> => {
+      const reply = await this.#caller.call(
+        MigrationService,
+        "Migration.Finalize",
+        "never",
+        (c, call) => c.finalize({}, call),
+        options,
+      );
+      return { chunkSize: reply.chunkSize, chunks: reply.dirtyChunks.map(Number) };
+    },
+    close: async (options: PerCallOptions = {}): Promise<void> => {
+      await this.#caller.call(
+        MigrationService,
+        "Migration.Close",
+        "never",
+        (c, call) => c.close({}, call),
+        options,
+      );
+    },
+  };
+
+  /** Closes the connections (not the seeder: call `close()` for that first). Idempotent. */
+  release(): Promise<void> {
+    this.#released ??= this.#caller.close();
+    return this.#released;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+}

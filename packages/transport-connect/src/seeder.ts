@@ -1,0 +1,30 @@
+import type { Backend, Progress } from "@r3map/core";
+
+/**
+ * What a server needs to act as a migration seeder (the host that has the
+ * resource and keeps running on it). The migration package implements it; the
+ * server exposes it over the original `Seeder` service and `r3map.v1.MigrationService`.
+ */
+export interface Seeder {
+  /** The resource, as the leecher reads it (not through a page cache). */
+  readonly backend: Backend;
+  /** Chunk size writes are tracked at; dirty offsets are multiples of it (default 4096). */
+  readonly chunkSize?: number;
+  /** Starts tracking writes. */
+  track(): Promise<void> | void;
+  /**
+   * Chunk-aligned offsets of the chunks written since `track()` or the
+   * previous `sync()`; the seeder keeps running and tracking.
+   */
+  sync(): Promise<number[]> | number[];
+  /**
+   * The last round: suspend and flush the application, return the offsets
+   * written since the previous round and stop tracking. When absent, `sync()`
+   * serves as the last round (the original r3map's Sync did all of this).
+   */
+  finalize?(): Promise<number[]> | number[];
+  /** Ends the migration and releases the resource. */
+  close(): Promise<void> | void;
+  /** The migration's progress, served by WatchProgress. */
+  progress?(): Progress;
+}

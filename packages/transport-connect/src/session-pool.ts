@@ -1,0 +1,145 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { R3mapError } from "@r3map/core";
+import { bearerTokenInterceptor } from "./auth.js";
+import type { Pem } from "./server.js";
+
+export interface ClientTlsOptions {
+  /** CA(s) that sign the server's certificate (default: the system's). */
+  ca?: Pem | Pem[];
+  /** Client certificate and key, for servers that require mutual TLS. */
+  cert?: Pem;
+  key?: Pem;
+  /** Server name to verify the certificate against (default: the URL's host). */
+  servername?: string;
+}
+
+export interface SessionPoolOptions {
+  /** `http://host:port` (h2c) or `https://host:port` (TLS). */
+  baseUrl: string;
+  /** `grpc` (default; what the original Go servers speak) or `connect`. */
+  protocol?: "grpc" | "connect";
+  /** HTTP/2 connections to open; calls are spread across them (default 1). */
+  sessions?: number;
+  tls?: ClientTlsOptions;
+  /** Bearer token sent with every call. */
+  token?: string;
+  /** Largest message accepted or sent, in bytes. */
+  maxMessageBytes: number;
+  interceptors?: Interceptor[];
+}
+
+interface Member {
+  readonly manager: Http2SessionManager;
+  readonly transport: Transport;
+  readonly clients: Map<DescService, unknown>;
+  inFlight: number;
+}
+
+/**
+ * Several HTTP/2 connections to one server. One connection serialises its
+ * frames on one socket (and Node handles it on one thread's worth of
+ * framing), so spreading calls over a few helps large transfers.
+ */
+export class SessionPool {
+  readonly #members: Member[];
+  #next = 0;
+
+  constructor(readonly options: SessionPoolOptions) {
+    const count = options.sessions ?? 1;
+    if (!Number.isSafeInteger(count) || count < 1 || count > 64) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `sessions must be an integer from 1 to 64, got ${count}`);
+    }
+    const secure = options.baseUrl.startsWith("https:");
+    if (!secure && options.tls) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", "TLS options need an https:// (r3map+https://) address");
+    }
+    const nodeOptions = secure
+      ? {
+          ...(options.tls?.ca === undefined ? {} : { ca: options.tls.ca }),
+          ...(options.tls?.cert === undefined ? {} : { cert: options.tls.cert }),
+          ...(options.tls?.key === undefined ? {} : { key: options.tls.key }),
+          ...(options.tls?.servername === undefined ? {} : { servername: options.tls.servername }),
+        }
+      : {};
+    const interceptors = [
+      ...(options.token === undefined ? [] : [bearerTokenInterceptor(options.token)]),
+      ...(options.interceptors ?? []),
+    ];
+    this.#members = Array.from({ length: count }, () => {
+      // Pings find a dead connection before a call has to wait for its deadline.
+      const manager = new Http2SessionManager(
+        options.baseUrl,
+        { pingIntervalMs: 15_000, pingTimeoutMs: 10_000 },
+        nodeOptions,
+      );
+      const common = {
+        baseUrl: options.baseUrl,
+        httpVersion: "2" as const,
+        sessionManager: manager,
+        interceptors,
+        readMaxBytes: options.maxMessageBytes,
+        writeMaxBytes: options.maxMessageBytes,
+        // Chunk payloads are mostly incompressible; compressing costs more CPU than it saves.
+        acceptCompression: [],
+      };
+      const transport =
+        options.protocol === "connect" ? createConnectTransport(common) : createGrpcTransport(common);
+      return { manager, transport, clients: new Map(), inFlight: 0 };
+    });
+  }
+
+  get size(): number {
+    return this.#members.length;
+  }
+
+  /**
+   * Runs `call` with a client on the least busy connection (round robin among
+   * equals), counting it as busy meanwhile.
+   */
+  async use<S extends DescService, T>(service: S, call: (client: Client<S>) => Promise<T>): Promise<T> {
+    const member = this.#pick();
+    let client = member.clients.get(service) as Client<S> | undefined;
+    if (!client) {
+      client = createClient(service, member.transport);
+      member.clients.set(service, client);
+    }
+    member.inFlight++;
+    try {
+      return await call(client);
+    } finally {
+      member.inFlight--;
+    }
+  }
+
+  #pick(): Member {
+    const count = this.#members.length;
+    let best = this.#members[this.#next % count]!;
+    for (let i = 1; i < count; i++) {
+      const member = this.#members[(this.#next + i) % count]!;
+      if (member.inFlight < best.inFlight) best = member;
+    }
+    this.#next = (this.#next + 1) % count;
+    return best;
+  }
+
+  /** Opens every connection now, so a wrong address or certificate shows at once. */
+  async connect(): Promise<void> {
+    const states = await Promise.all(this.#members.map((member) => member.manager.connect()));
+    const failed = states.indexOf("error");
+    if (failed >= 0) {
+      const error = this.#members[failed]!.manager.error();
+      throw new R3mapError(
+        "ERR_REMOTE_UNREACHABLE",
+        `cannot connect to ${this.options.baseUrl}: ${error instanceof Error ? error.message : String(error)}; check the address, that the server runs, and the TLS settings`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Closes every connection; calls still running fail. */
+  close(): void {
+    for (const member of this.#members) member.manager.abort();
+  }
+}
