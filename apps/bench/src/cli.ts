@@ -7,15 +7,18 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { Benchmark, BenchResult } from "./harness.js";
 import { renderChart } from "./chart.js";
+import type { Benchmark, BenchResult } from "./harness.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const resultsDir = path.resolve(here, "..", "results");
 
 async function loadBenchmarks(): Promise<Benchmark[]> {
   const dir = path.join(here, "benches");
-  const files = fs.readdirSync(dir).filter((file) => file.endsWith(".js")).sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((file) => file.endsWith(".js"))
+    .sort();
   const loaded: Benchmark[] = [];
   for (const file of files) {
     const module = (await import(pathToFileURL(path.join(dir, file)).href)) as { default?: Benchmark };
@@ -37,9 +40,19 @@ function parseArgs(argv: string[]): { names: string[]; budgetMs: number } {
 
 function printTable(rows: BenchResult[]): void {
   const header = ["benchmark", "value", "unit", "baseline", "baseline value", "ratio"];
-  const cells = rows.map((r) => [r.name, String(r.value), r.unit, r.baseline, String(r.baseline_value), r.ratio.toFixed(3)]);
+  const cells = rows.map((r) => [
+    r.name,
+    String(r.value),
+    r.unit,
+    r.baseline,
+    String(r.baseline_value),
+    r.ratio.toFixed(3),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i]!.length)));
-  const line = (row: string[]) => row.map((cell, i) => (i === 0 || i === 3 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ");
+  const line = (row: string[]) =>
+    row
+      .map((cell, i) => (i === 0 || i === 3 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
+      .join("  ");
   console.log(line(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const row of cells) console.log(line(row));
@@ -67,7 +80,11 @@ async function main(): Promise<void> {
     const started = performance.now();
     console.error(`[bench] ${benchmark.name}: ${benchmark.description}`);
     try {
-      const rows = await benchmark.run({ scratch, budgetMs, log: (message) => console.error(`[bench] ${benchmark.name}: ${message}`) });
+      const rows = await benchmark.run({
+        scratch,
+        budgetMs,
+        log: (message) => console.error(`[bench] ${benchmark.name}: ${message}`),
+      });
       results.push(...rows);
     } catch (error) {
       skipped.push(`${benchmark.name}: failed: ${(error as Error).message}`);

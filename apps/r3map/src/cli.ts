@@ -4,11 +4,15 @@ import { demo } from "./commands/demo.js";
 
 const program = new Command()
   .name("r3map")
-  .description("Use a remote resource as local memory, a file or a block device, and migrate it between hosts.");
+  .description(
+    "Use a remote resource as local memory, a file or a block device, and migrate it between hosts.",
+  );
 
 program
   .command("demo")
-  .description("run the engine on embedded memory backends: pull, read, write, push, verify, and print how fast")
+  .description(
+    "run the engine on embedded memory backends: pull, read, write, push, verify, and print how fast",
+  )
   .option("--size <bytes>", "resource size", "256MiB")
   .option("--chunk-size <bytes>", "chunk size", "1MiB")
   .option("--pull-workers <n>", "background pull workers", "8")

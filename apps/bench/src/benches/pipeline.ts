@@ -1,4 +1,4 @@
-import { MemoryBackend, ManagedPipeline } from "@r3map/core";
+import { ManagedPipeline, MemoryBackend } from "@r3map/core";
 import { type Benchmark, mibPerSecond, result } from "../harness.js";
 
 const size = 256 * 1024 * 1024;
@@ -11,7 +11,8 @@ const size = 256 * 1024 * 1024;
  */
 function memcpy(source: MemoryBackend, target: Uint8Array, piece: number): void {
   const from = source.segments[0]!;
-  for (let offset = 0; offset < size; offset += piece) target.set(from.subarray(offset, offset + piece), offset);
+  for (let offset = 0; offset < size; offset += piece)
+    target.set(from.subarray(offset, offset + piece), offset);
 }
 
 async function readThrough(pipeline: ManagedPipeline, target: Uint8Array, piece: number): Promise<void> {
@@ -22,7 +23,8 @@ async function readThrough(pipeline: ManagedPipeline, target: Uint8Array, piece:
 
 const benchmark: Benchmark = {
   name: "pipeline",
-  description: "managed read path (synced + arbitrary stages) over memory backends vs memcpy of the same bytes",
+  description:
+    "managed read path (synced + arbitrary stages) over memory backends vs memcpy of the same bytes",
   async run({ log }) {
     const remote = MemoryBackend.from(new Uint8Array(size).fill(7));
     const target = new Uint8Array(size);
@@ -75,7 +77,13 @@ const benchmark: Benchmark = {
           `memcpy ${label} pieces into fresh memory`,
           freshRate,
         ),
-        result(`pipeline warm read, ${label} chunks`, mibPerSecond(size, warmMs), "MiB/s", `memcpy ${label} pieces`, memcpyRate),
+        result(
+          `pipeline warm read, ${label} chunks`,
+          mibPerSecond(size, warmMs),
+          "MiB/s",
+          `memcpy ${label} pieces`,
+          memcpyRate,
+        ),
       );
     }
     return rows;

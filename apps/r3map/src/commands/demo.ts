@@ -1,4 +1,4 @@
-import { ManagedPipeline, MemoryBackend, formatBytes, parseSize } from "@r3map/core";
+import { formatBytes, ManagedPipeline, MemoryBackend, parseSize } from "@r3map/core";
 
 export interface DemoOptions {
   size: string;
@@ -34,7 +34,9 @@ export async function demo(options: DemoOptions): Promise<void> {
     fillPattern(chunk, offset, 1);
     await remote.writeAt(chunk, offset);
   }
-  say(`remote: ${formatBytes(size)} in memory, ${Math.ceil(size / chunkSize)} chunks of ${formatBytes(chunkSize)}`);
+  say(
+    `remote: ${formatBytes(size)} in memory, ${Math.ceil(size / chunkSize)} chunks of ${formatBytes(chunkSize)}`,
+  );
 
   const pipeline = new ManagedPipeline({
     remote,
