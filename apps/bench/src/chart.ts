@@ -1,6 +1,6 @@
 import type { BenchResult } from "./harness.js";
 
-const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const escapeXml = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 /**
  * A horizontal bar chart of each result's ratio to its baseline, with a line
@@ -18,9 +18,9 @@ export function renderChart(results: BenchResult[]): string {
     const y = top + i * rowHeight;
     const colour = r.ratio >= 0.8 ? "#2a9d8f" : "#e76f51";
     return [
-      `<text x="${labelWidth - 8}" y="${y + 15}" text-anchor="end">${escape(r.name)}</text>`,
+      `<text x="${labelWidth - 8}" y="${y + 15}" text-anchor="end">${escapeXml(r.name)}</text>`,
       `<rect x="${labelWidth}" y="${y + 3}" width="${Math.max(1, x(r.ratio) - labelWidth)}" height="${rowHeight - 6}" fill="${colour}"/>`,
-      `<text x="${x(r.ratio) + 4}" y="${y + 15}">${r.ratio.toFixed(2)} × ${escape(r.baseline)}</text>`,
+      `<text x="${x(r.ratio) + 4}" y="${y + 15}">${r.ratio.toFixed(2)} × ${escapeXml(r.baseline)}</text>`,
     ].join("");
   });
   return [
