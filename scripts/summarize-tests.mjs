@@ -3,6 +3,8 @@
 import { readFileSync } from "node:fs";
 
 const file = process.argv[2];
+// Failed whole-tree checks run before vitest (lint), counted as failed tests.
+const checksFailed = Number(process.argv[3] ?? 0);
 let report;
 try {
   report = JSON.parse(readFileSync(file, "utf8"));
@@ -16,6 +18,6 @@ const passed = report.numPassedTests ?? 0;
 const failedSuites = (report.testResults ?? []).filter(
   (r) => r.status === "failed" && (r.assertionResults ?? []).length === 0,
 ).length;
-const failed = (report.numFailedTests ?? 0) + failedSuites;
+const failed = (report.numFailedTests ?? 0) + failedSuites + checksFailed;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);

@@ -5,8 +5,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 setup_all
 cd "$ROOT"
 mkdir -p .test-results
-say "running tests"
 status=0
+checks_failed=0
+# Whole-tree checks count as tests: lint/format (Biome). Skipped when the caller picks tests.
+if [ $# -eq 0 ]; then
+  say "checking lint and format"
+  pnpm exec biome check . >&2 || { checks_failed=$((checks_failed + 1)); status=1; }
+fi
+say "running tests"
 pnpm exec vitest run --reporter=default --reporter=json --outputFile.json=.test-results/vitest.json "$@" || status=$?
-node scripts/summarize-tests.mjs .test-results/vitest.json || status=1
+node scripts/summarize-tests.mjs .test-results/vitest.json "$checks_failed" || status=1
 exit "$status"

@@ -8,6 +8,7 @@
 set -euo pipefail
 
 SERVERS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SERVER_SCRIPT="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 REPO_ROOT="$(cd "$SERVERS_DIR/../.." && pwd)"
 R3MAP_CACHE="${R3MAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/r3map}"
 
@@ -80,6 +81,17 @@ recorded_alive() {
   for pid in $(cat "$STATE/pids"); do kill -0 "$pid" 2>/dev/null || return 1; done
 }
 
+# When R3MAP_SERVER_OWNER_PID is set (the test process), a detached watchdog
+# stops the server once that process is gone, even if it died without teardown.
+start_watchdog() {
+  local owner="${R3MAP_SERVER_OWNER_PID:-}"
+  [ -n "$owner" ] || return 0
+  [ -f "$STATE/watchdog.pid" ] && kill -0 "$(cat "$STATE/watchdog.pid")" 2>/dev/null && return 0
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$3" ]; do sleep 2; done; [ -d "$3" ] && exec bash "$2" stop "$3"' \
+    watchdog "$owner" "$SERVER_SCRIPT" "$STATE" </dev/null >/dev/null 2>&1 &
+  echo $! >"$STATE/watchdog.pid"
+}
+
 # Common entry point: server scripts define do_start (prints KEY=VALUE lines to
 # $STATE/endpoint) and call `main "$@"`.
 main() {
@@ -91,9 +103,14 @@ main() {
       if recorded_alive; then cat "$STATE/endpoint"; return 0; fi
       stop_recorded
       do_start
+      start_watchdog
       cat "$STATE/endpoint"
       ;;
-    stop) stop_recorded ;;
+    stop)
+      [ -f "$STATE/watchdog.pid" ] && kill "$(cat "$STATE/watchdog.pid")" 2>/dev/null || true
+      rm -f "$STATE/watchdog.pid"
+      stop_recorded
+      ;;
     *) die "unknown action $action (start|stop)" ;;
   esac
 }

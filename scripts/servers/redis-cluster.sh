@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A 3-master Redis Cluster (Debian redis-server) on 127.0.0.1 for tests: no
 # replicas, no persistence, free client and cluster-bus ports.
-# Prints REDIS_CLUSTER_URL (redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/).
+# Prints REDIS_CLUSTER_URL (redis+cluster://127.0.0.1:P1/?seed=127.0.0.1:P2&seed=127.0.0.1:P3).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 do_start() {
@@ -23,8 +23,8 @@ do_start() {
     || { stop_recorded; die "redis-cli --cluster create failed: $(tail -5 "$STATE/create.log")"; }
   cluster_ok() { redis-cli -p "${ports[0]}" cluster info | grep -q 'cluster_state:ok'; }
   wait_until 20 cluster_ok || { stop_recorded; die "the cluster did not reach cluster_state:ok"; }
-  local list; list=$(IFS=,; echo "${nodes[*]}")
-  printf 'REDIS_CLUSTER_URL=redis+cluster://%s/\n' "$list" >"$STATE/endpoint"
+  # WHATWG URLs cannot hold a comma-separated host list: extra nodes are seeds.
+  printf 'REDIS_CLUSTER_URL=redis+cluster://%s/?seed=%s&seed=%s\n' "${nodes[0]}" "${nodes[1]}" "${nodes[2]}" >"$STATE/endpoint"
 }
 
 main "$@"
