@@ -1,6 +1,7 @@
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { ChunkBitmap } from "../chunk-bitmap.js";
+import { ChunkLayout } from "../chunk-layout.js";
 import { errnoOf, fromSystemError, R3mapError } from "../errors.js";
 import { formatBytes, parseSize } from "../units.js";
 import { KeyedMutex } from "./keyed-mutex.js";
@@ -44,6 +45,16 @@ describe("ChunkBitmap", () => {
 
   it("refuses a buffer too small for the count", () => {
     expect(() => new ChunkBitmap(100, new SharedArrayBuffer(4))).toThrow(/needs 16/);
+  });
+});
+
+describe("ChunkLayout", () => {
+  it("counts a short last chunk and refuses impossible geometry", () => {
+    const layout = new ChunkLayout(10 * 1024 + 1, 1024);
+    expect([layout.count, layout.lengthOf(10), layout.lengthOf(9), layout.span(1000, 48)]).toEqual([11, 1, 1024, [0, 2]]);
+    expect(() => new ChunkLayout(4096, 0)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
+    expect(() => new ChunkLayout(-1, 4096)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
+    expect(() => new ChunkLayout(4096, 1.5)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
   });
 });
 
