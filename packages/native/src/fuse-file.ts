@@ -1,0 +1,268 @@
+/**
+ * The file device: a FUSE mount holding one regular file of a fixed size,
+ * served by native threads from /dev/fuse. Reads of chunks present in the
+ * local cache never reach JavaScript; misses, writes, flush and fsync call the
+ * handlers below on the thread that mounted.
+ *
+ * Deadlock rule: the thread that runs the handlers must never itself touch the
+ * file (read it synchronously, mmap it, …) while a handler is needed to answer.
+ * Run the engine on a worker thread (or touch the file from one).
+ */
+import { constants as osConstants } from "node:os";
+import { type Backend, type ChunkBitmap, R3mapError, errnoOf } from "@r3map/core";
+import { FuseRequestKind, type NativeFuseOptions, type NativeFuseServer, addon } from "./addon.js";
+import { checkPositiveInteger, mapNativeError } from "./fuse-errors.js";
+
+export interface FuseFileHandlers {
+  /**
+   * A read of a range that is not entirely present locally. Resolve with the
+   * bytes, or with nothing once they are stored in the local cache and their
+   * presence bits are set (native code then answers from the cache).
+   */
+  onRead?(offset: number, length: number): Promise<Uint8Array | undefined | void>;
+  /** A write; `data` is the caller's copy. */
+  onWrite?(offset: number, data: Uint8Array): Promise<void>;
+  /** close(2) of a file descriptor of the file. */
+  onFlush?(): Promise<void>;
+  /** fsync(2)/fdatasync(2) of the file (also a loop device's flush). */
+  onFsync?(): Promise<void>;
+}
+
+/** Where present chunks are read from, natively. */
+export interface FuseLocalCache {
+  chunkSize: number;
+  /** Presence of each chunk; without it every chunk counts as present. */
+  presence?: ChunkBitmap;
+  /** Memory cache: consecutive segments (e.g. `MemoryBackend.segments`), each `segmentSize` bytes but the last. */
+  segments?: readonly Uint8Array[];
+  segmentSize?: number;
+  /** Or a file descriptor to pread from (kept open by the caller). */
+  fd?: number;
+}
+
+export interface FuseFileOptions extends FuseFileHandlers {
+  /** An existing empty directory. A stale FUSE mount left there by a dead process is cleared. */
+  mountPoint: string;
+  size: number;
+  /** Name of the one file in the mount (default "disk"). */
+  fileName?: string;
+  /** Default: true when there is no `onWrite`. */
+  readOnly?: boolean;
+  local?: FuseLocalCache;
+  /** Request threads, each with its own cloned /dev/fuse fd (default 1; measured best on 2 cores). */
+  threads?: number;
+  /** Bypass the page cache (FOPEN_DIRECT_IO); disables mmap of the file. Default false. */
+  directIo?: boolean;
+  /** Permission bits of the file (default 0o600). */
+  mode?: number;
+  /** Readahead of the mount in KiB (default 1024); 0 keeps the kernel's. */
+  readAheadKb?: number;
+  /** Shown as the mount's source and type suffix (default "r3map"). */
+  fsName?: string;
+}
+
+export interface FuseFileStats {
+  /** READs answered natively from the local cache. */
+  nativeReads: number;
+  /** READs handed to `onRead`. */
+  forwardedReads: number;
+  /** WRITEs handed to `onWrite`. */
+  forwardedWrites: number;
+}
+
+const open = new Set<FuseFile>();
+let exitHookInstalled = false;
+
+function closeAllOnExit(): void {
+  for (const file of open) file.closeSync();
+}
+
+function errnoNumber(error: unknown): number {
+  const name = errnoOf(error) as keyof typeof osConstants.errno;
+  return osConstants.errno[name] ?? osConstants.errno.EIO;
+}
+
+export class FuseFile {
+  /** Path of the file: `<mountPoint>/<fileName>`. */
+  readonly path: string;
+  readonly mountPoint: string;
+  readonly size: number;
+  /** The mount's device number "major:minor" (its bdi and fusectl entry). */
+  readonly device: string;
+  readonly #native: NativeFuseServer;
+  #closing: Promise<void> | undefined;
+
+  private constructor(native: NativeFuseServer, options: FuseFileOptions, fileName: string, device: string) {
+    this.#native = native;
+    this.mountPoint = options.mountPoint;
+    this.size = options.size;
+    this.path = `${options.mountPoint.replace(/\/+$/, "")}/${fileName}`;
+    this.device = device;
+  }
+
+  /** Mounts the file system; resolves once the kernel has initialised it. Needs root (CAP_SYS_ADMIN). */
+  static async mount(options: FuseFileOptions): Promise<FuseFile> {
+    checkPositiveInteger(options.size, "size");
+    const fileName = options.fileName ?? "disk";
+    if (fileName.includes("/") || fileName === "." || fileName === ".." || fileName === "") {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `fileName must be a plain file name, got "${fileName}"`);
+    }
+    const handlers: FuseFileHandlers = options;
+    const readOnly = options.readOnly ?? options.onWrite === undefined;
+    const nativeOptions: NativeFuseOptions = {
+      mountPoint: options.mountPoint,
+      fileName,
+      fsName: options.fsName ?? "r3map",
+      size: options.size,
+      mode: options.mode ?? 0o600,
+      readOnly,
+      directIo: options.directIo ?? false,
+      forwardFlush: options.onFlush !== undefined,
+      forwardFsync: options.onFsync !== undefined,
+      threads: options.threads ?? 1,
+      readAheadKb: options.readAheadKb ?? 1024,
+      dispatch: (kind, channel, unique, offset, length, data) => {
+        void serve(native, handlers, kind, channel, unique, offset, length, data);
+      },
+    };
+    if (options.local !== undefined) nativeOptions.local = nativeLocal(options.local, options.size);
+    const native = new (addon().FuseServer)(nativeOptions);
+    let device: string;
+    try {
+      device = await native.mount();
+    } catch (error) {
+      native.closeSync();
+      throw mapNativeError(error, `cannot mount FUSE at ${options.mountPoint}`);
+    }
+    const file = new FuseFile(native, options, fileName, device);
+    open.add(file);
+    if (!exitHookInstalled) {
+      process.on("exit", closeAllOnExit);
+      exitHookInstalled = true;
+    }
+    return file;
+  }
+
+  stats(): FuseFileStats {
+    const { nativeReads, forwardedReads, forwardedWrites } = this.#native.stats();
+    return { nativeReads, forwardedReads, forwardedWrites };
+  }
+
+  /** Lets the process exit while mounted (it is then unmounted at exit). */
+  unref(): this {
+    this.#native.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.#native.ref();
+    return this;
+  }
+
+  /**
+   * Unmounts and stops the request threads. If the file is still in use (a
+   * loop device, an open descriptor), the mount is detached and the connection
+   * aborted: later I/O on it fails with ENOTCONN. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#native.close().finally(() => open.delete(this));
+    return this.#closing;
+  }
+
+  /** Synchronous teardown for process exit: aborts outstanding requests. */
+  closeSync(): void {
+    open.delete(this);
+    this.#native.closeSync();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Handlers that forward a FUSE file to a Backend (reads, writes, fsync → sync). */
+export function backendHandlers(backend: Backend): Required<Pick<FuseFileHandlers, "onRead" | "onFsync">> &
+  Pick<FuseFileHandlers, "onWrite"> {
+  const handlers = {
+    onRead: async (offset: number, length: number) => {
+      const buffer = new Uint8Array(length);
+      await backend.readAt(buffer, offset);
+      return buffer;
+    },
+    onFsync: () => backend.sync(),
+  };
+  if (backend.readOnly) return handlers;
+  return { ...handlers, onWrite: (offset: number, data: Uint8Array) => backend.writeAt(data, offset) };
+}
+
+async function serve(
+  native: NativeFuseServer,
+  handlers: FuseFileHandlers,
+  kind: FuseRequestKind,
+  channel: number,
+  unique: number,
+  offset: number,
+  length: number,
+  data: Buffer | undefined,
+): Promise<void> {
+  try {
+    switch (kind) {
+      case FuseRequestKind.Read: {
+        if (handlers.onRead === undefined) throw new R3mapError("ERR_NOT_SUPPORTED", "no onRead handler");
+        const bytes = await handlers.onRead(offset, length);
+        const reply = bytes instanceof Uint8Array && bytes.byteLength > length ? bytes.subarray(0, length) : bytes;
+        native.replyRead(channel, unique, 0, reply instanceof Uint8Array ? reply : undefined, offset, length);
+        return;
+      }
+      case FuseRequestKind.Write:
+        if (handlers.onWrite === undefined) throw new R3mapError("ERR_READ_ONLY", "no onWrite handler");
+        await handlers.onWrite(offset, data ?? new Uint8Array(0));
+        native.replyWrite(channel, unique, 0, length);
+        return;
+      case FuseRequestKind.Flush:
+        await handlers.onFlush?.();
+        native.replyStatus(channel, unique, 0);
+        return;
+      case FuseRequestKind.Fsync:
+        await handlers.onFsync?.();
+        native.replyStatus(channel, unique, 0);
+        return;
+    }
+  } catch (error) {
+    // Every request gets an answer: the handler's failure becomes its errno.
+    const errno = errnoNumber(error);
+    if (kind === FuseRequestKind.Write) native.replyWrite(channel, unique, errno, 0);
+    else native.replyStatus(channel, unique, errno);
+  }
+}
+
+function nativeLocal(local: FuseLocalCache, size: number): NonNullable<NativeFuseOptions["local"]> {
+  checkPositiveInteger(local.chunkSize, "local.chunkSize");
+  const out: NonNullable<NativeFuseOptions["local"]> = { chunkSize: local.chunkSize };
+  if (local.presence !== undefined) {
+    if (local.presence.count < Math.ceil(size / local.chunkSize)) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", "local.presence has fewer bits than the file has chunks");
+    }
+    if (!(local.presence.buffer instanceof SharedArrayBuffer)) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", "local.presence must live in a SharedArrayBuffer");
+    }
+    out.bitmap = local.presence.words;
+  }
+  if (local.segments !== undefined) {
+    const segmentSize = local.segmentSize ?? local.segments[0]?.byteLength ?? 0;
+    const total = local.segments.reduce((sum, s) => sum + s.byteLength, 0);
+    if (total < size || local.segments.slice(0, -1).some((s) => s.byteLength !== segmentSize)) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `local.segments must be consecutive ${segmentSize}-byte segments covering ${size} bytes`,
+      );
+    }
+    out.segments = local.segments;
+    out.segmentSize = segmentSize;
+  } else if (local.fd !== undefined) {
+    out.fd = local.fd;
+  } else {
+    throw new R3mapError("ERR_INVALID_ARGUMENT", "local needs segments or fd");
+  }
+  return out;
+}

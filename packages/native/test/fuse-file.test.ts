@@ -1,0 +1,143 @@
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import { promisify } from "node:util";
+import { ChunkBitmap, MemoryBackend } from "@r3map/core";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FuseFile } from "../src/fuse-file.js";
+import { forceCleanup, isRoot, mountsUnder, patternAt, scratchDirectory } from "./helpers.js";
+
+const run = promisify(execFile);
+const CHUNK = 64 * 1024;
+const SIZE = 8 * 1024 * 1024;
+
+/** A remote of known bytes, a local memory cache and a presence bitmap, like a managed mount. */
+function cachedResource(size = SIZE) {
+  const remote = patternAt(0, size);
+  const local = new MemoryBackend(size);
+  const presence = new ChunkBitmap(Math.ceil(size / CHUNK));
+  const calls: Array<[number, number]> = [];
+  const onRead = async (offset: number, length: number) => {
+    calls.push([offset, length]);
+    const first = Math.floor(offset / CHUNK);
+    const last = Math.floor((offset + length - 1) / CHUNK);
+    for (let chunk = first; chunk <= last; chunk++) {
+      if (presence.has(chunk)) continue;
+      const start = chunk * CHUNK;
+      await local.writeAt(remote.subarray(start, Math.min(size, start + CHUNK)), start);
+      presence.set(chunk);
+    }
+  };
+  return { remote, local, presence, calls, onRead };
+}
+
+describe.skipIf(!isRoot())("FuseFile", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = scratchDirectory("fuse");
+  });
+  afterEach(() => {
+    const left = mountsUnder(dir);
+    forceCleanup(dir);
+    expect(left).toEqual([]);
+  });
+
+  it("serves misses through onRead once, then present chunks natively", async () => {
+    const r = cachedResource();
+    await using file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      local: { chunkSize: CHUNK, presence: r.presence, segments: r.local.segments },
+      onRead: r.onRead,
+    });
+    expect(fs.statSync(file.path).size).toBe(SIZE);
+    expect(fs.readdirSync(dir)).toEqual(["disk"]);
+
+    const first = await fs.promises.readFile(file.path);
+    expect(Buffer.compare(first, r.remote)).toBe(0);
+    expect(r.calls.length).toBeGreaterThan(0);
+    expect(r.presence.cardinality()).toBe(SIZE / CHUNK);
+
+    const jsCalls = r.calls.length;
+    const before = file.stats().nativeReads;
+    // O_DIRECT bypasses the page cache, so every read reaches the server.
+    await run("dd", [`if=${file.path}`, "of=/dev/null", "bs=128k", "iflag=direct", "status=none"]);
+    expect(r.calls.length).toBe(jsCalls);
+    expect(file.stats().nativeReads - before).toBe(SIZE / (128 * 1024));
+  });
+
+  it("forwards writes, fsync and flush; refuses to change the size", async () => {
+    const backend = new MemoryBackend(SIZE);
+    let fsyncs = 0;
+    let flushes = 0;
+    await using file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      onRead: async (offset, length) => {
+        const bytes = new Uint8Array(length);
+        await backend.readAt(bytes, offset);
+        return bytes;
+      },
+      onWrite: (offset, data) => backend.writeAt(data, offset),
+      onFsync: async () => {
+        fsyncs++;
+      },
+      onFlush: async () => {
+        flushes++;
+      },
+    });
+    const data = patternAt(12345, 300_000);
+    const handle = await fs.promises.open(file.path, "r+");
+    await handle.write(data, 0, data.length, 12345);
+    await handle.sync();
+    await handle.close();
+    expect(fsyncs).toBe(1);
+    expect(flushes).toBeGreaterThanOrEqual(1);
+    const stored = new Uint8Array(data.length);
+    await backend.readAt(stored, 12345);
+    expect(Buffer.compare(stored, data)).toBe(0);
+
+    await expect(fs.promises.truncate(file.path, 4096)).rejects.toMatchObject({ code: "EPERM" });
+    await expect(fs.promises.writeFile(`${dir}/other`, "x")).rejects.toMatchObject({ code: "EPERM" });
+    expect(fs.statSync(file.path).size).toBe(SIZE);
+  });
+
+  it("turns a handler's failure into the errno the reader sees", async () => {
+    await using file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      directIo: true,
+      onRead: async () => {
+        throw Object.assign(new Error("remote down"), { code: "ETIMEDOUT" });
+      },
+      onWrite: async () => {
+        throw new Error("unknown failure");
+      },
+    });
+    const handle = await fs.promises.open(file.path, "r+");
+    try {
+      await expect(handle.read(new Uint8Array(4096), 0, 4096, 0)).rejects.toMatchObject({ code: "ETIMEDOUT" });
+      await expect(handle.write(new Uint8Array(4096), 0, 4096, 0)).rejects.toMatchObject({ code: "EIO" });
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it("is read-only without onWrite", async () => {
+    await using file = await FuseFile.mount({ mountPoint: dir, size: SIZE, onRead: async (_o, l) => new Uint8Array(l) });
+    await expect(fs.promises.open(file.path, "r+")).rejects.toMatchObject({ code: "EROFS" });
+  });
+
+  it("unmounts on close even while the file is open, and close is idempotent", async () => {
+    const file = await FuseFile.mount({ mountPoint: dir, size: SIZE, onRead: async (_o, l) => new Uint8Array(l) });
+    const handle = await fs.promises.open(file.path, "r");
+    await Promise.all([file.close(), file.close()]);
+    expect(mountsUnder(dir)).toEqual([]);
+    await expect(handle.read(new Uint8Array(10), 0, 10, 0)).rejects.toMatchObject({ code: "ENOTCONN" });
+    await handle.close().catch(() => {}); // FLUSH fails with ENOTCONN too
+  });
+
+  it("rejects a second mount over a live one with a typed error", async () => {
+    await using _file = await FuseFile.mount({ mountPoint: dir, size: SIZE, onRead: async (_o, l) => new Uint8Array(l) });
+    await expect(FuseFile.mount({ mountPoint: dir, size: SIZE })).rejects.toMatchObject({ name: "R3mapError" });
+  });
+});
