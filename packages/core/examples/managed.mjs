@@ -9,7 +9,9 @@ const pipeline = new ManagedPipeline({
   pull: { workers: 2 },
   push: { intervalMs: 1000 },
 });
-pipeline.on("progress", (p) => console.log(`local ${p.chunksLocal}/${p.chunksTotal}, pushed ${p.bytesPushed} B`));
+pipeline.on("progress", (p) =>
+  console.log(`local ${p.chunksLocal}/${p.chunksTotal}, pushed ${p.bytesPushed} B`),
+);
 pipeline.start();
 
 const greeting = new Uint8Array(26);

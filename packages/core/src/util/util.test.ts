@@ -51,10 +51,19 @@ describe("ChunkBitmap", () => {
 describe("ChunkLayout", () => {
   it("counts a short last chunk and refuses impossible geometry", () => {
     const layout = new ChunkLayout(10 * 1024 + 1, 1024);
-    expect([layout.count, layout.lengthOf(10), layout.lengthOf(9), layout.span(1000, 48)]).toEqual([11, 1, 1024, [0, 2]]);
+    expect([layout.count, layout.lengthOf(10), layout.lengthOf(9), layout.span(1000, 48)]).toEqual([
+      11,
+      1,
+      1024,
+      [0, 2],
+    ]);
     expect(() => new ChunkLayout(4096, 0)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
-    expect(() => new ChunkLayout(-1, 4096)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
-    expect(() => new ChunkLayout(4096, 1.5)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
+    expect(() => new ChunkLayout(-1, 4096)).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }),
+    );
+    expect(() => new ChunkLayout(4096, 1.5)).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }),
+    );
   });
 });
 
