@@ -76,9 +76,13 @@ export class ByteReader {
     if (this.#failure) return;
     const midFrame = (this.#waiter !== undefined && this.#waiter.filled > 0) || this.#buffered > 0;
     this.#failure = midFrame
-      ? new R3mapError("ERR_PROTOCOL", "the peer closed the connection in the middle of a message (truncated frame)", {
-          cause: error,
-        })
+      ? new R3mapError(
+          "ERR_PROTOCOL",
+          "the peer closed the connection in the middle of a message (truncated frame)",
+          {
+            cause: error,
+          },
+        )
       : error;
     const waiter = this.#waiter;
     this.#waiter = undefined;

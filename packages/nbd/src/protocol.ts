@@ -79,7 +79,13 @@ export const CMD = {
 } as const;
 
 /** Command flags. */
-export const CMD_FLAG = { FUA: 1 << 0, NO_HOLE: 1 << 1, DF: 1 << 2, REQ_ONE: 1 << 3, FAST_ZERO: 1 << 4 } as const;
+export const CMD_FLAG = {
+  FUA: 1 << 0,
+  NO_HOLE: 1 << 1,
+  DF: 1 << 2,
+  REQ_ONE: 1 << 3,
+  FAST_ZERO: 1 << 4,
+} as const;
 
 /** Structured reply flags and chunk types. */
 export const REPLY_FLAG_DONE = 1;

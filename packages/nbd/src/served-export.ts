@@ -37,7 +37,10 @@ export class ServedExport {
     const min = spec.minimumBlockSize ?? 1;
     const preferred = spec.preferredBlockSize ?? 4096;
     if (!isPowerOfTwo(min) || min > 65536) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", `export "${spec.name}": minimumBlockSize must be a power of two ≤ 65536, got ${min}`);
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `export "${spec.name}": minimumBlockSize must be a power of two ≤ 65536, got ${min}`,
+      );
     }
     if (!isPowerOfTwo(preferred) || preferred < Math.max(min, 512)) {
       throw new R3mapError(
@@ -46,7 +49,10 @@ export class ServedExport {
       );
     }
     if (Buffer.byteLength(spec.name) > 4096) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", "export names are limited to 4096 bytes by the NBD protocol");
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        "export names are limited to 4096 bytes by the NBD protocol",
+      );
     }
     this.name = spec.name;
     this.description = spec.description ?? "";

@@ -50,7 +50,10 @@ export class HandshakeEnd extends Error {}
  * export, or undefined when the client aborted; throws HandshakeEnd (or a
  * stream error) when the connection must be dropped.
  */
-export async function serverHandshake(socket: Duplex, config: HandshakeConfig): Promise<Negotiated | undefined> {
+export async function serverHandshake(
+  socket: Duplex,
+  config: HandshakeConfig,
+): Promise<Negotiated | undefined> {
   let stream: Duplex = socket;
   let reader = new ByteReader(stream, config.highWater);
   const greeting = Buffer.allocUnsafe(18);
@@ -69,7 +72,8 @@ export async function serverHandshake(socket: Duplex, config: HandshakeConfig): 
   let structured = false;
   let meta: { exportName: string; selected: boolean } | undefined;
 
-  const reply = (option: number, type: number, data?: Uint8Array) => stream.write(optionReply(option, type, data));
+  const reply = (option: number, type: number, data?: Uint8Array) =>
+    stream.write(optionReply(option, type, data));
   const fail = (option: number, type: number, message: string) =>
     reply(option, type, Buffer.from(message.slice(0, MAX_STRING), "utf8"));
 
@@ -78,7 +82,8 @@ export async function serverHandshake(socket: Duplex, config: HandshakeConfig): 
     if (header.readBigUInt64BE(0) !== IHAVEOPT) throw new HandshakeEnd("bad option magic");
     const option = header.readUInt32BE(8);
     const length = header.readUInt32BE(12);
-    if (length > MAX_OPTION_LENGTH) throw new HandshakeEnd(`option ${option} has an oversized payload (${length} bytes)`);
+    if (length > MAX_OPTION_LENGTH)
+      throw new HandshakeEnd(`option ${option} has an oversized payload (${length} bytes)`);
     const data = await reader.take(length);
 
     if (config.refusal !== undefined) {
@@ -92,7 +97,8 @@ export async function serverHandshake(socket: Duplex, config: HandshakeConfig): 
       fail(option, REP.ERR_TLS_REQD, "this server requires TLS: negotiate STARTTLS first (use nbds://)");
       continue;
     }
-    if (!fixed && option !== OPT.EXPORT_NAME) throw new HandshakeEnd("non-fixed newstyle clients may only send EXPORT_NAME");
+    if (!fixed && option !== OPT.EXPORT_NAME)
+      throw new HandshakeEnd("non-fixed newstyle clients may only send EXPORT_NAME");
 
     switch (option) {
       case OPT.EXPORT_NAME: {
@@ -102,7 +108,13 @@ export async function serverHandshake(socket: Duplex, config: HandshakeConfig): 
         writeUInt64(out, served.size, 0);
         out.writeUInt16BE(served.transmissionFlags(structured), 8);
         stream.write(out);
-        return { stream, reader, served, structured, blockStatus: meta?.selected === true && meta.exportName === served.name };
+        return {
+          stream,
+          reader,
+          served,
+          structured,
+          blockStatus: meta?.selected === true && meta.exportName === served.name,
+        };
       }
       case OPT.ABORT:
         return abort(stream, option);
@@ -112,7 +124,11 @@ export async function serverHandshake(socket: Duplex, config: HandshakeConfig): 
           break;
         }
         for (const served of config.exports()) {
-          reply(option, REP.SERVER, Buffer.concat([lengthPrefixed(served.name), Buffer.from(served.description, "utf8")]));
+          reply(
+            option,
+            REP.SERVER,
+            Buffer.concat([lengthPrefixed(served.name), Buffer.from(served.description, "utf8")]),
+          );
         }
         reply(option, REP.ACK);
         break;
@@ -147,13 +163,23 @@ export async function serverHandshake(socket: Duplex, config: HandshakeConfig): 
           break;
         }
         if (option === OPT.GO && served.minimumBlockSize > 1 && !request.infos.includes(INFO.BLOCK_SIZE)) {
-          fail(option, REP.ERR_BLOCK_SIZE_REQD, `export "${served.name}" needs ${served.minimumBlockSize}-byte alignment`);
+          fail(
+            option,
+            REP.ERR_BLOCK_SIZE_REQD,
+            `export "${served.name}" needs ${served.minimumBlockSize}-byte alignment`,
+          );
           break;
         }
         sendInfo(reply, option, served, request.infos, structured);
         reply(option, REP.ACK);
         if (option === OPT.GO) {
-          return { stream, reader, served, structured, blockStatus: meta?.selected === true && meta.exportName === served.name };
+          return {
+            stream,
+            reader,
+            served,
+            structured,
+            blockStatus: meta?.selected === true && meta.exportName === served.name,
+          };
         }
         break;
       }
@@ -216,7 +242,8 @@ function sendInfo(
   writeUInt64(exportInfo, served.size, 2);
   exportInfo.writeUInt16BE(served.transmissionFlags(structured), 10);
   reply(option, REP.INFO, exportInfo);
-  if (infos.includes(INFO.NAME)) reply(option, REP.INFO, Buffer.concat([u16(INFO.NAME), Buffer.from(served.name)]));
+  if (infos.includes(INFO.NAME))
+    reply(option, REP.INFO, Buffer.concat([u16(INFO.NAME), Buffer.from(served.name)]));
   if (infos.includes(INFO.DESCRIPTION) && served.description !== "") {
     reply(option, REP.INFO, Buffer.concat([u16(INFO.DESCRIPTION), Buffer.from(served.description)]));
   }
@@ -273,7 +300,11 @@ function upgrade(stream: Duplex, config: HandshakeConfig): Promise<tls.TLSSocket
     secure.once("error", onError);
     secure.once("secure", () => {
       secure.off("error", onError);
-      if (config.tlsOptions.requestCert && config.tlsOptions.rejectUnauthorized !== false && !secure.authorized) {
+      if (
+        config.tlsOptions.requestCert &&
+        config.tlsOptions.rejectUnauthorized !== false &&
+        !secure.authorized
+      ) {
         secure.destroy();
         reject(new HandshakeEnd(`TLS client certificate rejected: ${String(secure.authorizationError)}`));
         return;

@@ -16,8 +16,8 @@ import {
   STRUCTURED_HEADER_SIZE,
   TF,
 } from "./protocol.js";
-import { BASE_ALLOCATION_ID, type Negotiated } from "./server-handshake.js";
 import type { ServedExport } from "./served-export.js";
+import { BASE_ALLOCATION_ID, type Negotiated } from "./server-handshake.js";
 import { readUInt64, writeSimpleReply, writeStructuredHeader } from "./wire.js";
 
 export interface SessionLimits {
@@ -100,7 +100,7 @@ export class ServerSession {
         };
         if (request.command === CMD.DISC) break;
         let payload: Buffer | undefined;
-        let refusal = this.#closing
+        const refusal = this.#closing
           ? new Refusal("ESHUTDOWN", "the server is shutting down")
           : this.#validate(request);
         if (request.command === CMD.WRITE) {
@@ -162,13 +162,17 @@ export class ServerSession {
     const served = this.#served;
     const allowed = this.#allowedFlags(command);
     if (allowed === undefined) return new Refusal("EINVAL", `unknown or unadvertised command ${command}`);
-    if ((flags & ~allowed) !== 0) return new Refusal("EINVAL", `flags 0x${flags.toString(16)} are not valid for command ${command}`);
+    if ((flags & ~allowed) !== 0)
+      return new Refusal("EINVAL", `flags 0x${flags.toString(16)} are not valid for command ${command}`);
     if (command === CMD.FLUSH) return undefined;
     const writes = command === CMD.WRITE || command === CMD.WRITE_ZEROES || command === CMD.TRIM;
     if (writes && served.readOnly) return new Refusal("EPERM", "the export is read-only");
     if (offset + length > served.size) {
       const errno = command === CMD.WRITE || command === CMD.WRITE_ZEROES ? "ENOSPC" : "EINVAL";
-      return new Refusal(errno, `request [${offset}, +${length}) reaches past the end of the export (${served.size} bytes)`);
+      return new Refusal(
+        errno,
+        `request [${offset}, +${length}) reaches past the end of the export (${served.size} bytes)`,
+      );
     }
     const min = served.minimumBlockSize;
     if (min > 1 && (offset % min !== 0 || length % min !== 0)) {
@@ -176,10 +180,16 @@ export class ServerSession {
     }
     const bounded = command === CMD.READ || command === CMD.WRITE || command === CMD.CACHE;
     if (bounded && length > served.maximumBlockSize) {
-      return new Refusal("EINVAL", `request of ${length} bytes exceeds the maximum block size ${served.maximumBlockSize}`);
+      return new Refusal(
+        "EINVAL",
+        `request of ${length} bytes exceeds the maximum block size ${served.maximumBlockSize}`,
+      );
     }
     if (command === CMD.BLOCK_STATUS && !this.#blockStatus) {
-      return new Refusal("EINVAL", "BLOCK_STATUS needs the base:allocation meta context to be selected first");
+      return new Refusal(
+        "EINVAL",
+        "BLOCK_STATUS needs the base:allocation meta context to be selected first",
+      );
     }
     return undefined;
   }
@@ -268,7 +278,14 @@ export class ServerSession {
     const head = STRUCTURED_HEADER_SIZE + 8;
     const out = Buffer.allocUnsafe(head + length);
     await this.#served.backend.readAt(out.subarray(head), offset);
-    writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.OFFSET_DATA, request.cookieHigh, request.cookieLow, 8 + length);
+    writeStructuredHeader(
+      out,
+      REPLY_FLAG_DONE,
+      REPLY_TYPE.OFFSET_DATA,
+      request.cookieHigh,
+      request.cookieLow,
+      8 + length,
+    );
     out.writeUInt32BE(Math.floor(offset / 0x100000000), STRUCTURED_HEADER_SIZE);
     out.writeUInt32BE(offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
     this.#send(out);
@@ -283,7 +300,8 @@ export class ServerSession {
       return;
     }
     // Emulated with plain writes, which is not faster than WRITE: refuse a fast-zero request.
-    if (fast) throw new Refusal("ENOTSUP", "this export writes zeroes as data; fast zeroing is not available");
+    if (fast)
+      throw new Refusal("ENOTSUP", "this export writes zeroes as data; fast zeroing is not available");
     for (let at = 0; at < length; at += ZEROES.length) {
       await backend.writeAt(ZEROES.subarray(0, Math.min(ZEROES.length, length - at)), offset + at);
     }
@@ -293,7 +311,10 @@ export class ServerSession {
   async #cache(offset: number, length: number): Promise<void> {
     const scratch = new Uint8Array(Math.min(CACHE_PIECE, length));
     for (let at = 0; at < length; at += scratch.length) {
-      await this.#served.backend.readAt(scratch.subarray(0, Math.min(scratch.length, length - at)), offset + at);
+      await this.#served.backend.readAt(
+        scratch.subarray(0, Math.min(scratch.length, length - at)),
+        offset + at,
+      );
     }
   }
 
@@ -327,7 +348,14 @@ export class ServerSession {
   #replyBlockStatus(request: Request, extents: Array<[number, number]>): void {
     const payload = 4 + extents.length * 8;
     const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + payload);
-    writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.BLOCK_STATUS, request.cookieHigh, request.cookieLow, payload);
+    writeStructuredHeader(
+      out,
+      REPLY_FLAG_DONE,
+      REPLY_TYPE.BLOCK_STATUS,
+      request.cookieHigh,
+      request.cookieLow,
+      payload,
+    );
     out.writeUInt32BE(BASE_ALLOCATION_ID, STRUCTURED_HEADER_SIZE);
     extents.forEach(([length, flags], i) => {
       out.writeUInt32BE(length, STRUCTURED_HEADER_SIZE + 4 + i * 8);
@@ -353,7 +381,14 @@ export class ServerSession {
     if (this.#structured) {
       const text = Buffer.from(message.slice(0, 1024), "utf8");
       const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 6 + text.length);
-      writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.ERROR, request.cookieHigh, request.cookieLow, 6 + text.length);
+      writeStructuredHeader(
+        out,
+        REPLY_FLAG_DONE,
+        REPLY_TYPE.ERROR,
+        request.cookieHigh,
+        request.cookieLow,
+        6 + text.length,
+      );
       out.writeUInt32BE(value, STRUCTURED_HEADER_SIZE);
       out.writeUInt16BE(text.length, STRUCTURED_HEADER_SIZE + 4);
       text.copy(out, STRUCTURED_HEADER_SIZE + 6);

@@ -3,9 +3,9 @@ import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
 import { R3mapError, TypedEmitter } from "@r3map/core";
 import { DEFAULT_MAX_BLOCK } from "./protocol.js";
+import { type NbdExport, ServedExport } from "./served-export.js";
 import { type HandshakeConfig, serverHandshake } from "./server-handshake.js";
 import { ServerSession } from "./server-session.js";
-import { type NbdExport, ServedExport } from "./served-export.js";
 
 export interface NbdServerOptions {
   exports: NbdExport[];
@@ -66,18 +66,26 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
     const o = this.#options;
     for (const [name, value] of Object.entries(o)) {
       if (typeof value === "number" && (!Number.isSafeInteger(value) || value <= 0)) {
-        throw new R3mapError("ERR_INVALID_ARGUMENT", `NbdServer option ${name} must be a positive integer, got ${value}`);
+        throw new R3mapError(
+          "ERR_INVALID_ARGUMENT",
+          `NbdServer option ${name} must be a positive integer, got ${value}`,
+        );
       }
     }
     if (o.maxRequestSize > 0xffffffff) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", "maxRequestSize must fit in 32 bits (NBD lengths are u32)");
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        "maxRequestSize must fit in 32 bits (NBD lengths are u32)",
+      );
     }
     if (o.tlsRequired && !options.tls) {
       throw new R3mapError("ERR_INVALID_ARGUMENT", "tlsRequired needs a tls certificate and key");
     }
-    if (options.exports.length === 0) throw new R3mapError("ERR_INVALID_ARGUMENT", "NbdServer needs at least one export");
+    if (options.exports.length === 0)
+      throw new R3mapError("ERR_INVALID_ARGUMENT", "NbdServer needs at least one export");
     for (const spec of options.exports) {
-      if (this.#exports.has(spec.name)) throw new R3mapError("ERR_INVALID_ARGUMENT", `export "${spec.name}" is listed twice`);
+      if (this.#exports.has(spec.name))
+        throw new R3mapError("ERR_INVALID_ARGUMENT", `export "${spec.name}" is listed twice`);
       this.#exports.set(spec.name, new ServedExport(spec, o.maxRequestSize));
     }
     const { requestCert, rejectUnauthorized, ...context } = options.tls ?? {};
@@ -104,7 +112,9 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
    * Listens on TCP (`{ port, host }`, port 0 picks a free one) or a UNIX
    * socket (`{ path }`). Resolves with the bound address.
    */
-  async listen(where: { port?: number; host?: string } | { path: string }): Promise<net.AddressInfo | string> {
+  async listen(
+    where: { port?: number; host?: string } | { path: string },
+  ): Promise<net.AddressInfo | string> {
     if (this.#closing) throw new R3mapError("ERR_CLOSED", "the NBD server is closed");
     const listener = net.createServer({ noDelay: true }, (socket) => this.serve(socket));
     await new Promise<void>((resolve, reject) => {
@@ -143,7 +153,9 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
       const negotiated = await serverHandshake(stream, {
         ...this.#handshake,
         ...(full
-          ? { refusal: `the server is at its limit of ${this.#options.maxConnections} connections; try again later` }
+          ? {
+              refusal: `the server is at its limit of ${this.#options.maxConnections} connections; try again later`,
+            }
           : {}),
       });
       clearTimeout(timer);
@@ -182,7 +194,9 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      const stopped = this.#listeners.map((listener) => new Promise<void>((resolve) => listener.close(() => resolve())));
+      const stopped = this.#listeners.map(
+        (listener) => new Promise<void>((resolve) => listener.close(() => resolve())),
+      );
       const connections = [...this.#connections];
       await Promise.race([
         Promise.all(

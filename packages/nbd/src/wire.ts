@@ -105,7 +105,9 @@ export function writeUInt64(out: Buffer, value: number, at: number): void {
 
 /** Reads a u64; values beyond 2^53 come back as Infinity so range checks refuse them. */
 export function readUInt64(buffer: Uint8Array, at: number): number {
-  const view = Buffer.isBuffer(buffer) ? buffer : Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  const view = Buffer.isBuffer(buffer)
+    ? buffer
+    : Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   const high = view.readUInt32BE(at);
   const low = view.readUInt32BE(at + 4);
   if (high >= 0x200000) return Number.POSITIVE_INFINITY;
