@@ -103,7 +103,13 @@ export class ConnectServer {
           allowHTTP1: true,
         })
       : http2.createServer();
-    server.on("request", createConnectHandler(options, shutdown.signal));
+    const handler = createConnectHandler(options, shutdown.signal);
+    const drainBytes = 2 * ((options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES) + MESSAGE_OVERHEAD_BYTES);
+    server.on("request", (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => {
+      // The stream's writable side finishes once the reply (with trailers) is sent.
+      request.stream?.once("finish", () => drainUnreadRequest(request, drainBytes));
+      handler(request, response);
+    });
     const host = options.host ?? "127.0.0.1";
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -147,6 +153,31 @@ export class ConnectServer {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * When the server answered before reading the whole request (a message over
+ * the size limit), the client may still be sending, blocked on flow control,
+ * so the stream would stay half open and hold the connection (and a graceful
+ * close) forever. Reads and discards the rest, up to `drainBytes`, so the
+ * client can finish and read the answer; beyond that, or after a second,
+ * resets the stream. Resetting at once could drop the unflushed trailers.
+ */
+function drainUnreadRequest(request: http2.Http2ServerRequest, drainBytes: number): void {
+  const stream = (request as { stream?: http2.ServerHttp2Stream }).stream;
+  if (!stream || stream.readableEnded || stream.destroyed || stream.closed) return;
+  let drained = 0;
+  const reset = () => {
+    if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+  };
+  const timer = setTimeout(reset, 1000);
+  timer.unref();
+  stream.once("close", () => clearTimeout(timer));
+  stream.on("data", (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > drainBytes) reset();
+  });
+  stream.resume();
 }
 
 /**

@@ -24,13 +24,61 @@ function openssl(dir: string, ...args: string[]): void {
 }
 
 function issue(dir: string, name: string, ca: string, subject: string, extensions: string): void {
-  openssl(dir, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-subj", subject, "-out", `${name}.csr`);
+  openssl(
+    dir,
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    `${name}.key`,
+    "-subj",
+    subject,
+    "-out",
+    `${name}.csr`,
+  );
   writeFileSync(join(dir, `${name}.ext`), extensions);
-  openssl(dir, "x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-days", "2", "-extfile", `${name}.ext`, "-out", `${name}.crt`);
+  openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    `${ca}.crt`,
+    "-CAkey",
+    `${ca}.key`,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    `${name}.ext`,
+    "-out",
+    `${name}.crt`,
+  );
 }
 
 function authority(dir: string, name: string): void {
-  openssl(dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-subj", `/CN=${name}`, "-days", "2", "-out", `${name}.crt`);
+  openssl(
+    dir,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    `${name}.key`,
+    "-subj",
+    `/CN=${name}`,
+    "-days",
+    "2",
+    "-out",
+    `${name}.crt`,
+  );
 }
 
 /** A CA, a server certificate for 127.0.0.1/localhost, a client certificate and a rogue one, in a temp dir. */
@@ -39,7 +87,13 @@ export function createTestCertificates(): TestCertificates {
   try {
     authority(dir, "ca");
     authority(dir, "rogue-ca");
-    issue(dir, "server", "ca", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+    issue(
+      dir,
+      "server",
+      "ca",
+      "/CN=localhost",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
     issue(dir, "client", "ca", "/CN=r3map-client", "extendedKeyUsage=clientAuth\n");
     issue(dir, "rogue", "rogue-ca", "/CN=r3map-rogue", "extendedKeyUsage=clientAuth\n");
   } catch (error) {
@@ -56,7 +110,11 @@ export function createTestCertificates(): TestCertificates {
     clientKey: read("client.key"),
     rogueCert: read("rogue.crt"),
     rogueKey: read("rogue.key"),
-    paths: { ca: join(dir, "ca.crt"), clientCert: join(dir, "client.crt"), clientKey: join(dir, "client.key") },
+    paths: {
+      ca: join(dir, "ca.crt"),
+      clientCert: join(dir, "client.crt"),
+      clientKey: join(dir, "client.key"),
+    },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
