@@ -1,0 +1,308 @@
+/**
+ * A userfaultfd region: memory whose pages are filled on first touch, a whole
+ * chunk at a time, by a native handler thread. Chunks marked present in the
+ * presence bitmap are copied from the local cache natively; the others are
+ * handed to `onMiss` (JavaScript), which stores the chunk in the cache and
+ * resolves.
+ *
+ * Deadlock rule: a thread blocked on a fault here waits for `onMiss`, which
+ * runs on the event loop of the thread that created the region. That thread
+ * must never touch the region itself (use a worker thread or another process
+ * for one of the two roles).
+ */
+import { writeSync } from "node:fs";
+import { type ChunkBitmap, R3mapError } from "@r3map/core";
+import { chunksOfRanges, type DirtyRange, dirtyRangesFromPairs } from "./dirty-ranges.js";
+import {
+  callNative,
+  type NativeUffdRegion,
+  type NativeUffdRegionOptions,
+  type UffdStats,
+  uffdNative,
+} from "./uffd-native.js";
+
+export type { UffdStats } from "./uffd-native.js";
+
+/** Where present chunks are read from. */
+export type UffdCache =
+  /** Memory: segments laid end to end (e.g. `MemoryBackend.segments`). */
+  | { segments: readonly Uint8Array[] }
+  /** A file or block device, chunk i at `offset + i * chunkSize` (e.g. a `FileBackend`'s fd). */
+  | { fd: number; offset?: number };
+
+export interface UffdRegionOptions {
+  /** Bytes; a multiple of the page size. */
+  size: number;
+  /** Bytes resolved per fault; a multiple of the page size. Larger chunks mean fewer faults (≥ 64 KiB recommended). */
+  chunkSize: number;
+  /**
+   * `anonymous` (default): private memory. `memfd`: shared memory with an fd
+   * (`region.memfd`) another process can map.
+   */
+  memory?: "anonymous" | "memfd";
+  /**
+   * memfd only: the memfd itself is the local cache. Present chunks are mapped
+   * with UFFDIO_CONTINUE; `onMiss` puts data in with `region.store()`.
+   */
+  cacheInMemfd?: boolean;
+  /** Chunk presence, shared with the engine. Without it every first touch is a miss (or read from `cache` if there is no onMiss). */
+  presence?: ChunkBitmap;
+  cache?: UffdCache;
+  /**
+   * Called on this thread for a chunk that is not present. Store the chunk in
+   * the cache (and set its presence bit), then resolve. Without a cache, call
+   * `region.fillFrom(chunk, bytes)` instead. A rejection or throw poisons the
+   * chunk: the thread that touched it gets SIGBUS.
+   */
+  onMiss?: (chunk: number, signal: AbortSignal) => Promise<void> | void;
+  /** Track writes (asynchronous write-protect); read them with `scanDirty()`. */
+  dirtyTracking?: boolean;
+  /** Aborting closes the region. */
+  signal?: AbortSignal;
+}
+
+/** Serve a region that another process created with `UffdRegion.createUnserved`. */
+export interface UffdAdoptOptions
+  extends Pick<UffdRegionOptions, "presence" | "cache" | "onMiss" | "signal"> {
+  /** What the other process reported: `region.describe()` there. */
+  remote: UffdRemoteDescription;
+}
+
+/** Enough for another process to serve a region (plain data: send it as JSON). */
+export interface UffdRemoteDescription {
+  pid: number;
+  fd: number;
+  address: number;
+  size: number;
+  chunkSize: number;
+}
+
+export class UffdRegion {
+  readonly #native: NativeUffdRegion;
+  readonly #abort = new AbortController();
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = (): void => this.close();
+  #buffer: Buffer | undefined;
+  #closed = false;
+  #lastMissError: unknown;
+
+  private constructor(
+    options: NativeUffdRegionOptions,
+    onMiss: UffdRegionOptions["onMiss"],
+    signal?: AbortSignal,
+  ) {
+    if (signal?.aborted) throw new R3mapError("ERR_ABORTED", "the region was aborted before it was created");
+    const handler = onMiss;
+    const nativeOptions =
+      handler === undefined ? options : { ...options, onMiss: (chunk: number) => this.#miss(handler, chunk) };
+    this.#native = callNative(() => new (uffdNative().UffdRegion)(nativeOptions));
+    this.#signal = signal;
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** Maps and registers a new region and starts its handler thread. */
+  static create(options: UffdRegionOptions): UffdRegion {
+    const memfd = options.memory === "memfd";
+    if (options.cacheInMemfd && !memfd) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", "cacheInMemfd needs memory: 'memfd'");
+    }
+    return new UffdRegion(
+      {
+        size: options.size,
+        chunkSize: options.chunkSize,
+        memfd,
+        continue: options.cacheInMemfd === true,
+        dirty: options.dirtyTracking === true,
+        ...cacheOptions(options.presence, options.cache),
+      },
+      options.onMiss,
+      options.signal,
+    );
+  }
+
+  /**
+   * Maps and registers a region whose faults this process does not serve:
+   * send `describe()` to another process, which serves it with
+   * `UffdRegion.adopt`. Touching it before that blocks.
+   */
+  static createUnserved(options: Pick<UffdRegionOptions, "size" | "chunkSize" | "memory">): UffdRegion {
+    return new UffdRegion(
+      { size: options.size, chunkSize: options.chunkSize, memfd: options.memory === "memfd", serve: false },
+      undefined,
+    );
+  }
+
+  /** Serves a region of another process (needs ptrace rights over it: root, or its parent). */
+  static adopt(options: UffdAdoptOptions): UffdRegion {
+    const { remote } = options;
+    return new UffdRegion(
+      {
+        size: remote.size,
+        chunkSize: remote.chunkSize,
+        adopt: { pid: remote.pid, fd: remote.fd, address: remote.address },
+        ...cacheOptions(options.presence, options.cache),
+      },
+      options.onMiss,
+      options.signal,
+    );
+  }
+
+  /**
+   * A view of a region created on another thread of this process, by its
+   * `id`. It stays valid after that region closes (then as plain memory) until
+   * it is garbage-collected.
+   */
+  static attach(id: number): Buffer {
+    const buffer = callNative(() => uffdNative().uffdAttachView(id));
+    return Buffer.from(buffer);
+  }
+
+  /** Whether this process can create regions, and what the kernel offers. */
+  static features(): { available: boolean; errno?: string; features: number; names: string } {
+    return uffdNative().uffdFeatures();
+  }
+
+  get id(): number {
+    return this.#native.id;
+  }
+  get address(): number {
+    return this.#native.address;
+  }
+  get size(): number {
+    return this.#native.size;
+  }
+  get chunkSize(): number {
+    return this.#native.chunkSize;
+  }
+  get chunks(): number {
+    return this.#native.chunks;
+  }
+  /** The memfd (memory: "memfd"), -1 otherwise. Closed by close(). */
+  get memfd(): number {
+    return this.#native.memfd;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+  /** Why the last miss failed, if one did. */
+  get lastMissError(): unknown {
+    return this.#lastMissError;
+  }
+
+  /** The region as a Buffer (one view, created on first use). Detached by close(). */
+  get buffer(): Buffer {
+    this.#assertOpen();
+    this.#buffer ??= Buffer.from(callNative(() => this.#native.view()));
+    return this.#buffer;
+  }
+
+  /** For `createUnserved` regions: what the serving process needs. */
+  describe(): UffdRemoteDescription {
+    return {
+      pid: process.pid,
+      fd: this.#native.uffd,
+      address: this.address,
+      size: this.size,
+      chunkSize: this.chunkSize,
+    };
+  }
+
+  /** Maps a chunk from the cache if it is not mapped yet (background pull). True if this call mapped it. */
+  fill(chunk: number): boolean {
+    this.#assertOpen();
+    return callNative(() => this.#native.fill(chunk));
+  }
+
+  /** Maps a chunk from `bytes` (at least one chunk long) if it is not mapped yet. */
+  fillFrom(chunk: number, bytes: Uint8Array): boolean {
+    this.#assertOpen();
+    return callNative(() => this.#native.fillFrom(chunk, bytes));
+  }
+
+  /** cacheInMemfd: writes a chunk's bytes into the memfd (the cache); set its presence bit afterwards. */
+  store(chunk: number, bytes: Uint8Array): void {
+    this.#assertOpen();
+    if (this.memfd < 0)
+      throw new R3mapError("ERR_NOT_SUPPORTED", "store() needs a memfd region; use the cache you passed");
+    const length = Math.min(this.chunkSize, this.size - chunk * this.chunkSize);
+    if (bytes.length < length) throw new R3mapError("ERR_INVALID_ARGUMENT", `store needs ${length} bytes`);
+    let done = 0;
+    while (done < length)
+      done += writeSync(this.memfd, bytes, done, length - done, chunk * this.chunkSize + done);
+  }
+
+  stats(): UffdStats {
+    return this.#native.stats();
+  }
+
+  /**
+   * Written ranges since the last scan (or since creation), re-protected in
+   * the same call. Needs `dirtyTracking: true`.
+   */
+  scanDirty(): DirtyRange[] {
+    this.#assertOpen();
+    return dirtyRangesFromPairs(
+      callNative(() => uffdNative().pagemapScanWritten(this.address, this.size, true)),
+    );
+  }
+
+  /** Like scanDirty(), as chunk indexes. */
+  scanDirtyChunks(): number[] {
+    return chunksOfRanges(this.scanDirty(), this.chunkSize);
+  }
+
+  /**
+   * Stops the handler, wakes any thread blocked on a fault (it then sees plain
+   * memory), detaches this thread's views and unmaps. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    this.#abort.abort(new R3mapError("ERR_CLOSED", "the region was closed"));
+    this.#native.close();
+    this.#buffer = undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #miss(onMiss: NonNullable<UffdRegionOptions["onMiss"]>, chunk: number): void {
+    let pending: Promise<void>;
+    try {
+      pending = Promise.resolve(onMiss(chunk, this.#abort.signal));
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending.then(
+      () => this.#native.complete(chunk, true),
+      (error: unknown) => {
+        this.#lastMissError = error;
+        this.#native.complete(chunk, false);
+      },
+    );
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new R3mapError("ERR_CLOSED", "the region is closed; create a new one");
+  }
+}
+
+function cacheOptions(
+  presence: ChunkBitmap | undefined,
+  cache: UffdCache | undefined,
+): Pick<NativeUffdRegionOptions, "presence" | "segments" | "cacheFd" | "cacheOffset"> {
+  const out: Pick<NativeUffdRegionOptions, "presence" | "segments" | "cacheFd" | "cacheOffset"> = {};
+  if (presence !== undefined) out.presence = presence.words;
+  if (cache !== undefined && "segments" in cache) out.segments = cache.segments;
+  if (cache !== undefined && "fd" in cache) {
+    out.cacheFd = cache.fd;
+    out.cacheOffset = cache.offset ?? 0;
+  }
+  return out;
+}

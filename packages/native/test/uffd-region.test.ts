@@ -1,0 +1,355 @@
+/**
+ * userfaultfd regions on the real kernel: the faulting thread (a worker, the
+ * main thread, or another process) gets exactly the bytes JavaScript
+ * supplies; present chunks never reach JavaScript; failed misses give SIGBUS.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { ChunkBitmap, MemoryBackend } from "@r3map/core";
+import { afterEach, describe, expect, it } from "vitest";
+import { nativeAddonPath } from "../src/uffd-native.js";
+import { UffdRegion } from "../src/uffd-region.js";
+
+const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures");
+const { fillPattern, countMismatches } = createRequire(import.meta.url)("./fixtures/uffd-pattern.cjs") as {
+  fillPattern(bytes: Uint8Array, base: number): void;
+  countMismatches(bytes: Uint8Array, base: number): number;
+};
+
+const MiB = 1024 * 1024;
+const features = UffdRegion.features();
+const skipReason = features.available
+  ? undefined
+  : `userfaultfd unavailable (${features.errno}): run as root`;
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function track<T extends { close(): void }>(resource: T): T {
+  cleanups.push(() => resource.close());
+  return resource;
+}
+
+/** A cache (memory backend + presence bitmap) and an onMiss that fills it with the pattern, like a fetch. */
+function patternEngine(size: number, chunkSize: number) {
+  const memory = new MemoryBackend(size);
+  const presence = new ChunkBitmap(Math.ceil(size / chunkSize));
+  const calls: number[] = [];
+  const supply = (chunk: number): void => {
+    const segment = memory.segments[0] as Uint8Array;
+    const start = chunk * chunkSize;
+    fillPattern(segment.subarray(start, Math.min(size, start + chunkSize)), start);
+    presence.set(chunk);
+  };
+  const onMiss = async (chunk: number): Promise<void> => {
+    calls.push(chunk);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    supply(chunk);
+  };
+  return { memory, presence, calls, supply, onMiss };
+}
+
+/** Runs the worker fixture and resolves with its first message. */
+function runWorker<T>(workerData: Record<string, unknown>): { worker: Worker; first: Promise<T> } {
+  const worker = new Worker(path.join(fixtures, "uffd-worker.cjs"), {
+    workerData: { ...workerData, addonPath: nativeAddonPath() },
+  });
+  cleanups.push(() => worker.terminate());
+  const first = new Promise<T>((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+    worker.once("exit", (code) => reject(new Error(`worker exited with ${code} before answering`)));
+  });
+  return { worker, first };
+}
+
+describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
+  it("a worker touching every byte of 256 MiB gets what onMiss (main thread) supplies", async () => {
+    const size = 256 * MiB;
+    const chunkSize = 64 * 1024;
+    const engine = patternEngine(size, chunkSize);
+    const region = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+        onMiss: engine.onMiss,
+      }),
+    );
+    const { first } = runWorker<{ mismatches: number; length: number }>({ role: "touch", id: region.id });
+    const answer = await first;
+    expect(answer).toMatchObject({ mismatches: 0, length: size });
+    const stats = region.stats();
+    expect(stats.misses).toBe(size / chunkSize);
+    expect(new Set(engine.calls).size).toBe(size / chunkSize); // each chunk asked for once
+    expect(stats.resolvedNatively).toBe(0);
+    expect(stats.failed).toBe(0);
+  });
+
+  it("the main thread touching every byte gets what onMiss on a worker supplies", async () => {
+    const size = 256 * MiB;
+    const chunkSize = MiB;
+    const { worker, first } = runWorker<{ id: number }>({ role: "serve", size, chunkSize });
+    const { id } = await first;
+    const view = UffdRegion.attach(id);
+    // Blocks this thread in page faults while the worker's event loop serves them.
+    expect(countMismatches(view, 0)).toBe(0);
+    const stats = new Promise<{ stats: { misses: number } }>((resolve) => worker.once("message", resolve));
+    worker.postMessage("close");
+    expect((await stats).stats.misses).toBe(size / chunkSize);
+  });
+
+  it("present chunks are resolved natively and never reach JavaScript", async () => {
+    const size = 64 * MiB;
+    const chunkSize = 64 * 1024;
+    const chunks = size / chunkSize;
+    const engine = patternEngine(size, chunkSize);
+    for (let chunk = 0; chunk < chunks; chunk += 3) engine.supply(chunk); // a third present up front
+    const region = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+        onMiss: engine.onMiss,
+      }),
+    );
+    const { first } = runWorker<{ mismatches: number }>({ role: "touch", id: region.id });
+    expect((await first).mismatches).toBe(0);
+    const expectedMisses = [...Array(chunks).keys()].filter((chunk) => chunk % 3 !== 0);
+    expect([...engine.calls].sort((a, b) => a - b)).toEqual(expectedMisses);
+    const stats = region.stats();
+    expect(stats.misses).toBe(expectedMisses.length);
+    expect(stats.resolvedNatively).toBe(chunks - expectedMisses.length);
+  });
+
+  it("all present: a region served without onMiss at all", async () => {
+    const size = 16 * MiB;
+    const chunkSize = 256 * 1024;
+    const engine = patternEngine(size, chunkSize);
+    for (let chunk = 0; chunk < size / chunkSize; chunk++) engine.supply(chunk);
+    const region = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+      }),
+    );
+    // No JavaScript is involved, so even this thread may touch it.
+    expect(countMismatches(region.buffer, 0)).toBe(0);
+    expect(region.stats()).toMatchObject({ misses: 0, resolvedNatively: size / chunkSize });
+  });
+
+  it("fill and fillFrom map chunks ahead of the first touch (EEXIST is fine)", async () => {
+    const size = 8 * MiB;
+    const chunkSize = 64 * 1024;
+    const engine = patternEngine(size, chunkSize);
+    for (let chunk = 0; chunk < size / chunkSize / 2; chunk++) engine.supply(chunk);
+    const region = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+        onMiss: engine.onMiss,
+      }),
+    );
+    const half = size / chunkSize / 2;
+    for (let chunk = 0; chunk < half; chunk++) expect(region.fill(chunk)).toBe(true);
+    expect(region.fill(0)).toBe(false);
+    const bytes = new Uint8Array(chunkSize);
+    for (let chunk = half; chunk < half * 2; chunk++) {
+      fillPattern(bytes, chunk * chunkSize);
+      expect(region.fillFrom(chunk, bytes)).toBe(true);
+    }
+    expect(region.fillFrom(half, bytes)).toBe(false);
+    const { first } = runWorker<{ mismatches: number }>({ role: "touch", id: region.id });
+    expect((await first).mismatches).toBe(0);
+    expect(region.stats()).toMatchObject({ faults: 0, misses: 0, filled: half * 2 });
+  });
+
+  it("a memfd region with the memfd as cache (MINOR + CONTINUE) is shared with another mapping", async () => {
+    const size = 16 * MiB;
+    const chunkSize = 128 * 1024;
+    const chunks = size / chunkSize;
+    const presence = new ChunkBitmap(chunks);
+    const calls: number[] = [];
+    const bytesOf = (chunk: number): Uint8Array => {
+      const bytes = new Uint8Array(chunkSize);
+      fillPattern(bytes, chunk * chunkSize);
+      return bytes;
+    };
+    const region: UffdRegion = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        memory: "memfd",
+        cacheInMemfd: true,
+        presence,
+        onMiss: async (chunk) => {
+          calls.push(chunk);
+          region.store(chunk, bytesOf(chunk));
+          presence.set(chunk);
+        },
+      }),
+    );
+    for (let chunk = 0; chunk < chunks; chunk += 2) {
+      region.store(chunk, bytesOf(chunk));
+      presence.set(chunk);
+    }
+    const { first } = runWorker<{ mismatches: number }>({ role: "touch", id: region.id });
+    expect((await first).mismatches).toBe(0);
+    expect(calls.length).toBe(chunks / 2);
+    expect(region.stats().resolvedNatively).toBe(chunks / 2);
+    expect(region.memfd).toBeGreaterThan(0);
+  });
+
+  it("a child process touching every byte gets what onMiss in this process supplies", async () => {
+    const size = 256 * MiB;
+    const chunkSize = MiB;
+    const engine = patternEngine(size, chunkSize);
+    for (let chunk = 0; chunk < size / chunkSize; chunk += 2) engine.supply(chunk);
+    const child = startChild(size, chunkSize);
+    const remote = JSON.parse(await child.line()) as Parameters<typeof UffdRegion.adopt>[0]["remote"];
+    const region = track(
+      UffdRegion.adopt({
+        remote,
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+        onMiss: engine.onMiss,
+      }),
+    );
+    child.process.stdin?.write("go\n");
+    expect(JSON.parse(await child.line())).toEqual({ mismatches: 0 });
+    expect(await child.exit).toEqual({ code: 0, signal: null });
+    expect(region.stats()).toMatchObject({
+      misses: size / chunkSize / 2,
+      resolvedNatively: size / chunkSize / 2,
+    });
+  });
+
+  for (const failure of ["throws", "rejects"] as const) {
+    it(`an onMiss that ${failure} gives the faulting process SIGBUS, not a hang`, async () => {
+      const size = 4 * MiB;
+      const chunkSize = 64 * 1024;
+      const child = startChild(size, chunkSize);
+      const remote = JSON.parse(await child.line()) as Parameters<typeof UffdRegion.adopt>[0]["remote"];
+      const region = track(
+        UffdRegion.adopt({
+          remote,
+          onMiss:
+            failure === "throws"
+              ? () => {
+                  throw new Error("backend unreachable");
+                }
+              : async () => {
+                  throw new Error("backend unreachable");
+                },
+        }),
+      );
+      child.process.stdin?.write("go\n");
+      expect(await child.exit).toEqual({ code: null, signal: "SIGBUS" });
+      expect(region.stats().failed).toBe(1);
+      expect((region.lastMissError as Error).message).toBe("backend unreachable");
+    });
+  }
+
+  it("close() detaches the views and wakes nothing into a crash", () => {
+    const size = 4 * MiB;
+    const engine = patternEngine(size, 64 * 1024);
+    const region = UffdRegion.create({
+      size,
+      chunkSize: 64 * 1024,
+      cache: { segments: engine.memory.segments },
+    });
+    const view = region.buffer;
+    expect(view.length).toBe(size);
+    region.close();
+    region.close();
+    expect(view.length).toBe(0);
+    expect(() => view.readUInt8(0)).toThrow(RangeError);
+    expect(() => region.buffer).toThrow(expect.objectContaining({ code: "ERR_CLOSED" }));
+    expect(() => region.fill(0)).toThrow(expect.objectContaining({ code: "ERR_CLOSED" }));
+  });
+
+  it("rejects bad geometry with ERR_INVALID_ARGUMENT", () => {
+    expect(() => UffdRegion.create({ size: 1000, chunkSize: 4096, onMiss: () => {} })).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }),
+    );
+    expect(() => UffdRegion.create({ size: 8192, chunkSize: 4096 })).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }),
+    );
+  });
+
+  it("an aborted signal closes the region", () => {
+    const controller = new AbortController();
+    const region = UffdRegion.create({
+      size: 1 * MiB,
+      chunkSize: 64 * 1024,
+      onMiss: () => {},
+      signal: controller.signal,
+    });
+    controller.abort();
+    expect(region.closed).toBe(true);
+  });
+});
+
+describe.skipIf(process.getuid?.() !== 0)("UffdRegion privileges", () => {
+  it("an unprivileged process gets ERR_PERMISSION with advice", async () => {
+    const script = `
+      const { UffdRegion } = require(${JSON.stringify(nativeAddonPath())});
+      try { new UffdRegion({ size: 65536, chunkSize: 65536, onMiss() {} }); console.log("created"); }
+      catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+    const child = spawn(process.execPath, ["-e", script], { uid: 65534, gid: 65534 });
+    let output = "";
+    child.stdout.on("data", (data: Buffer) => {
+      output += data.toString();
+    });
+    await new Promise((resolve) => child.once("exit", resolve));
+    const answer = JSON.parse(output) as { code: string; message: string };
+    expect(answer.code).toBe("ERR_PERMISSION");
+    expect(answer.message).toMatch(/root|\/dev\/userfaultfd/);
+  });
+});
+
+function startChild(size: number, chunkSize: number) {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [path.join(fixtures, "uffd-child.cjs"), nativeAddonPath(), JSON.stringify({ size, chunkSize })],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  cleanups.push(() => child.kill("SIGKILL"));
+  let buffered = "";
+  const waiting: Array<(line: string) => void> = [];
+  const lines: string[] = [];
+  child.stdout?.on("data", (data: Buffer) => {
+    buffered += data.toString();
+    let newline = buffered.indexOf("\n");
+    while (newline >= 0) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      const waiter = waiting.shift();
+      if (waiter) waiter(line);
+      else lines.push(line);
+      newline = buffered.indexOf("\n");
+    }
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    process: child,
+    exit,
+    line: (): Promise<string> => {
+      const ready = lines.shift();
+      return ready !== undefined ? Promise.resolve(ready) : new Promise((resolve) => waiting.push(resolve));
+    },
+  };
+}
