@@ -60,6 +60,13 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Records a PID to stop later.
 record_pid() { echo "$1" >>"$STATE/pids"; }
 
+# True if PID is a live process (a zombie waiting for its reaper counts as gone).
+alive() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $stat != Z* ]]
+}
+
 # Stops every recorded process: TERM, then KILL after a bounded wait.
 stop_recorded() {
   local pids pid
@@ -68,7 +75,7 @@ stop_recorded() {
   for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in $pids; do
     local deadline=$((SECONDS + 15))
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
     kill -KILL "$pid" 2>/dev/null || true
   done
   rm -f "$STATE/pids" "$STATE/endpoint"
@@ -78,7 +85,7 @@ stop_recorded() {
 recorded_alive() {
   [ -f "$STATE/pids" ] && [ -f "$STATE/endpoint" ] || return 1
   local pid
-  for pid in $(cat "$STATE/pids"); do kill -0 "$pid" 2>/dev/null || return 1; done
+  for pid in $(cat "$STATE/pids"); do alive "$pid" || return 1; done
 }
 
 # When R3MAP_SERVER_OWNER_PID is set (the test process), a detached watchdog
