@@ -41,6 +41,22 @@ function neverSent(error: unknown): boolean {
   return false;
 }
 
+/**
+ * A call this side did not cancel but that ended as CANCELED was cut by the
+ * peer or the network (a reset stream, a server that shut down): unavailable.
+ */
+function remoteCut(error: unknown, signal: AbortSignal | undefined): unknown {
+  const connectError = ConnectError.from(error);
+  if (connectError.code !== Code.Canceled || signal?.aborted) return error;
+  return new ConnectError(
+    `the call was cut off by the server or the network (${connectError.rawMessage})`,
+    Code.Unavailable,
+    connectError.metadata,
+    undefined,
+    error,
+  );
+}
+
 function retryable(error: unknown, mode: RetryMode): boolean {
   if (mode === "never") return false;
   if (!(error instanceof ConnectError) || !TRANSIENT.has(error.code)) return false;
@@ -112,7 +128,8 @@ export class Caller {
           return await this.#limiter.run(() =>
             this.pool.use(service, (client) => send(client, this.callOptions(perCall.signal))),
           );
-        } catch (error) {
+        } catch (caught) {
+          const error = remoteCut(caught, perCall.signal);
           if (
             attempt >= this.#retries ||
             this.#closed ||
@@ -154,7 +171,7 @@ export class Caller {
     } catch (error) {
       if (stop.signal.aborted)
         throw new R3mapError("ERR_CLOSED", `${what}: the client was closed`, { cause: error });
-      throw fromConnectError(error, what);
+      throw fromConnectError(remoteCut(error, signal), what);
     } finally {
       this.#streams.delete(stop);
       // Leaving the loop early (break, return) cancels the call on the server.

@@ -67,7 +67,10 @@ function chunkIndexes(offsets: readonly number[], chunkSize: number): bigint[] {
  * and `r3map.v1.BackendService` for the backend; with a seeder, also the
  * original Seeder service and `r3map.v1.MigrationService`.
  */
-export function r3mapRoutes(options: ServeOptions): (router: ConnectRouter) => void {
+export function r3mapRoutes(
+  options: ServeOptions,
+  shutdownSignal?: AbortSignal,
+): (router: ConnectRouter) => void {
   const backend = options.backend ?? options.seeder?.backend;
   if (!backend)
     throw new R3mapError(
@@ -89,6 +92,11 @@ export function r3mapRoutes(options: ServeOptions): (router: ConnectRouter) => v
       await backend.readAt(buffer, offsetFromWire(off));
       return { N: buffer.length, P: buffer };
     });
+
+  // Streams end when the client goes or the server shuts down; unary calls
+  // are left to finish during a graceful close.
+  const streamSignal = (context: HandlerContext) =>
+    shutdownSignal ? AbortSignal.any([context.signal, shutdownSignal]) : context.signal;
 
   const finalRound = () => (seeder!.finalize ? seeder!.finalize() : seeder!.sync());
 
@@ -121,7 +129,7 @@ export function r3mapRoutes(options: ServeOptions): (router: ConnectRouter) => v
           Math.min(request.chunkSize || chunkSize, cap),
           context,
         ),
-      watchProgress: (request, context) => watchProgress(progress, request.intervalMs, context),
+      watchProgress: (request, context) => watchProgress(progress, request.intervalMs, streamSignal(context)),
     });
 
     if (!seeder) return;
@@ -168,7 +176,7 @@ async function* readStream(
     checkRange(backend.size, start, end - start);
     for (let offset = start; offset < end; offset += piece) {
       // A cancelled or timed-out call stops here instead of reading the rest.
-      if (context.signal.aborted) return;
+      if (signal.aborted) return;
       const data = new Uint8Array(Math.min(piece, end - offset));
       await backend.readAt(data, offset);
       yield { offset: BigInt(offset), data };
@@ -188,7 +196,7 @@ async function* watchProgress(
   if (!progress)
     throw toConnectError(new R3mapError("ERR_NOT_SUPPORTED", "this server has no progress to report"));
   const interval = Math.max(MIN_PROGRESS_INTERVAL_MS, intervalMs || 1000);
-  while (!context.signal.aborted) {
+  while (!signal.aborted) {
     const p = progress();
     yield {
       progress: {
@@ -202,6 +210,6 @@ async function* watchProgress(
       },
     };
     // Ends quietly when the client cancels or the server shuts down.
-    await delay(interval, context.signal).catch(() => undefined);
+    await delay(interval, signal).catch(() => undefined);
   }
 }

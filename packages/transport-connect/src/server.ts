@@ -90,7 +90,7 @@ export class ConnectServer {
 
   static async listen(options: ConnectServerOptions): Promise<ConnectServer> {
     const shutdown = new AbortController();
-    // Every running call listens on it; there may be thousands.
+    // Every running stream listens on it; there may be thousands.
     setMaxListeners(0, shutdown.signal);
     const server = options.tls
       ? http2.createSecureServer({
@@ -193,7 +193,7 @@ export function createConnectHandler(
   if (options.tokens !== undefined) interceptors.push(bearerAuthInterceptor(options.tokens));
   interceptors.push(...(options.interceptors ?? []));
   return connectNodeAdapter({
-    routes: r3mapRoutes(options),
+    routes: r3mapRoutes(options, shutdownSignal),
     interceptors,
     connect: options.protocols?.connect ?? true,
     grpc: options.protocols?.grpc ?? true,
@@ -202,6 +202,5 @@ export function createConnectHandler(
     readMaxBytes: cap + MESSAGE_OVERHEAD_BYTES,
     writeMaxBytes: cap + MESSAGE_OVERHEAD_BYTES,
     acceptCompression: [],
-    ...(shutdownSignal ? { shutdownSignal } : {}),
   });
 }
