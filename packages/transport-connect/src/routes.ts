@@ -127,7 +127,7 @@ export function r3mapRoutes(
           request.offset,
           request.length,
           Math.min(request.chunkSize || chunkSize, cap),
-          context,
+          streamSignal(context),
         ),
       watchProgress: (request, context) => watchProgress(progress, request.intervalMs, streamSignal(context)),
     });
@@ -166,7 +166,7 @@ async function* readStream(
   from: bigint,
   length: bigint,
   piece: number,
-  context: HandlerContext,
+  signal: AbortSignal,
 ) {
   try {
     const start = offsetFromWire(from);
@@ -191,7 +191,7 @@ const MIN_PROGRESS_INTERVAL_MS = 50;
 async function* watchProgress(
   progress: (() => Progress) | undefined,
   intervalMs: number,
-  context: HandlerContext,
+  signal: AbortSignal,
 ) {
   if (!progress)
     throw toConnectError(new R3mapError("ERR_NOT_SUPPORTED", "this server has no progress to report"));
