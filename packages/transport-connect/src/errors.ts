@@ -85,9 +85,32 @@ function isErrorCode(value: string): value is ErrorCode {
   return Object.hasOwn(connectCodeByErrorCode, value);
 }
 
+const TLS_ERROR = /^(ERR_SSL_|ERR_TLS_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|CERT_)|_CERT_|CERTIFICATE/;
+
+/**
+ * The TLS failure somewhere in an error's cause chain (a refused or missing
+ * client certificate, an untrusted server certificate), as an R3mapError.
+ */
+export function tlsFailure(error: unknown, what: string): R3mapError | undefined {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === "string" && TLS_ERROR.test(code)) {
+      const reason = (cause as { reason?: unknown }).reason;
+      return new R3mapError(
+        "ERR_PERMISSION",
+        `${what} failed: TLS with the server failed (${typeof reason === "string" ? reason : code}); check the CA, client certificate and key`,
+        { cause: error },
+      );
+    }
+  }
+  return undefined;
+}
+
 /** Client side: the R3mapError for a failed call of `what` (e.g. "ReadAt"). */
 export function fromConnectError(error: unknown, what: string): R3mapError {
   if (error instanceof R3mapError) return error;
+  const tls = tlsFailure(error, what);
+  if (tls) return tls;
   const connectError = ConnectError.from(error);
   const carried = connectError.metadata.get(ERROR_CODE_HEADER);
   let code: ErrorCode;

@@ -3,6 +3,7 @@ import { type Client, createClient, type Interceptor, type Transport } from "@co
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { R3mapError } from "@r3map/core";
 import { bearerTokenInterceptor } from "./auth.js";
+import { tlsFailure } from "./errors.js";
 import type { Pem } from "./server.js";
 
 export interface ClientTlsOptions {
@@ -130,6 +131,8 @@ export class SessionPool {
     const failed = states.indexOf("error");
     if (failed >= 0) {
       const error = this.#members[failed]!.manager.error();
+      const tls = tlsFailure(error, `connecting to ${this.options.baseUrl}`);
+      if (tls) throw tls;
       throw new R3mapError(
         "ERR_REMOTE_UNREACHABLE",
         `cannot connect to ${this.options.baseUrl}: ${error instanceof Error ? error.message : String(error)}; check the address, that the server runs, and the TLS settings`,
