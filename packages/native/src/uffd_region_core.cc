@@ -168,14 +168,17 @@ void RegionCore::HandleFault(uint64_t address) {
       break;
   }
   if (Present(chunk) || on_miss_ == nullptr) {
+    // Counted before the ioctl wakes the faulting thread, so a reader that
+    // finished touching sees its own faults in the stats.
+    stats_.resolved_natively.fetch_add(1, std::memory_order_relaxed);
     int err = HasCache() ? ResolveFromCache(chunk) : 0;
     if (err == 0) {
       state_[chunk].store(kMapped, std::memory_order_release);
-      stats_.resolved_natively.fetch_add(1, std::memory_order_relaxed);
     } else {
+      stats_.resolved_natively.fetch_sub(1, std::memory_order_relaxed);
+      stats_.failed.fetch_add(1, std::memory_order_relaxed);
       PoisonRange(offset, span);
       state_[chunk].store(kPoisoned, std::memory_order_release);
-      stats_.failed.fetch_add(1, std::memory_order_relaxed);
     }
     return;
   }
@@ -204,9 +207,9 @@ void RegionCore::DrainCompletions() {
     if (err == 0) {
       state_[chunk].store(kMapped, std::memory_order_release);
     } else {
+      stats_.failed.fetch_add(1, std::memory_order_relaxed);
       PoisonRange(offset, span);  // the faulting thread gets SIGBUS instead of hanging
       state_[chunk].store(kPoisoned, std::memory_order_release);
-      stats_.failed.fetch_add(1, std::memory_order_relaxed);
     }
   }
 }

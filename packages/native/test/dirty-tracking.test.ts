@@ -42,47 +42,61 @@ function expectedRanges(offsets: number[]): DirtyRange[] {
 }
 
 describe.skipIf(skipReason !== undefined)("UffdRegion dirty tracking", () => {
-  it("returns exactly the written ranges over 3 rounds, re-protecting each time", () => {
-    const size = 32 * 1024 * 1024;
-    const chunkSize = 64 * 1024;
-    const chunks = size / chunkSize;
-    const memory = new MemoryBackend(size);
-    const presence = new ChunkBitmap(chunks);
-    presence.setAll();
-    (memory.segments[0] as Uint8Array).fill(0x5a);
-    // Everything is present, so no JavaScript serves this region and this thread may touch it.
-    using region = UffdRegion.create({
-      size,
-      chunkSize,
-      presence,
-      cache: { segments: memory.segments },
-      dirtyTracking: true,
-    });
-    const view = region.buffer;
-    expect(region.scanDirty()).toEqual([]);
+  const kinds = [
+    { name: "anonymous memory", memory: "anonymous", cacheInMemfd: false },
+    { name: "a memfd (UFFDIO_COPY)", memory: "memfd", cacheInMemfd: false },
+    { name: "a memfd that is its own cache (UFFDIO_CONTINUE)", memory: "memfd", cacheInMemfd: true },
+  ] as const;
+  it.each(kinds)(
+    "returns exactly the written ranges over 3 rounds, re-protecting each time: $name",
+    (kind) => {
+      const size = 32 * 1024 * 1024;
+      const chunkSize = 64 * 1024;
+      const chunks = size / chunkSize;
+      const memory = new MemoryBackend(size);
+      const presence = new ChunkBitmap(chunks);
+      presence.setAll();
+      (memory.segments[0] as Uint8Array).fill(0x5a);
+      // Everything is present, so no JavaScript serves this region and this thread may touch it.
+      using region = UffdRegion.create({
+        size,
+        chunkSize,
+        presence,
+        memory: kind.memory,
+        cacheInMemfd: kind.cacheInMemfd,
+        ...(kind.cacheInMemfd ? {} : { cache: { segments: memory.segments } }),
+        dirtyTracking: true,
+      });
+      if (kind.cacheInMemfd) {
+        for (let chunk = 0; chunk < chunks; chunk++)
+          region.store(chunk, (memory.segments[0] as Uint8Array).subarray(chunk * chunkSize));
+      }
+      const view = region.buffer;
+      expect(region.scanDirty()).toEqual([]);
 
-    // Reading the first half maps it (UFFDIO_COPY): fetched, not written.
-    let sum = 0;
-    for (let offset = 0; offset < size / 2; offset += PAGE) sum += view[offset] as number;
-    expect(sum).toBe((size / 2 / PAGE) * 0x5a);
-    expect(region.scanDirty()).toEqual([]);
+      // Reading the first half maps it (UFFDIO_COPY): fetched, not written.
+      let sum = 0;
+      for (let offset = 0; offset < size / 2; offset += PAGE) sum += view[offset] as number;
+      expect(sum).toBe((size / 2 / PAGE) * 0x5a);
+      expect(region.scanDirty()).toEqual([]);
 
-    const next = random(42);
-    for (let round = 0; round < 3; round++) {
-      const offsets: number[] = [];
-      for (let i = 0; i < 200; i++) offsets.push(next(size)); // hits mapped and unmapped chunks
-      for (let i = 0; i < 8; i++) offsets.push(round * 1024 * 1024 + i * PAGE + 17); // a contiguous run
-      for (const offset of offsets) view[offset] = round + 1;
-      const dirty = region.scanDirty();
-      expect(dirty).toEqual(expectedRanges(offsets));
-      expect(region.scanDirtyChunks()).toEqual([]); // re-protected by the scan
-      expect(chunksOfRanges(dirty, chunkSize)).toEqual(
-        [...new Set(offsets.map((offset) => Math.floor(offset / chunkSize)))].sort((a, b) => a - b),
-      );
-      for (const offset of offsets) expect(view[offset]).toBe(round + 1);
-    }
-    expect(region.stats().misses).toBe(0);
-  });
+      const next = random(42);
+      for (let round = 0; round < 3; round++) {
+        const offsets: number[] = [];
+        for (let i = 0; i < 200; i++) offsets.push(next(size)); // hits mapped and unmapped chunks
+        for (let i = 0; i < 8; i++) offsets.push(round * 1024 * 1024 + i * PAGE + 17); // a contiguous run
+        for (const offset of offsets) view[offset] = round + 1;
+        const dirty = region.scanDirty();
+        expect(dirty).toEqual(expectedRanges(offsets));
+        expect(region.scanDirtyChunks()).toEqual([]); // re-protected by the scan
+        expect(chunksOfRanges(dirty, chunkSize)).toEqual(
+          [...new Set(offsets.map((offset) => Math.floor(offset / chunkSize)))].sort((a, b) => a - b),
+        );
+        for (const offset of offsets) expect(view[offset]).toBe(round + 1);
+      }
+      expect(region.stats().misses).toBe(0);
+    },
+  );
 
   it("a region without dirty tracking refuses to scan", () => {
     using region = UffdRegion.create({ size: 1 << 20, chunkSize: 1 << 16, onMiss: () => {} });

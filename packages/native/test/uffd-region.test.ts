@@ -4,7 +4,9 @@
  * supplies; present chunks never reach JavaScript; failed misses give SIGBUS.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
 import { createRequire } from "node:module";
+import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
@@ -173,6 +175,28 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     const { first } = runWorker<{ mismatches: number }>({ role: "touch", id: region.id });
     expect((await first).mismatches).toBe(0);
     expect(region.stats()).toMatchObject({ faults: 0, misses: 0, filled: half * 2 });
+  });
+
+  it("a file cache (fd + offset) is read with pread; a short file reads as zeros past its end", async () => {
+    const size = 16 * MiB;
+    const chunkSize = 256 * 1024;
+    const header = 4096;
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), "r3map-uffd-"));
+    cleanups.push(() => fs.rmSync(directory, { recursive: true, force: true }));
+    const file = path.join(directory, "cache.img");
+    const contents = new Uint8Array(header + size - chunkSize); // the last chunk is missing from the file
+    fillPattern(contents.subarray(header), 0);
+    fs.writeFileSync(file, contents);
+    const fd = fs.openSync(file, "r");
+    cleanups.push(() => fs.closeSync(fd));
+    const region = track(
+      UffdRegion.create({ size, chunkSize, memory: "memfd", cache: { fd, offset: header } }),
+    );
+    const { first } = runWorker<{ mismatches: number }>({ role: "touch", id: region.id });
+    // Everything matches except the last chunk, which reads as zeros.
+    const expectedZeros = countMismatches(new Uint8Array(chunkSize), size - chunkSize);
+    expect((await first).mismatches).toBe(expectedZeros);
+    expect(region.stats()).toMatchObject({ misses: 0, resolvedNatively: size / chunkSize });
   });
 
   it("a memfd region with the memfd as cache (MINOR + CONTINUE) is shared with another mapping", async () => {
