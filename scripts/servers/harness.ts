@@ -17,6 +17,8 @@ export interface TestServer {
   kill(): Promise<void>;
   /** Starts the server again in the same state directory. */
   start(): Promise<void>;
+  /** Runs one of the script's extra actions (e.g. radosgw's `gateway-stop`). */
+  action(action: string): Promise<void>;
   /** Stops the server and removes its state directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -41,6 +43,11 @@ function run(script: string, action: string, state: string, timeoutMs: number): 
   });
 }
 
+/** Runs an extra action of a server started elsewhere (e.g. by globalSetup), given its state directory. */
+export async function serverAction(name: string, action: string, state: string): Promise<void> {
+  await run(name, action, state, 120_000);
+}
+
 function parseEnv(stdout: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const line of stdout.split("\n")) {
@@ -61,6 +68,9 @@ export async function startServer(name: string, options: { timeoutMs?: number } 
     state,
     kill: async () => {
       await run(name, "stop", state, 60_000);
+    },
+    action: async (action) => {
+      await run(name, action, state, 120_000);
     },
     start: async () => {
       Object.assign(env, parseEnv(await run(name, "start", state, timeoutMs)));

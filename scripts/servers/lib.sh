@@ -4,6 +4,7 @@
 #                                   (the endpoint) on stdout; idempotent: a server
 #                                   already running in STATE_DIR is reused.
 #   <server>.sh stop STATE_DIR    → stops every process recorded in STATE_DIR/pids.
+#   <server>.sh ACTION STATE_DIR  → a script's extra action (e.g. radosgw.sh gateway-stop).
 # Everything the server writes lives in STATE_DIR. Diagnostics go to stderr.
 set -euo pipefail
 
@@ -118,6 +119,11 @@ main() {
       rm -f "$STATE/watchdog.pid"
       stop_recorded
       ;;
-    *) die "unknown action $action (start|stop)" ;;
+    *)
+      # Scripts may offer more actions as functions named action_<name> (dashes as underscores).
+      local fn="action_${action//-/_}"
+      declare -F "$fn" >/dev/null || die "unknown action $action"
+      "$fn"
+      ;;
   esac
 }

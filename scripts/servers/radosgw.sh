@@ -4,6 +4,31 @@
 # Prints S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+start_gateway() {
+  local port; port=$(cat "$STATE/rgw.port")
+  rm -f "$STATE/run/client.rgw.a.pid"
+  # The crc modes are required: without them radosgw loops on auth error -13.
+  radosgw -c "$STATE/ceph.conf" -n client.rgw.a --ms-mon-client-mode=crc --ms-client-mode=crc >&2
+  wait_until 20 test -s "$STATE/run/client.rgw.a.pid" || return 1
+  record_pid "$(cat "$STATE/run/client.rgw.a.pid")"
+  wait_until 90 port_open "$port"
+}
+
+# Outage tests: stop only the S3 gateway (the cluster and its data stay), then bring it back on the same port.
+action_gateway_stop() {
+  local pid; pid=$(cat "$STATE/run/client.rgw.a.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 15))
+  while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+  kill -KILL "$pid" 2>/dev/null || true
+  grep -vx "$pid" "$STATE/pids" >"$STATE/pids.new" || true
+  mv "$STATE/pids.new" "$STATE/pids"
+}
+
+action_gateway_start() {
+  start_gateway || die "radosgw did not come back (see $STATE/client.rgw.a.log)"
+}
+
 do_start() {
   ensure_debs radosgw ceph-mon ceph-osd
   local d="$STATE" mon_v2 mon_v1 rgw fsid osd_uuid
@@ -53,11 +78,8 @@ CONF
   ceph-osd "${c[@]}" -i 0 >&2
   wait_until 20 test -s "$d/run/osd.0.pid" || { stop_recorded; die "ceph-osd did not start (see $d/osd.0.log)"; }
   record_pid "$(cat "$d/run/osd.0.pid")"
-  # The crc modes are required: without them radosgw loops on auth error -13.
-  radosgw "${c[@]}" -n client.rgw.a --ms-mon-client-mode=crc --ms-client-mode=crc >&2
-  wait_until 20 test -s "$d/run/client.rgw.a.pid" || { stop_recorded; die "radosgw did not start (see $d/client.rgw.a.log)"; }
-  record_pid "$(cat "$d/run/client.rgw.a.pid")"
-  wait_until 90 port_open "$rgw" || { stop_recorded; die "radosgw did not listen on $rgw (see $d/client.rgw.a.log)"; }
+  echo "$rgw" >"$d/rgw.port"
+  start_gateway || { stop_recorded; die "radosgw did not start (see $d/client.rgw.a.log)"; }
   local key secret
   key="R3MAP$RANDOM$RANDOM"; secret="secret$RANDOM$RANDOM$RANDOM"
   timeout 60 radosgw-admin "${c[@]}" user create --uid=r3map --display-name=r3map \
