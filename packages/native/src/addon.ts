@@ -29,6 +29,7 @@ export interface NativeFuseOptions {
     bitmap?: Int32Array | Uint32Array;
     segments?: readonly Uint8Array[];
     segmentSize?: number;
+    hugePages?: boolean;
     fd?: number;
   };
   dispatch(

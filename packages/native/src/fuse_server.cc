@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -110,6 +111,17 @@ uint8_t* TypedArrayBytes(Napi::TypedArray array) {
   return static_cast<uint8_t*>(data);
 }
 
+// Asks for transparent huge pages on the 2 MiB-aligned interior of a memory
+// cache. Replies copy from this memory; with 4 KiB pages the kernel's page
+// walks (pinning each source page) cost as much as the copy itself on this
+// kind of VM (kernel.md §0). Memory touched later faults in 2 MiB at a time.
+void AdviseHugePages(uint8_t* base, size_t length) {
+  constexpr uintptr_t kHuge = 2u << 20;
+  uintptr_t start = (reinterpret_cast<uintptr_t>(base) + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(base) + length) & ~(kHuge - 1);
+  if (end > start) madvise(reinterpret_cast<void*>(start), end - start, MADV_HUGEPAGE);
+}
+
 bool WriteSmallFile(const std::string& path, const std::string& text) {
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;
@@ -171,6 +183,7 @@ class Server : public Napi::ObjectWrap<Server> {
           Napi::TypedArray t = a.Get(i).As<Napi::TypedArray>();
           uint8_t* base = TypedArrayBytes(t);
           cache_.segments.emplace_back(base, t.ByteLength());
+          if (l.Get("hugePages").ToBoolean()) AdviseHugePages(base, t.ByteLength());
           keep_.push_back(Napi::Persistent(t.As<Napi::Object>()));
         }
         cache_.segmentSize = static_cast<uint64_t>(l.Get("segmentSize").As<Napi::Number>().Int64Value());
