@@ -47,9 +47,16 @@ bool TypedBytes(Napi::Value value, uint8_t** data, size_t* length) {
 
 // Runs on the JavaScript thread that created the region: onMiss(chunk). The
 // chunk index travels in the data pointer, so a miss allocates nothing.
+// Plain N-API on purpose: if the thread is being terminated (worker exit),
+// the call fails and node-addon-api's Call() would abort the process while
+// building an Error for it. A JS exception stays pending and is reported by
+// Node as uncaught.
 void CallMiss(Napi::Env env, Napi::Function callback, void*, uint32_t* data) {
   if (env == nullptr) return;
-  callback.Call({Napi::Number::New(env, static_cast<double>(reinterpret_cast<uintptr_t>(data)))});
+  napi_value chunk, undefined;
+  if (napi_create_uint32(env, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data)), &chunk) != napi_ok) return;
+  if (napi_get_undefined(env, &undefined) != napi_ok) return;
+  napi_call_function(env, undefined, callback, 1, &chunk, nullptr);
 }
 using Tsfn = Napi::TypedThreadSafeFunction<void, uint32_t, &CallMiss>;
 

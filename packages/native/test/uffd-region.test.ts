@@ -107,6 +107,20 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     expect((await stats).stats.misses).toBe(size / chunkSize);
   });
 
+  it("a thread blocked on a miss wakes (to zeros) when the serving worker exits, instead of hanging", async () => {
+    const size = 4 * MiB;
+    const { worker, first } = runWorker<{ id: number }>({
+      role: "serve-then-exit",
+      size,
+      chunkSize: 64 * 1024,
+    });
+    const exited = new Promise((resolve) => worker.once("exit", resolve));
+    const view = UffdRegion.attach((await first).id);
+    expect(view[100]).toBe(0); // blocks until the worker's teardown unregisters the region
+    expect(view.every((byte) => byte === 0)).toBe(true);
+    await exited;
+  });
+
   it("present chunks are resolved natively and never reach JavaScript", async () => {
     const size = 64 * MiB;
     const chunkSize = 64 * 1024;
