@@ -7,6 +7,7 @@ import { fromSystemError, R3mapError } from "@r3map/core";
 import { bearerAuthInterceptor, type TokenCheck } from "./auth.js";
 import { DEFAULT_MAX_REQUEST_BYTES, MESSAGE_OVERHEAD_BYTES } from "./limits.js";
 import { r3mapRoutes, type ServeOptions } from "./routes.js";
+import { STREAM_WINDOW_BYTES, widenWindow } from "./session-pool.js";
 
 /** PEM text or bytes. */
 export type Pem = string | Buffer;
@@ -67,6 +68,7 @@ export class ConnectServer {
     this.#graceMs = graceMs;
     server.on("session", (session: http2.ServerHttp2Session) => {
       this.#sessions.add(session);
+      widenWindow(session);
       session.once("close", () => this.#sessions.delete(session));
     });
     // Raw connections, HTTP/1.1 ones included, so that close() can cut them all.
@@ -101,8 +103,9 @@ export class ConnectServer {
           rejectUnauthorized: options.tls.ca !== undefined && options.tls.requireClientCert !== false,
           // gRPC-web and Connect clients in browsers may come over HTTP/1.1.
           allowHTTP1: true,
+          settings: { initialWindowSize: STREAM_WINDOW_BYTES },
         })
-      : http2.createServer();
+      : http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } });
     const handler = createConnectHandler(options, shutdown.signal);
     const drainBytes = 2 * ((options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES) + MESSAGE_OVERHEAD_BYTES);
     server.on("request", (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => {

@@ -1,3 +1,4 @@
+import type * as http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -29,6 +30,41 @@ export interface SessionPoolOptions {
   /** Largest message accepted or sent, in bytes. */
   maxMessageBytes: number;
   interceptors?: Interceptor[];
+}
+
+/**
+ * HTTP/2 flow-control windows. The protocol's default (64 KiB per stream and
+ * per connection) stalls every response larger than that on a WINDOW_UPDATE
+ * round trip; chunk payloads are 64 KiB to 32 MiB.
+ */
+export const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
+export const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
+
+const widened = new WeakSet<http2.Http2Session>();
+
+/** Opens a session's connection-level receive window once (settings only cover streams). */
+export function widenWindow(session: http2.Http2Session | undefined): void {
+  if (!session || widened.has(session) || session.destroyed) return;
+  widened.add(session);
+  try {
+    session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+  } catch {
+    // A session that is closing has no window to widen.
+  }
+}
+
+/** Connect's session manager, with wide flow-control windows. */
+class WideWindowSessionManager extends Http2SessionManager {
+  override async request(
+    method: string,
+    path: string,
+    headers: http2.OutgoingHttpHeaders,
+    options: Omit<http2.ClientSessionRequestOptions, "signal">,
+  ): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(method, path, headers, options);
+    widenWindow(stream.session);
+    return stream;
+  }
 }
 
 interface Member {
@@ -70,10 +106,10 @@ export class SessionPool {
     ];
     this.#members = Array.from({ length: count }, () => {
       // Pings find a dead connection before a call has to wait for its deadline.
-      const manager = new Http2SessionManager(
+      const manager = new WideWindowSessionManager(
         options.baseUrl,
         { pingIntervalMs: 15_000, pingTimeoutMs: 10_000 },
-        nodeOptions,
+        { ...nodeOptions, settings: { initialWindowSize: STREAM_WINDOW_BYTES } },
       );
       const common = {
         baseUrl: options.baseUrl,
