@@ -121,7 +121,7 @@ export function pieces(offset: number, length: number, cap: number): Array<[star
  * A Backend on an r3map server (ours, or the original Go one given the size),
  * reached over gRPC or Connect on a pool of HTTP/2 connections.
  *
- * Retries: ReadAt, Sync, GetInfo and ReadStream are retried after transient
+ * Retries: ReadAt, Sync and GetInfo are retried after transient
  * failures (they have no side effects, or repeat harmlessly). WriteAt is
  * retried only when the request provably never left (connection refused):
  * writing the same bytes twice is idempotent by itself, but a first attempt
