@@ -13,3 +13,13 @@ export {
   type UffdStats,
 } from "./uffd-region.js";
 export { detachLoopDevice, LoopDevice, type LoopAttachOptions, type LoopStatus, listLoopDevices, loopStatus } from "./loop-device.js";
+export { findFreeNbdDevice, isKernelNbdAvailable, KernelNbdDevice, type KernelNbdOptions } from "./nbd-kernel.js";
+export {
+  TapeDrive,
+  type TapeOperation,
+  type TapeStatus,
+  tapeOperation,
+  tapeOperationCode,
+  tapePosition,
+  tapeStatus,
+} from "./tape.js";
