@@ -52,7 +52,14 @@ export interface NativeFuseStats {
 export interface NativeFuseServer {
   /** Mounts, starts the request threads, resolves with the mount's "major:minor" after INIT. */
   mount(): Promise<string>;
-  replyRead(channel: number, unique: number, errno: number, data: Uint8Array | undefined, offset: number, length: number): void;
+  replyRead(
+    channel: number,
+    unique: number,
+    errno: number,
+    data: Uint8Array | undefined,
+    offset: number,
+    length: number,
+  ): void;
   replyWrite(channel: number, unique: number, errno: number, written: number): void;
   replyStatus(channel: number, unique: number, errno: number): void;
   close(): Promise<void>;

@@ -2,7 +2,7 @@
  * Turns the addon's system errors (Node-style: `code` = errno name, `syscall`)
  * into R3mapErrors, for the FUSE, loop, kernel-NBD and tape wrappers.
  */
-import { R3mapError, fromSystemError } from "@r3map/core";
+import { fromSystemError, R3mapError } from "@r3map/core";
 
 const privilegeHint = "run as root (CAP_SYS_ADMIN)";
 
@@ -11,10 +11,14 @@ export function mapNativeError(error: unknown, what: string): R3mapError {
   const errno = (error as { code?: unknown } | null)?.code;
   const detail = error instanceof Error ? error.message : String(error);
   if (errno === "ENOTTY" || errno === "EOPNOTSUPP") {
-    return new R3mapError("ERR_NOT_SUPPORTED", `${what}: ${detail} (the device does not support this operation)`, {
-      cause: error,
-      errno,
-    });
+    return new R3mapError(
+      "ERR_NOT_SUPPORTED",
+      `${what}: ${detail} (the device does not support this operation)`,
+      {
+        cause: error,
+        errno,
+      },
+    );
   }
   if (errno === "EPERM" || errno === "EACCES") {
     return new R3mapError("ERR_PERMISSION", `${what}: ${detail}; ${privilegeHint}`, { cause: error, errno });

@@ -9,8 +9,8 @@
  * Run the engine on a worker thread (or touch the file from one).
  */
 import { constants as osConstants } from "node:os";
-import { type Backend, type ChunkBitmap, R3mapError, errnoOf } from "@r3map/core";
-import { FuseRequestKind, type NativeFuseOptions, type NativeFuseServer, addon } from "./addon.js";
+import { type Backend, type ChunkBitmap, errnoOf, R3mapError } from "@r3map/core";
+import { addon, FuseRequestKind, type NativeFuseOptions, type NativeFuseServer } from "./addon.js";
 import { checkPositiveInteger, mapNativeError } from "./fuse-errors.js";
 
 export interface FuseFileHandlers {
@@ -19,6 +19,7 @@ export interface FuseFileHandlers {
    * bytes, or with nothing once they are stored in the local cache and their
    * presence bits are set (native code then answers from the cache).
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: lets a plain `async () => { … }` handler answer from the cache
   onRead?(offset: number, length: number): Promise<Uint8Array | undefined | void>;
   /** A write; `data` is the caller's copy. */
   onWrite?(offset: number, data: Uint8Array): Promise<void>;
@@ -187,8 +188,9 @@ export class FuseFile {
 }
 
 /** Handlers that forward a FUSE file to a Backend (reads, writes, fsync → sync). */
-export function backendHandlers(backend: Backend): Required<Pick<FuseFileHandlers, "onRead" | "onFsync">> &
-  Pick<FuseFileHandlers, "onWrite"> {
+export function backendHandlers(
+  backend: Backend,
+): Required<Pick<FuseFileHandlers, "onRead" | "onFsync">> & Pick<FuseFileHandlers, "onWrite"> {
   const handlers = {
     onRead: async (offset: number, length: number) => {
       const buffer = new Uint8Array(length);
@@ -216,7 +218,8 @@ async function serve(
       case FuseRequestKind.Read: {
         if (handlers.onRead === undefined) throw new R3mapError("ERR_NOT_SUPPORTED", "no onRead handler");
         const bytes = await handlers.onRead(offset, length);
-        const reply = bytes instanceof Uint8Array && bytes.byteLength > length ? bytes.subarray(0, length) : bytes;
+        const reply =
+          bytes instanceof Uint8Array && bytes.byteLength > length ? bytes.subarray(0, length) : bytes;
         native.replyRead(channel, unique, 0, reply instanceof Uint8Array ? reply : undefined, offset, length);
         return;
       }

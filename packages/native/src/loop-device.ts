@@ -56,10 +56,16 @@ export class LoopDevice {
   static async attach(file: string, options: LoopAttachOptions = {}): Promise<LoopDevice> {
     const blockSize = options.blockSize ?? 0;
     if (![0, 512, 1024, 2048, 4096].includes(blockSize)) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", `blockSize must be 512, 1024, 2048 or 4096, got ${blockSize}`);
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `blockSize must be 512, 1024, 2048 or 4096, got ${blockSize}`,
+      );
     }
     if (!fs.existsSync("/dev/loop-control")) {
-      throw new R3mapError("ERR_KERNEL_FEATURE_MISSING", "loop devices are not available: /dev/loop-control is missing");
+      throw new R3mapError(
+        "ERR_KERNEL_FEATURE_MISSING",
+        "loop devices are not available: /dev/loop-control is missing",
+      );
     }
     const autoclear = options.autoclear ?? false;
     try {

@@ -69,7 +69,8 @@ export class KernelNbdDevice {
       );
     }
     const device = options.device ?? findFreeNbdDevice();
-    if (device === undefined) throw new R3mapError("ERR_NO_SPACE", "every NBD device is in use: load nbd with more nbds_max");
+    if (device === undefined)
+      throw new R3mapError("ERR_NO_SPACE", "every NBD device is in use: load nbd with more nbds_max");
     try {
       const handle = await addon().nbdKernelConnect({
         device,

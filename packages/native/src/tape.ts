@@ -39,7 +39,8 @@ export type TapeStatus = NativeMtStatus;
 /** The kernel's number for an operation name. */
 export function tapeOperationCode(operation: TapeOperation): number {
   const code = addon().mtOperations[operation];
-  if (code === undefined) throw new R3mapError("ERR_INVALID_ARGUMENT", `unknown tape operation "${operation}"`);
+  if (code === undefined)
+    throw new R3mapError("ERR_INVALID_ARGUMENT", `unknown tape operation "${operation}"`);
   return code;
 }
 

@@ -115,7 +115,9 @@ describe.skipIf(!isRoot())("FuseFile", () => {
     });
     const handle = await fs.promises.open(file.path, "r+");
     try {
-      await expect(handle.read(new Uint8Array(4096), 0, 4096, 0)).rejects.toMatchObject({ code: "ETIMEDOUT" });
+      await expect(handle.read(new Uint8Array(4096), 0, 4096, 0)).rejects.toMatchObject({
+        code: "ETIMEDOUT",
+      });
       await expect(handle.write(new Uint8Array(4096), 0, 4096, 0)).rejects.toMatchObject({ code: "EIO" });
     } finally {
       await handle.close();
@@ -123,12 +125,20 @@ describe.skipIf(!isRoot())("FuseFile", () => {
   });
 
   it("is read-only without onWrite", async () => {
-    await using file = await FuseFile.mount({ mountPoint: dir, size: SIZE, onRead: async (_o, l) => new Uint8Array(l) });
+    await using file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      onRead: async (_o, l) => new Uint8Array(l),
+    });
     await expect(fs.promises.open(file.path, "r+")).rejects.toMatchObject({ code: "EROFS" });
   });
 
   it("unmounts on close even while the file is open, and close is idempotent", async () => {
-    const file = await FuseFile.mount({ mountPoint: dir, size: SIZE, onRead: async (_o, l) => new Uint8Array(l) });
+    const file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      onRead: async (_o, l) => new Uint8Array(l),
+    });
     const handle = await fs.promises.open(file.path, "r");
     await Promise.all([file.close(), file.close()]);
     expect(mountsUnder(dir)).toEqual([]);
@@ -137,7 +147,13 @@ describe.skipIf(!isRoot())("FuseFile", () => {
   });
 
   it("rejects a second mount over a live one with a typed error", async () => {
-    await using _file = await FuseFile.mount({ mountPoint: dir, size: SIZE, onRead: async (_o, l) => new Uint8Array(l) });
-    await expect(FuseFile.mount({ mountPoint: dir, size: SIZE })).rejects.toMatchObject({ name: "R3mapError" });
+    await using _file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      onRead: async (_o, l) => new Uint8Array(l),
+    });
+    await expect(FuseFile.mount({ mountPoint: dir, size: SIZE })).rejects.toMatchObject({
+      name: "R3mapError",
+    });
   });
 });

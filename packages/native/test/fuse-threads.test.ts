@@ -4,8 +4,8 @@
  * both directions, and a mount left by a killed process is cleared.
  */
 import { spawn } from "node:child_process";
-import * as fs from "node:fs";
 import { once } from "node:events";
+import * as fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -17,7 +17,9 @@ const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, im
 
 function requireBuild(): void {
   if (!fs.existsSync(fileURLToPath(new URL("../dist/index.js", import.meta.url)))) {
-    throw new Error("packages/native/dist is missing: run `pnpm turbo run build --filter=@r3map/native...` first");
+    throw new Error(
+      "packages/native/dist is missing: run `pnpm turbo run build --filter=@r3map/native...` first",
+    );
   }
 }
 
@@ -93,7 +95,9 @@ describe.skipIf(!isRoot())("FuseFile across threads", () => {
 
   it("clears the stale mount a killed process left behind", async () => {
     requireBuild();
-    const child = spawn(process.execPath, [fixture("fuse-mount-child.mjs"), dir], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, [fixture("fuse-mount-child.mjs"), dir], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     try {
       const [line] = (await once(child.stdout, "data")) as [Buffer];
       expect(line.toString()).toContain("mounted");

@@ -19,9 +19,7 @@ export function scratchDirectory(prefix: string): string {
 /** Mount points at or below `directory`, from /proc/self/mountinfo. */
 export function mountsUnder(directory: string): string[] {
   const output = execFileSync("findmnt", ["-rn", "-o", "TARGET"], { encoding: "utf8" });
-  return output
-    .split("\n")
-    .filter((line) => line === directory || line.startsWith(`${directory}/`));
+  return output.split("\n").filter((line) => line === directory || line.startsWith(`${directory}/`));
 }
 
 /** Loop devices whose backing file lies below `directory` (per `losetup -a`). */

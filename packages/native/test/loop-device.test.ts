@@ -22,7 +22,8 @@ async function mountMemoryFile(mountPoint: string, size: number) {
   const local = new MemoryBackend(size);
   const presence = new ChunkBitmap(Math.ceil(size / CHUNK));
   const markLocal = (offset: number, length: number) => {
-    for (let c = Math.floor(offset / CHUNK); c <= Math.floor((offset + length - 1) / CHUNK); c++) presence.set(c);
+    for (let c = Math.floor(offset / CHUNK); c <= Math.floor((offset + length - 1) / CHUNK); c++)
+      presence.set(c);
   };
   const file = await FuseFile.mount({
     mountPoint,
@@ -64,7 +65,12 @@ describe.skipIf(!isRoot())("LoopDevice over a FuseFile", () => {
     const loop = await LoopDevice.attach(file.path, { directIo: true });
     cleanups.push(() => loop.close());
     const status = await loop.status();
-    expect(status).toMatchObject({ backingFile: file.path, directIo: true, readOnly: false, autoclear: false });
+    expect(status).toMatchObject({
+      backingFile: file.path,
+      directIo: true,
+      readOnly: false,
+      autoclear: false,
+    });
     expect(listLoopDevices()).toContainEqual({ device: loop.path, backingFile: file.path });
     const { stdout } = await run("blockdev", ["--getsize64", loop.path]);
     expect(Number(stdout.trim())).toBe(16 * MiB);
@@ -105,6 +111,9 @@ describe.skipIf(!isRoot())("LoopDevice over a FuseFile", () => {
   });
 
   it("rejects a missing file with a typed error", async () => {
-    await expect(LoopDevice.attach(path.join(dir, "missing"))).rejects.toMatchObject({ name: "R3mapError", errno: "ENOENT" });
+    await expect(LoopDevice.attach(path.join(dir, "missing"))).rejects.toMatchObject({
+      name: "R3mapError",
+      errno: "ENOENT",
+    });
   });
 });

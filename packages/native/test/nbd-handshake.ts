@@ -44,11 +44,15 @@ function reader(socket: net.Socket) {
 }
 
 /** Negotiates `exportName`; returns its size and transmission flags. The socket is left paused, ready for the kernel. */
-export async function negotiateExport(socket: net.Socket, exportName = ""): Promise<{ size: number; flags: number }> {
+export async function negotiateExport(
+  socket: net.Socket,
+  exportName = "",
+): Promise<{ size: number; flags: number }> {
   const r = reader(socket);
   try {
     const greeting = await r.read(18);
-    if (greeting.toString("latin1", 0, 16) !== "NBDMAGICIHAVEOPT") throw new Error("not a newstyle NBD server");
+    if (greeting.toString("latin1", 0, 16) !== "NBDMAGICIHAVEOPT")
+      throw new Error("not a newstyle NBD server");
     const serverFlags = greeting.readUInt16BE(16);
     const clientFlags = Buffer.alloc(4);
     clientFlags.writeUInt32BE(serverFlags & 0b11); // FIXED_NEWSTYLE | NO_ZEROES, as offered
@@ -67,7 +71,8 @@ export async function negotiateExport(socket: net.Socket, exportName = ""): Prom
       if (header.readBigUInt64BE(0) !== REPLY_MAGIC) throw new Error("bad NBD option reply magic");
       const type = header.readUInt32BE(12);
       const data = await r.read(header.readUInt32BE(16));
-      if ((type & 0x80000000) !== 0) throw new Error(`NBD_OPT_GO refused (${type >>> 0}): ${data.toString()}`);
+      if ((type & 0x80000000) !== 0)
+        throw new Error(`NBD_OPT_GO refused (${type >>> 0}): ${data.toString()}`);
       if (type === NBD_REP_INFO && data.readUInt16BE(0) === NBD_INFO_EXPORT) {
         size = Number(data.readBigUInt64BE(2));
         flags = data.readUInt16BE(10);

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import * as net from "node:net";
 import { once } from "node:events";
+import * as net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findFreeNbdDevice, isKernelNbdAvailable, KernelNbdDevice } from "../src/nbd-kernel.js";
 import { isRoot } from "./helpers.js";
@@ -70,14 +70,18 @@ describe("kernel NBD", () => {
   });
 
   it.skipIf(!available || !isRoot())(
-    available ? "serves nbdkit's export as /dev/nbdN" : "kernel NBD not available: load the nbd module or use the FUSE device",
+    available
+      ? "serves nbdkit's export as /dev/nbdN"
+      : "kernel NBD not available: load the nbd module or use the FUSE device",
     async () => {
       const socket = await connectWithin(port, 10_000);
       const { size, flags } = await negotiateExport(socket);
       const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd;
       await using device = await KernelNbdDevice.connect({ socketFd: fd, size, flags });
       const { execFileSync } = await import("node:child_process");
-      expect(Number(execFileSync("blockdev", ["--getsize64", device.path], { encoding: "utf8" }).trim())).toBe(SIZE);
+      expect(
+        Number(execFileSync("blockdev", ["--getsize64", device.path], { encoding: "utf8" }).trim()),
+      ).toBe(SIZE);
       socket.destroy();
     },
   );

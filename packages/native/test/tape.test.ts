@@ -18,7 +18,9 @@ describe("tape ioctls", () => {
     expect(tapeOperationCode("endOfMedia")).toBe(12);
     expect(tapeOperationCode("setBlockSize")).toBe(20);
     expect(tapeOperationCode("seek")).toBe(22);
-    expect(() => tapeOperationCode("spin" as never)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
+    expect(() => tapeOperationCode("spin" as never)).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }),
+    );
   });
 
   it("fails with a typed ENOTTY error on something that is not a tape", async () => {
@@ -30,7 +32,9 @@ describe("tape ioctls", () => {
     await expect(drive.seek(1234)).rejects.toMatchObject(notSupported);
     await expect(drive.status()).rejects.toMatchObject(notSupported);
     await expect(drive.position()).rejects.toMatchObject(notSupported);
-    await expect(tapeOperation(drive.fd, "writeFileMark", -1)).rejects.toMatchObject({ code: "ERR_INVALID_ARGUMENT" });
+    await expect(tapeOperation(drive.fd, "writeFileMark", -1)).rejects.toMatchObject({
+      code: "ERR_INVALID_ARGUMENT",
+    });
   });
 
   it("fails with EBADF on a closed descriptor", async () => {

@@ -103,14 +103,27 @@ const benchmark: Benchmark = {
         const baseline = mibPerSecond(bytes, Math.min(...refMs));
         for (const [i, { label: variant }] of servers.entries()) {
           const value = mibPerSecond(bytes, Math.min(...oursMs[i]!));
-          log(`fuse ${label}${variant}: ours ${value.toFixed(0)} MiB/s, C reference ${baseline.toFixed(0)} MiB/s`);
-          rows.push(result(`fuse read ${label} O_DIRECT (present, native${variant})`, value, "MiB/s", "C /dev/fuse server", baseline));
+          log(
+            `fuse ${label}${variant}: ours ${value.toFixed(0)} MiB/s, C reference ${baseline.toFixed(0)} MiB/s`,
+          );
+          rows.push(
+            result(
+              `fuse read ${label} O_DIRECT (present, native${variant})`,
+              value,
+              "MiB/s",
+              "C /dev/fuse server",
+              baseline,
+            ),
+          );
         }
       }
-      if (servers.some(({ file }) => file.stats().forwardedReads !== 0)) throw new Error("present reads reached JavaScript");
+      if (servers.some(({ file }) => file.stats().forwardedReads !== 0))
+        throw new Error("present reads reached JavaScript");
     } finally {
       await run("umount", [refDir]).catch(() => run("umount", ["-l", refDir]));
-      await new Promise((resolve) => (reference.exitCode === null ? reference.once("exit", resolve) : resolve(null)));
+      await new Promise((resolve) =>
+        reference.exitCode === null ? reference.once("exit", resolve) : resolve(null),
+      );
       for (const { file } of servers) await file.close();
     }
     return rows;
