@@ -21,10 +21,20 @@ export interface ConnectClientOptions extends CallerOptions {
    * pass it for an original r3map (Go) server, which has no such call.
    */
   size?: number;
-  /** Largest ReadAt/WriteAt payload per call (default: the server's limit, else 32 MiB). */
+  /**
+   * Largest ReadAt/WriteAt payload per call. Default: the server's limit from
+   * GetInfo; with `size` given (no GetInfo), 2 MiB, under grpc-go's 4 MiB
+   * default receive limit.
+   */
   maxRequestBytes?: number;
   interceptors?: Interceptor[];
 }
+
+/**
+ * Payload per call when the server's limit is unknown (no GetInfo, as with an
+ * original Go server): grpc-go refuses received messages over 4 MiB by default.
+ */
+const ORIGINAL_SERVER_REQUEST_BYTES = 2 * 1024 * 1024;
 
 /** What GetInfo reports. */
 export interface RemoteInfo {
@@ -67,7 +77,7 @@ export async function openCaller(
       }
       info = {
         size: options.size,
-        maxRequestBytes: requested ?? DEFAULT_MAX_REQUEST_BYTES,
+        maxRequestBytes: requested ?? ORIGINAL_SERVER_REQUEST_BYTES,
         chunkSize: 0,
         readOnly: false,
         readStream: false,
@@ -85,7 +95,8 @@ export async function openCaller(
         }
         throw error;
       });
-      if (requested !== undefined) info.maxRequestBytes = Math.min(info.maxRequestBytes, requested);
+      // Never above what this client's transport accepts in one message.
+      info.maxRequestBytes = Math.min(info.maxRequestBytes, requested ?? DEFAULT_MAX_REQUEST_BYTES);
     }
     return { caller, info };
   } catch (error) {

@@ -78,6 +78,11 @@ export class ConnectServer {
     });
   }
 
+  /** HTTP/2 connections open now. */
+  get openSessions(): number {
+    return this.#sessions.size;
+  }
+
   /** `r3map+h2c://host:port` or `r3map+https://host:port`, without parameters. */
   get url(): string {
     const host = this.host.includes(":") ? `[${this.host}]` : this.host;

@@ -1,0 +1,47 @@
+import { MemoryBackend } from "@r3map/core";
+import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
+import { describe, expect, it } from "vitest";
+import { ConnectBackend, ConnectServer } from "../src/index.js";
+
+describe("session pool and bounded concurrency", () => {
+  it("spreads calls over every session and keeps at most maxConcurrency in flight", async () => {
+    const backend = new InstrumentedBackend(new MemoryBackend(1024 * 1024));
+    const server = await ConnectServer.listen({ backend });
+    const client = await ConnectBackend.connect({ baseUrl: server.baseUrl, sessions: 3, maxConcurrency: 4 });
+    try {
+      expect(server.openSessions).toBe(3);
+      backend.latencyMs = 20;
+      const data = patternBytes(32 * 4096, 8);
+      await Promise.all(
+        Array.from({ length: 32 }, (_, i) =>
+          client.writeAt(data.subarray(i * 4096, (i + 1) * 4096), i * 4096),
+        ),
+      );
+      expect(backend.maxInFlight).toBeLessThanOrEqual(4);
+      expect(backend.maxInFlight).toBeGreaterThan(1);
+      const back = new Uint8Array(data.length);
+      await client.readAt(back, 0);
+      expect(Buffer.compare(back, data)).toBe(0);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+
+  it("splits a request larger than the server's limit into concurrent calls", async () => {
+    const backend = new InstrumentedBackend(new MemoryBackend(1024 * 1024));
+    const server = await ConnectServer.listen({ backend, maxRequestBytes: 64 * 1024 });
+    const client = await ConnectBackend.connect({ baseUrl: server.baseUrl });
+    try {
+      const data = patternBytes(300 * 1024, 2);
+      await client.writeAt(data, 1000);
+      expect(backend.writes.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4].map((i) => 1000 + i * 64 * 1024));
+      const back = new Uint8Array(data.length);
+      await client.readAt(back, 1000);
+      expect(Buffer.compare(back, data)).toBe(0);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+});
