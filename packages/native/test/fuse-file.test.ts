@@ -65,6 +65,35 @@ describe.skipIf(!isRoot())("FuseFile", () => {
     expect(file.stats().nativeReads - before).toBe(SIZE / (128 * 1024));
   });
 
+  it("answers present chunks from a file descriptor cache", async () => {
+    const remote = patternAt(0, SIZE);
+    const cachePath = `${dir}.cache`;
+    fs.writeFileSync(cachePath, remote.subarray(0, SIZE / 2)); // first half local; the rest reads as a miss
+    const fd = fs.openSync(cachePath, "r");
+    const presence = new ChunkBitmap(SIZE / CHUNK);
+    for (let chunk = 0; chunk < SIZE / 2 / CHUNK; chunk++) presence.set(chunk);
+    const misses: number[] = [];
+    try {
+      await using file = await FuseFile.mount({
+        mountPoint: dir,
+        size: SIZE,
+        local: { chunkSize: CHUNK, presence, fd },
+        onRead: async (offset, length) => {
+          misses.push(offset);
+          return remote.slice(offset, offset + length);
+        },
+      });
+      const back = await fs.promises.readFile(file.path);
+      expect(Buffer.compare(back, remote)).toBe(0);
+      expect(misses.length).toBeGreaterThan(0);
+      expect(Math.min(...misses)).toBeGreaterThanOrEqual(SIZE / 2);
+      expect(file.stats().nativeReads).toBeGreaterThan(0);
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(cachePath, { force: true });
+    }
+  });
+
   it("forwards writes, fsync and flush; refuses to change the size", async () => {
     const backend = new MemoryBackend(SIZE);
     let fsyncs = 0;

@@ -93,6 +93,16 @@ describe.skipIf(!isRoot())("FuseFile across threads", () => {
     expect(mountsUnder(dir)).toEqual([]);
   });
 
+  it("unmounts when the process exits with the file still mounted", async () => {
+    requireBuild();
+    const child = spawn(process.execPath, [fixture("fuse-mount-child.mjs"), dir, "exit"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const [code] = (await once(child, "exit")) as [number];
+    expect(code).toBe(0);
+    expect(mountsUnder(dir)).toEqual([]);
+  });
+
   it("clears the stale mount a killed process left behind", async () => {
     requireBuild();
     const child = spawn(process.execPath, [fixture("fuse-mount-child.mjs"), dir], {
