@@ -59,7 +59,10 @@ class RegionCore {
   // Starts the handler thread. `on_miss` is called (from that thread) for a
   // chunk that is not present; the answer comes back through Complete().
   bool Start(MissFn on_miss, void* context, int* err);
-  // From any thread: JavaScript finished a miss (`ok` = the chunk is now in the cache).
+  // Chunks up to this size are mapped by Complete() itself instead of the handler thread.
+  static constexpr uint64_t kInlineCompletionLimit = 64 * 1024;
+  // From the thread that serves misses: JavaScript finished a miss (`ok` = the
+  // chunk is now in the cache).
   void Complete(uint32_t chunk, bool ok);
   // Maps a chunk from the cache (or from `bytes`) if not yet mapped; returns
   // 0, or an errno. `*placed` tells whether this call mapped it.
@@ -72,6 +75,7 @@ class RegionCore {
   void Run();
   void HandleFault(uint64_t address);
   void DrainCompletions();
+  void Finish(uint32_t chunk, bool ok);
   bool Present(uint64_t chunk) const;
   bool HasCache() const;
   int ResolveFromCache(uint64_t chunk);

@@ -56,6 +56,13 @@ bool RegionCore::Start(MissFn on_miss, void* context, int* err) {
 
 void RegionCore::Complete(uint32_t chunk, bool ok) {
   if (chunk >= chunks_ || wake_fd_ < 0) return;
+  if (config_.chunk_size <= kInlineCompletionLimit) {
+    // Small chunks: map it right here on the calling (JavaScript) thread. The
+    // ioctl is short, and it saves waking the handler thread, which is most
+    // of a small miss's latency.
+    Finish(chunk, ok);
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(completions_mutex_);
     completions_.emplace_back(chunk, ok);
@@ -193,24 +200,26 @@ void RegionCore::DrainCompletions() {
     std::lock_guard<std::mutex> lock(completions_mutex_);
     batch.swap(completions_);
   }
-  for (auto [chunk, ok] : batch) {
-    uint64_t offset, span;
-    ChunkSpan(chunk, &offset, &span);
-    uint8_t state = state_[chunk].load(std::memory_order_acquire);
-    if (state == kMapped || state == kPoisoned) {
-      WakeRange(offset, span);  // fill() got there first
-      continue;
-    }
-    // Without a cache, onMiss must have mapped the chunk with fillFrom(), which
-    // marks it mapped; a success that left it unmapped is an error.
-    int err = ok ? (HasCache() ? ResolveFromCache(chunk) : ENODATA) : EIO;
-    if (err == 0) {
-      state_[chunk].store(kMapped, std::memory_order_release);
-    } else {
-      stats_.failed.fetch_add(1, std::memory_order_relaxed);
-      PoisonRange(offset, span);  // the faulting thread gets SIGBUS instead of hanging
-      state_[chunk].store(kPoisoned, std::memory_order_release);
-    }
+  for (auto [chunk, ok] : batch) Finish(chunk, ok);
+}
+
+void RegionCore::Finish(uint32_t chunk, bool ok) {
+  uint64_t offset, span;
+  ChunkSpan(chunk, &offset, &span);
+  uint8_t state = state_[chunk].load(std::memory_order_acquire);
+  if (state == kMapped || state == kPoisoned) {
+    WakeRange(offset, span);  // fill() got there first
+    return;
+  }
+  // Without a cache, onMiss must have mapped the chunk with fillFrom(), which
+  // marks it mapped; a success that left it unmapped is an error.
+  int err = ok ? (HasCache() ? ResolveFromCache(chunk) : ENODATA) : EIO;
+  if (err == 0) {
+    state_[chunk].store(kMapped, std::memory_order_release);
+  } else {
+    stats_.failed.fetch_add(1, std::memory_order_relaxed);
+    PoisonRange(offset, span);  // the faulting thread gets SIGBUS instead of hanging
+    state_[chunk].store(kPoisoned, std::memory_order_release);
   }
 }
 
