@@ -2,7 +2,10 @@
 # Apache Cassandra 5.0 (single node) on 127.0.0.1 for tests.
 # Installs the jars from Maven Central into $R3MAP_CACHE (once), writes a minimal
 # cassandra.yaml into STATE_DIR and runs CassandraDaemon on the machine's Java 17.
-# Prints CASSANDRA_HOST, CASSANDRA_PORT (native protocol) and CASSANDRA_DC.
+# Password authentication (cassandra/cassandra), optional TLS on the same port.
+# Restarting in the same STATE_DIR keeps the ports and the data.
+# Prints CASSANDRA_HOST, CASSANDRA_PORT (native protocol), CASSANDRA_DC,
+# CASSANDRA_USER, CASSANDRA_PASSWORD and CASSANDRA_CA (the TLS CA certificate).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CASSANDRA_VERSION="${CASSANDRA_VERSION:-5.0.6}"
@@ -58,11 +61,29 @@ JVM17_FLAGS=(
   --add-opens java.base/java.net=ALL-UNNAMED
 )
 
+# A throwaway CA and a server key+certificate for 127.0.0.1 in one PEM (Cassandra's PEM keystore).
+make_certificates() {
+  ensure_debs openssl
+  local t="$STATE/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=r3map test CA" -keyout "$t/ca.key" -out "$t/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$t/server.key" -out "$t/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$t/san.ext"
+  openssl x509 -req -in "$t/server.csr" -CA "$t/ca.crt" -CAkey "$t/ca.key" -CAcreateserial -days 2 \
+    -extfile "$t/san.ext" -out "$t/server.crt" 2>/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in "$t/server.key" -out "$t/server.pk8" 2>/dev/null
+  cat "$t/server.pk8" "$t/server.crt" >"$t/server.pem"
+}
+
 do_start() {
   ensure_cassandra
   local native storage
-  read -r native storage < <(free_ports 2)
-  mkdir -p "$STATE"/{data,commitlog,saved_caches,hints,cdc_raw,logs}
+  # A restart in the same STATE_DIR keeps its ports and data (outage tests).
+  if [ -f "$STATE/ports" ]; then read -r native storage <"$STATE/ports"; else
+    read -r native storage < <(free_ports 2)
+    echo "$native $storage" >"$STATE/ports"
+  fi
+  mkdir -p "$STATE"/{data,commitlog,saved_caches,hints,cdc_raw,logs,tls}
+  [ -f "$STATE/tls/server.pem" ] || make_certificates
   cat >"$STATE/cassandra.yaml" <<YAML
 cluster_name: r3map-test
 num_tokens: 1
@@ -94,6 +115,14 @@ memtable_offheap_space: 64MiB
 key_cache_size: 8MiB
 auto_snapshot: false
 dynamic_snitch: false
+# TLS is optional on the native port: the same port serves cassandra:// and cassandras://.
+client_encryption_options:
+  enabled: true
+  optional: true
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: $STATE/tls/server.pem
+  require_client_auth: false
 YAML
   cat >"$STATE/logback.xml" <<XML
 <configuration>
@@ -127,8 +156,12 @@ XML
     [ $SECONDS -ge $deadline ] && { stop_recorded; die "Cassandra did not open port $native in time (logs in $STATE/logs)"; }
     sleep 0.2
   done
+  # Logins work once the default superuser exists (created a moment after the port opens on first start).
+  superuser_ready() { [ -f "$STATE/initialized" ] || grep -q "Created default superuser role" "$STATE/logs/system.log"; }
+  wait_until 60 superuser_ready || { stop_recorded; die "Cassandra did not create its default superuser (logs in $STATE/logs)"; }
+  touch "$STATE/initialized"
   log "Cassandra $CASSANDRA_VERSION ready on 127.0.0.1:$native after $((SECONDS - started)) s"
-  printf 'CASSANDRA_HOST=127.0.0.1\nCASSANDRA_PORT=%s\nCASSANDRA_DC=datacenter1\nCASSANDRA_USER=cassandra\nCASSANDRA_PASSWORD=cassandra\n' "$native" >"$STATE/endpoint"
+  printf 'CASSANDRA_HOST=127.0.0.1\nCASSANDRA_PORT=%s\nCASSANDRA_DC=datacenter1\nCASSANDRA_USER=cassandra\nCASSANDRA_PASSWORD=cassandra\nCASSANDRA_CA=%s\n' "$native" "$STATE/tls/ca.crt" >"$STATE/endpoint"
 }
 
 main "$@"

@@ -92,10 +92,15 @@ recorded_alive() {
 # When R3MAP_SERVER_OWNER_PID is set (the test process), a detached watchdog
 # stops the server once that process is gone, even if it died without teardown.
 start_watchdog() {
-  local owner="${R3MAP_SERVER_OWNER_PID:-}"
-  [ -n "$owner" ] || return 0
+  # The first owner stays the owner: a restart from a test worker must not tie the
+  # server's life to that worker.
+  [ -f "$STATE/owner" ] || [ -z "${R3MAP_SERVER_OWNER_PID:-}" ] || echo "$R3MAP_SERVER_OWNER_PID" >"$STATE/owner"
+  local owner
+  owner=$(cat "$STATE/owner" 2>/dev/null) || return 0
   [ -f "$STATE/watchdog.pid" ] && kill -0 "$(cat "$STATE/watchdog.pid")" 2>/dev/null && return 0
-  setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$3" ]; do sleep 2; done; [ -d "$3" ] && exec bash "$2" stop "$3"' \
+  # (ps, not kill -0: an owner that died but is not yet reaped is a zombie, and gone.)
+  setsid bash -c 'while [[ $(ps -o stat= -p "$1" 2>/dev/null) == [^Z]* ]] && [ -d "$3" ]; do sleep 2; done
+    [ -d "$3" ] && exec bash "$2" stop "$3"' \
     watchdog "$owner" "$SERVER_SCRIPT" "$STATE" </dev/null >/dev/null 2>&1 &
   echo $! >"$STATE/watchdog.pid"
 }
@@ -115,7 +120,10 @@ main() {
       cat "$STATE/endpoint"
       ;;
     stop)
-      [ -f "$STATE/watchdog.pid" ] && kill "$(cat "$STATE/watchdog.pid")" 2>/dev/null || true
+      # (Unless this is the watchdog itself, which execs `stop` once its owner is gone.)
+      if [ -f "$STATE/watchdog.pid" ] && [ "$(cat "$STATE/watchdog.pid")" != "$$" ]; then
+        kill "$(cat "$STATE/watchdog.pid")" 2>/dev/null || true
+      fi
       rm -f "$STATE/watchdog.pid"
       stop_recorded
       ;;

@@ -1,1 +1,9 @@
-export {};
+import { registerBackendScheme } from "@r3map/core";
+import { openCassandraBackend } from "./open.js";
+
+export { cassandraError } from "./errors.js";
+export { createCassandraBackend, openCassandraBackend, openCassandraStore } from "./open.js";
+export { CassandraChunkStore, type CassandraChunkStoreOptions, quoteIdentifier } from "./store.js";
+
+registerBackendScheme("cassandra", openCassandraBackend);
+registerBackendScheme("cassandras", openCassandraBackend);
