@@ -100,6 +100,19 @@ describe.skipIf(!isRoot())("LoopDevice over a FuseFile", () => {
     expect(file.stats().nativeReads).toBeGreaterThan(0);
   });
 
+  it("is accepted by mkswap and swapon", async () => {
+    const { file } = await mountMemoryFile(fuseDir, 32 * MiB);
+    cleanups.push(() => file.close());
+    const loop = await LoopDevice.attach(file.path, { directIo: true });
+    cleanups.push(() => loop.close());
+    await run("mkswap", [loop.path]);
+    await run("swapon", [loop.path]);
+    cleanups.push(() => run("swapoff", [loop.path]));
+    expect(fs.readFileSync("/proc/swaps", "utf8")).toContain(loop.path);
+    await run("swapoff", [loop.path]);
+    expect(fs.readFileSync("/proc/swaps", "utf8")).not.toContain(loop.path);
+  });
+
   it("detaches a device by path, as after a crash", async () => {
     const { file } = await mountMemoryFile(fuseDir, 8 * MiB);
     cleanups.push(() => file.close());
