@@ -219,6 +219,17 @@ export class UffdRegion {
     return callNative(() => this.#native.fillFrom(chunk, bytes));
   }
 
+  /**
+   * Drops a chunk from the region so that the next touch faults again and is
+   * resolved anew: clear its presence bit first (e.g. migration marked it
+   * remote). In a memfd region this also drops it from the memfd. Not for
+   * adopted regions.
+   */
+  evict(chunk: number): void {
+    this.#assertOpen();
+    callNative(() => this.#native.evict(chunk));
+  }
+
   /** cacheInMemfd: writes a chunk's bytes into the memfd (the cache); set its presence bit afterwards. */
   store(chunk: number, bytes: Uint8Array): void {
     this.#assertOpen();

@@ -69,6 +69,7 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
                            InstanceMethod<&UffdRegionWrap::Complete>("complete"),
                            InstanceMethod<&UffdRegionWrap::Fill>("fill"),
                            InstanceMethod<&UffdRegionWrap::FillFrom>("fillFrom"),
+                           InstanceMethod<&UffdRegionWrap::Evict>("evict"),
                            InstanceMethod<&UffdRegionWrap::Stats>("stats"),
                            InstanceMethod<&UffdRegionWrap::Close>("close"),
                        });
@@ -362,6 +363,19 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
       return env.Undefined();
     }
     return Napi::Boolean::New(env, placed);
+  }
+
+  Napi::Value Evict(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t chunk;
+    if (!CheckOpen(env) || !ChunkArg(info, &chunk)) return env.Undefined();
+    int err = core_->Evict(chunk, mapping_ ? mapping_->address() : nullptr);
+    if (err == ENOTSUP) {
+      ThrowCode(env, "ERR_NOT_SUPPORTED", "an adopted region can only be evicted by the process that maps it");
+    } else if (err != 0) {
+      ThrowErrno(env, err, "evict");
+    }
+    return env.Undefined();
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

@@ -67,6 +67,11 @@ class RegionCore {
   // Maps a chunk from the cache (or from `bytes`) if not yet mapped; returns
   // 0, or an errno. `*placed` tells whether this call mapped it.
   int Fill(uint32_t chunk, const uint8_t* bytes, size_t length, bool* placed);
+  // Drops a mapped chunk so that the next touch faults again (after the
+  // caller cleared its presence bit: migration marks it remote). `local` is the
+  // region's address in this process (nullptr for an adopted region, which
+  // cannot be evicted from here). Returns 0 or an errno.
+  int Evict(uint32_t chunk, uint8_t* local);
   // Stops the thread, unregisters the range (waking any blocked thread, which
   // then sees ordinary memory) and closes the descriptor. Idempotent.
   void Shutdown();
@@ -79,6 +84,7 @@ class RegionCore {
   bool Present(uint64_t chunk) const;
   bool HasCache() const;
   int ResolveFromCache(uint64_t chunk);
+  int ResolveSpan(uint64_t offset, uint64_t length);
   int CopyRange(uint64_t offset, const uint8_t* source, uint64_t length);
   int ContinueRange(uint64_t offset, uint64_t length);
   int PoisonRange(uint64_t offset, uint64_t length);

@@ -2,6 +2,8 @@
 // fault a whole chunk at a time. Present chunks are served here without any
 // JavaScript; misses go out through a callback and come back via Complete().
 #include <endian.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -104,6 +106,24 @@ int RegionCore::Fill(uint32_t chunk, const uint8_t* bytes, size_t length, bool* 
   return 0;
 }
 
+int RegionCore::Evict(uint32_t chunk, uint8_t* local) {
+  if (chunk >= chunks_) return ERANGE;
+  if (local == nullptr) return ENOTSUP;
+  uint64_t offset, span;
+  ChunkSpan(chunk, &offset, &span);
+  state_[chunk].store(kUnmapped, std::memory_order_release);
+  if (config_.memfd >= 0) {
+    // Shared memory: dropping the page tables is not enough (the page cache
+    // would map the old bytes again without a fault); punching the hole drops
+    // both, in every process that maps the memfd.
+    if (fallocate(config_.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(span)) != 0)
+      return errno;
+    return 0;
+  }
+  return madvise(local + offset, span, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
 void RegionCore::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     stopping_.store(true, std::memory_order_release);
@@ -166,11 +186,22 @@ void RegionCore::HandleFault(uint64_t address) {
   switch (state_[chunk].load(std::memory_order_acquire)) {
     case kPending:
       return;  // JavaScript is already fetching it; its completion wakes everyone.
-    case kMapped:
     case kPoisoned:
-      // The fault raced with the ioctl that mapped it: let the thread retry.
-      WakeRange(offset, span);
+      WakeRange(offset, span);  // it retries and gets SIGBUS
       return;
+    case kMapped:
+      if (HasCache()) {
+        // Usually the fault raced with the ioctl that mapped the chunk (the
+        // copy below then finds the page and only wakes the thread). But the
+        // page may really be gone (madvise(MADV_DONTNEED), shmem reclaim under
+        // MINOR mode): then this maps it again instead of looping forever.
+        uint64_t page = (address - config_.base) / page_size_ * page_size_;
+        if (ResolveSpan(page, page_size_) != 0) WakeRange(offset, span);
+        return;
+      }
+      // No cache to map it from again: ask JavaScript, as for a new miss.
+      state_[chunk].store(kUnmapped, std::memory_order_release);
+      break;
     default:
       break;
   }
@@ -241,6 +272,10 @@ void RegionCore::ChunkSpan(uint64_t chunk, uint64_t* offset, uint64_t* length) c
 int RegionCore::ResolveFromCache(uint64_t chunk) {
   uint64_t offset, span;
   ChunkSpan(chunk, &offset, &span);
+  return ResolveSpan(offset, span);
+}
+
+int RegionCore::ResolveSpan(uint64_t offset, uint64_t span) {
   if (config_.continue_mode) return ContinueRange(offset, span);
   if (!config_.segments.empty()) {
     // The chunk may straddle segments: copy each piece from its own segment.
@@ -257,7 +292,7 @@ int RegionCore::ResolveFromCache(uint64_t chunk) {
     }
     return at == end ? 0 : ERANGE;
   }
-  uint8_t* buffer = Bounce(config_.chunk_size);
+  uint8_t* buffer = Bounce(span);
   if (buffer == nullptr) return ENOMEM;
   uint64_t done = 0;
   while (done < span) {

@@ -3,7 +3,7 @@
  * main thread, or another process) gets exactly the bytes JavaScript
  * supplies; present chunks never reach JavaScript; failed misses give SIGBUS.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
@@ -211,6 +211,76 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     const expectedZeros = countMismatches(new Uint8Array(chunkSize), size - chunkSize);
     expect((await first).mismatches).toBe(expectedZeros);
     expect(region.stats()).toMatchObject({ misses: 0, resolvedNatively: size / chunkSize });
+  });
+
+  for (const memory of ["anonymous", "memfd"] as const) {
+    it(`evict() makes the next touch fetch the chunk again (${memory})`, async () => {
+      const size = 4 * MiB;
+      const chunkSize = 64 * 1024;
+      const engine = patternEngine(size, chunkSize);
+      const region = track(
+        UffdRegion.create({
+          size,
+          chunkSize,
+          memory,
+          presence: engine.presence,
+          cache: { segments: engine.memory.segments },
+          onMiss: engine.onMiss,
+        }),
+      );
+      const first = runWorker<{ mismatches: number }>({ role: "touch", id: region.id }).first;
+      expect((await first).mismatches).toBe(0);
+      // Chunk 5 changes remotely: drop it locally, and the next touch asks onMiss again.
+      engine.presence.clear(5);
+      (engine.memory.segments[0] as Uint8Array).fill(0, 5 * chunkSize, 6 * chunkSize);
+      region.evict(5);
+      const second = runWorker<{ mismatches: number }>({ role: "touch", id: region.id }).first;
+      expect((await second).mismatches).toBe(0);
+      expect(engine.calls.filter((chunk) => chunk === 5)).toHaveLength(2);
+      expect(region.stats().misses).toBe(size / chunkSize + 1);
+    });
+  }
+
+  it("a page dropped behind the handler's back (hole punched in the memfd) is mapped again, not looped on", async () => {
+    const size = 4 * MiB;
+    const chunkSize = 256 * 1024;
+    const engine = patternEngine(size, chunkSize);
+    for (let chunk = 0; chunk < size / chunkSize; chunk++) engine.supply(chunk);
+    const region = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        memory: "memfd",
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+      }),
+    );
+    expect((await runWorker<{ mismatches: number }>({ role: "touch", id: region.id }).first).mismatches).toBe(
+      0,
+    );
+    const faultsBefore = region.stats().faults;
+    execFileSync("fallocate", [
+      "--punch-hole",
+      "--offset",
+      String(chunkSize + 8192),
+      "--length",
+      "8192",
+      `/proc/${process.pid}/fd/${region.memfd}`,
+    ]);
+    const again = runWorker<{ mismatches: number }>({ role: "touch", id: region.id }).first;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        region.close(); // unregistering frees a looping thread
+        reject(new Error("the touching thread did not finish: the fault was not resolved"));
+      }, 20_000);
+    });
+    try {
+      expect((await Promise.race([again, deadline])).mismatches).toBe(0);
+      expect(region.stats().faults).toBeGreaterThan(faultsBefore); // the punched pages did fault
+    } finally {
+      clearTimeout(timer);
+    }
   });
 
   it("a memfd region with the memfd as cache (MINOR + CONTINUE) is shared with another mapping", async () => {
