@@ -13,6 +13,11 @@ import { type Backend, type ChunkBitmap, errnoOf, R3mapError } from "@r3map/core
 import { addon, FuseRequestKind, type NativeFuseOptions, type NativeFuseServer } from "./addon.js";
 import { checkPositiveInteger, mapNativeError } from "./fuse-errors.js";
 
+/**
+ * Called on the thread that mounted. `signal` aborts when the request times
+ * out (`requestTimeoutMs`) or the file closes; the request is answered then
+ * (ETIMEDOUT / ENOTCONN) whether or not the handler stops.
+ */
 export interface FuseFileHandlers {
   /**
    * A read of a range that is not entirely present locally. Resolve with the
@@ -20,13 +25,13 @@ export interface FuseFileHandlers {
    * presence bits are set (native code then answers from the cache).
    */
   // biome-ignore lint/suspicious/noConfusingVoidType: lets a plain `async () => { … }` handler answer from the cache
-  onRead?(offset: number, length: number): Promise<Uint8Array | undefined | void>;
+  onRead?(offset: number, length: number, signal: AbortSignal): Promise<Uint8Array | undefined | void>;
   /** A write; `data` is the caller's copy. */
-  onWrite?(offset: number, data: Uint8Array): Promise<void>;
+  onWrite?(offset: number, data: Uint8Array, signal: AbortSignal): Promise<void>;
   /** close(2) of a file descriptor of the file. */
-  onFlush?(): Promise<void>;
+  onFlush?(signal: AbortSignal): Promise<void>;
   /** fsync(2)/fdatasync(2) of the file (also a loop device's flush). */
-  onFsync?(): Promise<void>;
+  onFsync?(signal: AbortSignal): Promise<void>;
 }
 
 /** Where present chunks are read from, natively. */
@@ -66,6 +71,10 @@ export interface FuseFileOptions extends FuseFileHandlers {
   readAheadKb?: number;
   /** Shown as the mount's source and type suffix (default "r3map"). */
   fsName?: string;
+  /** Answer a request whose handler has not settled after this long with ETIMEDOUT (default: wait). */
+  requestTimeoutMs?: number;
+  /** Unmounts when aborted. */
+  signal?: AbortSignal;
 }
 
 export interface FuseFileStats {
@@ -99,8 +108,17 @@ export class FuseFile {
   readonly #native: NativeFuseServer;
   #closing: Promise<void> | undefined;
 
-  private constructor(native: NativeFuseServer, options: FuseFileOptions, fileName: string, device: string) {
+  readonly #closingController: AbortController;
+
+  private constructor(
+    native: NativeFuseServer,
+    options: FuseFileOptions,
+    fileName: string,
+    device: string,
+    closing: AbortController,
+  ) {
     this.#native = native;
+    this.#closingController = closing;
     this.mountPoint = options.mountPoint;
     this.size = options.size;
     this.path = `${options.mountPoint.replace(/\/+$/, "")}/${fileName}`;
@@ -115,6 +133,9 @@ export class FuseFile {
       throw new R3mapError("ERR_INVALID_ARGUMENT", `fileName must be a plain file name, got "${fileName}"`);
     }
     const handlers: FuseFileHandlers = options;
+    if (options.requestTimeoutMs !== undefined)
+      checkPositiveInteger(options.requestTimeoutMs, "requestTimeoutMs");
+    if (options.signal?.aborted) throw new R3mapError("ERR_ABORTED", "mount aborted before it started");
     const readOnly = options.readOnly ?? options.onWrite === undefined;
     const nativeOptions: NativeFuseOptions = {
       mountPoint: options.mountPoint,
@@ -129,11 +150,18 @@ export class FuseFile {
       threads: options.threads ?? 1,
       readAheadKb: options.readAheadKb ?? 1024,
       dispatch: (kind, channel, unique, offset, length, data) => {
-        void serve(native, handlers, kind, channel, unique, offset, length, data);
+        void serve(dispatcher, kind, channel, unique, offset, length, data);
       },
     };
     if (options.local !== undefined) nativeOptions.local = nativeLocal(options.local, options.size);
     const native = new (addon().FuseServer)(nativeOptions);
+    const closing = new AbortController();
+    const dispatcher: Dispatcher = {
+      native,
+      handlers,
+      timeoutMs: options.requestTimeoutMs,
+      closing: closing.signal,
+    };
     let device: string;
     try {
       device = await native.mount();
@@ -141,7 +169,8 @@ export class FuseFile {
       native.closeSync();
       throw mapNativeError(error, `cannot mount FUSE at ${options.mountPoint}`);
     }
-    const file = new FuseFile(native, options, fileName, device);
+    const file = new FuseFile(native, options, fileName, device, closing);
+    options.signal?.addEventListener("abort", () => void file.close(), { once: true });
     open.add(file);
     if (!exitHookInstalled) {
       process.on("exit", closeAllOnExit);
@@ -172,7 +201,12 @@ export class FuseFile {
    * aborted: later I/O on it fails with ENOTCONN. Idempotent.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#native.close().finally(() => open.delete(this));
+    this.#closing ??= this.#native.close().finally(() => {
+      open.delete(this);
+      this.#closingController.abort(
+        new R3mapError("ERR_CLOSED", "the FUSE file was closed", { errno: "ENOTCONN" }),
+      );
+    });
     return this.#closing;
   }
 
@@ -180,6 +214,9 @@ export class FuseFile {
   closeSync(): void {
     open.delete(this);
     this.#native.closeSync();
+    this.#closingController.abort(
+      new R3mapError("ERR_CLOSED", "the FUSE file was closed", { errno: "ENOTCONN" }),
+    );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -203,9 +240,65 @@ export function backendHandlers(
   return { ...handlers, onWrite: (offset: number, data: Uint8Array) => backend.writeAt(data, offset) };
 }
 
-async function serve(
-  native: NativeFuseServer,
+interface Dispatcher {
+  native: NativeFuseServer;
+  handlers: FuseFileHandlers;
+  timeoutMs: number | undefined;
+  /** Aborted when the file closes. */
+  closing: AbortSignal;
+}
+
+/** Rejects when `signal` aborts (a request timeout or close), whatever `work` does. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortReason(signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+function abortReason(signal: AbortSignal): R3mapError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof R3mapError) return reason;
+  if (reason instanceof DOMException && reason.name === "TimeoutError") {
+    return new R3mapError("ERR_TIMEOUT", "the FUSE request handler did not settle in time", {
+      errno: "ETIMEDOUT",
+    });
+  }
+  return new R3mapError("ERR_CLOSED", "the FUSE file was closed", { errno: "ENOTCONN" });
+}
+
+async function runHandler(
   handlers: FuseFileHandlers,
+  kind: FuseRequestKind,
+  offset: number,
+  length: number,
+  data: Buffer | undefined,
+  signal: AbortSignal,
+): Promise<Uint8Array | undefined> {
+  switch (kind) {
+    case FuseRequestKind.Read: {
+      if (handlers.onRead === undefined) throw new R3mapError("ERR_NOT_SUPPORTED", "no onRead handler");
+      const bytes = await handlers.onRead(offset, length, signal);
+      if (!(bytes instanceof Uint8Array)) return undefined;
+      return bytes.byteLength > length ? bytes.subarray(0, length) : bytes;
+    }
+    case FuseRequestKind.Write:
+      if (handlers.onWrite === undefined) throw new R3mapError("ERR_READ_ONLY", "no onWrite handler");
+      await handlers.onWrite(offset, data ?? new Uint8Array(0), signal);
+      return undefined;
+    case FuseRequestKind.Flush:
+      await handlers.onFlush?.(signal);
+      return undefined;
+    case FuseRequestKind.Fsync:
+      await handlers.onFsync?.(signal);
+      return undefined;
+  }
+}
+
+async function serve(
+  d: Dispatcher,
   kind: FuseRequestKind,
   channel: number,
   unique: number,
@@ -213,35 +306,18 @@ async function serve(
   length: number,
   data: Buffer | undefined,
 ): Promise<void> {
+  const signal =
+    d.timeoutMs === undefined ? d.closing : AbortSignal.any([d.closing, AbortSignal.timeout(d.timeoutMs)]);
   try {
-    switch (kind) {
-      case FuseRequestKind.Read: {
-        if (handlers.onRead === undefined) throw new R3mapError("ERR_NOT_SUPPORTED", "no onRead handler");
-        const bytes = await handlers.onRead(offset, length);
-        const reply =
-          bytes instanceof Uint8Array && bytes.byteLength > length ? bytes.subarray(0, length) : bytes;
-        native.replyRead(channel, unique, 0, reply instanceof Uint8Array ? reply : undefined, offset, length);
-        return;
-      }
-      case FuseRequestKind.Write:
-        if (handlers.onWrite === undefined) throw new R3mapError("ERR_READ_ONLY", "no onWrite handler");
-        await handlers.onWrite(offset, data ?? new Uint8Array(0));
-        native.replyWrite(channel, unique, 0, length);
-        return;
-      case FuseRequestKind.Flush:
-        await handlers.onFlush?.();
-        native.replyStatus(channel, unique, 0);
-        return;
-      case FuseRequestKind.Fsync:
-        await handlers.onFsync?.();
-        native.replyStatus(channel, unique, 0);
-        return;
-    }
+    const bytes = await untilAborted(runHandler(d.handlers, kind, offset, length, data, signal), signal);
+    if (kind === FuseRequestKind.Read) d.native.replyRead(channel, unique, 0, bytes, offset, length);
+    else if (kind === FuseRequestKind.Write) d.native.replyWrite(channel, unique, 0, length);
+    else d.native.replyStatus(channel, unique, 0);
   } catch (error) {
     // Every request gets an answer: the handler's failure becomes its errno.
     const errno = errnoNumber(error);
-    if (kind === FuseRequestKind.Write) native.replyWrite(channel, unique, errno, 0);
-    else native.replyStatus(channel, unique, errno);
+    if (kind === FuseRequestKind.Write) d.native.replyWrite(channel, unique, errno, 0);
+    else d.native.replyStatus(channel, unique, errno);
   }
 }
 

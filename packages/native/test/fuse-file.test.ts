@@ -153,6 +153,31 @@ describe.skipIf(!isRoot())("FuseFile", () => {
     }
   });
 
+  it("answers a handler that never settles with ETIMEDOUT, and aborts its signal", async () => {
+    let aborted: unknown;
+    await using file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      directIo: true,
+      requestTimeoutMs: 200,
+      onRead: (_offset, _length, signal) =>
+        new Promise<undefined>(() => {
+          signal.addEventListener("abort", () => {
+            aborted = signal.reason;
+          });
+        }),
+    });
+    const handle = await fs.promises.open(file.path, "r");
+    try {
+      await expect(handle.read(new Uint8Array(4096), 0, 4096, 0)).rejects.toMatchObject({
+        code: "ETIMEDOUT",
+      });
+      expect(aborted).toBeDefined();
+    } finally {
+      await handle.close();
+    }
+  });
+
   it("is read-only without onWrite", async () => {
     await using file = await FuseFile.mount({
       mountPoint: dir,
