@@ -71,6 +71,21 @@ describe("RedisChunkStore", () => {
     expect(buffer.every((b) => b === 0)).toBe(true);
   });
 
+  it("pipelines the per-chunk commands of one request (one pipeline per connection or master)", async () => {
+    for (const base of [inject("redisUrl"), inject("redisClusterUrl")]) {
+      const s = await store(base);
+      const backend = createRedisBackend(s);
+      const client = s.client as Redis & Cluster;
+      // ArbitraryStage issues every chunk's GET in the same tick; auto-pipelining queues them together.
+      const reading = backend.readAt(new Uint8Array(16 * CHUNK), 0);
+      expect(client.autoPipelineQueueSize).toBe(16);
+      await reading;
+      const writing = backend.writeAt(patternBytes(16 * CHUNK, 4), 16 * CHUNK);
+      expect(client.autoPipelineQueueSize).toBe(16);
+      await writing;
+    }
+  });
+
   it("refuses a value longer than a chunk with ERR_INTEGRITY instead of truncating it", async () => {
     const base = inject("redisUrl");
     const s = await store(base);
