@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -84,6 +85,10 @@ class RegionCore {
   bool Present(uint64_t chunk) const;
   bool HasCache() const;
   int ResolveFromCache(uint64_t chunk);
+  // On the handler thread: large chunks are copied in two halves at once,
+  // one by a helper thread (the faulting thread is blocked, so a core is free).
+  int ResolveChunkInParallel(uint64_t chunk);
+  void RunHelper();
   int ResolveSpan(uint64_t offset, uint64_t length);
   int CopyRange(uint64_t offset, const uint8_t* source, uint64_t length);
   int ContinueRange(uint64_t offset, uint64_t length);
@@ -105,6 +110,15 @@ class RegionCore {
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::once_flag shutdown_once_;
+
+  static constexpr uint64_t kParallelCopyMin = 256 * 1024;
+  std::thread helper_;
+  std::mutex helper_mutex_;
+  std::condition_variable helper_cv_;
+  enum class Job { kIdle, kPosted, kDone } helper_job_ = Job::kIdle;
+  bool helper_stop_ = false;
+  uint64_t helper_offset_ = 0, helper_length_ = 0;
+  int helper_result_ = 0;
 };
 
 }  // namespace r3map

@@ -53,6 +53,9 @@ bool RegionCore::Start(MissFn on_miss, void* context, int* err) {
     return false;
   }
   thread_ = std::thread([this] { Run(); });
+  if (config_.chunk_size >= kParallelCopyMin && !config_.continue_mode && std::thread::hardware_concurrency() > 1) {
+    helper_ = std::thread([this] { RunHelper(); });
+  }
   return true;
 }
 
@@ -132,6 +135,14 @@ void RegionCore::Shutdown() {
       (void)!write(wake_fd_, &one, sizeof(one));
     }
     if (thread_.joinable()) thread_.join();
+    if (helper_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(helper_mutex_);
+        helper_stop_ = true;
+      }
+      helper_cv_.notify_all();
+      helper_.join();
+    }
     if (uffd_ >= 0) {
       // Unregistering wakes every thread blocked on a fault here; it retries
       // and gets ordinary memory. (Closing alone would not wake threads of a
@@ -209,7 +220,7 @@ void RegionCore::HandleFault(uint64_t address) {
     // Counted before the ioctl wakes the faulting thread, so a reader that
     // finished touching sees its own faults in the stats.
     stats_.resolved_natively.fetch_add(1, std::memory_order_relaxed);
-    int err = HasCache() ? ResolveFromCache(chunk) : 0;
+    int err = HasCache() ? ResolveChunkInParallel(chunk) : 0;
     if (err == 0) {
       state_[chunk].store(kMapped, std::memory_order_release);
     } else {
@@ -244,7 +255,7 @@ void RegionCore::Finish(uint32_t chunk, bool ok) {
   }
   // Without a cache, onMiss must have mapped the chunk with fillFrom(), which
   // marks it mapped; a success that left it unmapped is an error.
-  int err = ok ? (HasCache() ? ResolveFromCache(chunk) : ENODATA) : EIO;
+  int err = ok ? (HasCache() ? ResolveChunkInParallel(chunk) : ENODATA) : EIO;
   if (err == 0) {
     state_[chunk].store(kMapped, std::memory_order_release);
   } else {
@@ -273,6 +284,40 @@ int RegionCore::ResolveFromCache(uint64_t chunk) {
   uint64_t offset, span;
   ChunkSpan(chunk, &offset, &span);
   return ResolveSpan(offset, span);
+}
+
+int RegionCore::ResolveChunkInParallel(uint64_t chunk) {
+  uint64_t offset, span;
+  ChunkSpan(chunk, &offset, &span);
+  if (!helper_.joinable() || span < kParallelCopyMin) return ResolveSpan(offset, span);
+  const uint64_t half = span / 2 / page_size_ * page_size_;
+  {
+    std::lock_guard<std::mutex> lock(helper_mutex_);
+    helper_offset_ = offset + half;
+    helper_length_ = span - half;
+    helper_job_ = Job::kPosted;
+  }
+  helper_cv_.notify_one();
+  int err = ResolveSpan(offset, half);
+  std::unique_lock<std::mutex> lock(helper_mutex_);
+  helper_cv_.wait(lock, [this] { return helper_job_ == Job::kDone; });
+  helper_job_ = Job::kIdle;
+  return err != 0 ? err : helper_result_;
+}
+
+void RegionCore::RunHelper() {
+  std::unique_lock<std::mutex> lock(helper_mutex_);
+  while (true) {
+    helper_cv_.wait(lock, [this] { return helper_stop_ || helper_job_ == Job::kPosted; });
+    if (helper_stop_) return;
+    uint64_t offset = helper_offset_, length = helper_length_;
+    lock.unlock();
+    int result = ResolveSpan(offset, length);
+    lock.lock();
+    helper_result_ = result;
+    helper_job_ = Job::kDone;
+    helper_cv_.notify_all();
+  }
 }
 
 int RegionCore::ResolveSpan(uint64_t offset, uint64_t span) {
