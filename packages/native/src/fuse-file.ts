@@ -8,8 +8,10 @@
  * file (read it synchronously, mmap it, …) while a handler is needed to answer.
  * Run the engine on a worker thread (or touch the file from one).
  */
+import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
-import { type Backend, type ChunkBitmap, errnoOf, R3mapError } from "@r3map/core";
+import * as path from "node:path";
+import { type Backend, type ChunkBitmap, errnoOf, fromSystemError, R3mapError } from "@r3map/core";
 import { addon, FuseRequestKind, type NativeFuseOptions, type NativeFuseServer } from "./addon.js";
 import { checkPositiveInteger, mapNativeError } from "./fuse-errors.js";
 
@@ -93,6 +95,20 @@ function closeAllOnExit(): void {
   for (const file of open) file.closeSync();
 }
 
+/**
+ * The mount point as /proc/self/mountinfo spells it, so a stale mount there is
+ * recognised. The directory itself may be a dead mount (stat gives ENOTCONN),
+ * so only its parent is resolved.
+ */
+function canonicalMountPoint(mountPoint: string): string {
+  const absolute = path.resolve(mountPoint);
+  try {
+    return path.join(fs.realpathSync(path.dirname(absolute)), path.basename(absolute));
+  } catch (error) {
+    throw fromSystemError(error, `mount point ${mountPoint}`);
+  }
+}
+
 function errnoNumber(error: unknown): number {
   const name = errnoOf(error) as keyof typeof osConstants.errno;
   return osConstants.errno[name] ?? osConstants.errno.EIO;
@@ -113,15 +129,16 @@ export class FuseFile {
   private constructor(
     native: NativeFuseServer,
     options: FuseFileOptions,
+    mountPoint: string,
     fileName: string,
     device: string,
     closing: AbortController,
   ) {
     this.#native = native;
     this.#closingController = closing;
-    this.mountPoint = options.mountPoint;
+    this.mountPoint = mountPoint;
     this.size = options.size;
-    this.path = `${options.mountPoint.replace(/\/+$/, "")}/${fileName}`;
+    this.path = path.join(mountPoint, fileName);
     this.device = device;
   }
 
@@ -132,13 +149,14 @@ export class FuseFile {
     if (fileName.includes("/") || fileName === "." || fileName === ".." || fileName === "") {
       throw new R3mapError("ERR_INVALID_ARGUMENT", `fileName must be a plain file name, got "${fileName}"`);
     }
+    const mountPoint = canonicalMountPoint(options.mountPoint);
     const handlers: FuseFileHandlers = options;
     if (options.requestTimeoutMs !== undefined)
       checkPositiveInteger(options.requestTimeoutMs, "requestTimeoutMs");
     if (options.signal?.aborted) throw new R3mapError("ERR_ABORTED", "mount aborted before it started");
     const readOnly = options.readOnly ?? options.onWrite === undefined;
     const nativeOptions: NativeFuseOptions = {
-      mountPoint: options.mountPoint,
+      mountPoint,
       fileName,
       fsName: options.fsName ?? "r3map",
       size: options.size,
@@ -169,7 +187,7 @@ export class FuseFile {
       native.closeSync();
       throw mapNativeError(error, `cannot mount FUSE at ${options.mountPoint}`);
     }
-    const file = new FuseFile(native, options, fileName, device, closing);
+    const file = new FuseFile(native, options, mountPoint, fileName, device, closing);
     options.signal?.addEventListener("abort", () => void file.close(), { once: true });
     open.add(file);
     if (!exitHookInstalled) {

@@ -178,6 +178,17 @@ describe.skipIf(!isRoot())("FuseFile", () => {
     }
   });
 
+  it("canonicalises the mount point", async () => {
+    const spelled = `${dir}/../${dir.split("/").pop()}/`;
+    await using file = await FuseFile.mount({
+      mountPoint: spelled,
+      size: SIZE,
+      onRead: async (_o, l) => new Uint8Array(l),
+    });
+    expect(file.mountPoint).toBe(fs.realpathSync(dir));
+    expect(file.path).toBe(`${fs.realpathSync(dir)}/disk`);
+  });
+
   it("is read-only without onWrite", async () => {
     await using file = await FuseFile.mount({
       mountPoint: dir,
