@@ -354,10 +354,12 @@ function nativeLocal(local: FuseLocalCache, size: number): NonNullable<NativeFus
   if (local.segments !== undefined) {
     const segmentSize = local.segmentSize ?? local.segments[0]?.byteLength ?? 0;
     const total = local.segments.reduce((sum, s) => sum + s.byteLength, 0);
-    if (total < size || local.segments.slice(0, -1).some((s) => s.byteLength !== segmentSize)) {
+    // One reply (≤ 1 MiB) gathers at most 7 segments: keep them ≥ 256 KiB unless there is only one.
+    const tooSmall = local.segments.length > 1 && segmentSize < 256 * 1024;
+    if (tooSmall || total < size || local.segments.slice(0, -1).some((s) => s.byteLength !== segmentSize)) {
       throw new R3mapError(
         "ERR_INVALID_ARGUMENT",
-        `local.segments must be consecutive ${segmentSize}-byte segments covering ${size} bytes`,
+        `local.segments must be consecutive segments of one size (≥ 256 KiB) covering ${size} bytes`,
       );
     }
     out.segments = local.segments;
