@@ -23,6 +23,8 @@ export interface CallerOptions {
   retries?: number;
   /** First pause between attempts, doubled each time up to 2 s (default 50 ms). */
   retryDelayMs?: number;
+  /** How long `close()` lets running calls finish before cutting them (default 5000 ms). */
+  closeGraceMs?: number;
 }
 
 export interface PerCallOptions {
@@ -72,6 +74,7 @@ export class Caller {
   readonly #timeoutMs: number;
   readonly #retries: number;
   readonly #retryDelayMs: number;
+  readonly #closeGraceMs: number;
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #streams = new Set<AbortController>();
   #closed = false;
@@ -91,6 +94,7 @@ export class Caller {
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#retries = options.retries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 50;
+    this.#closeGraceMs = options.closeGraceMs ?? 5000;
   }
 
   get closed(): boolean {
@@ -125,10 +129,17 @@ export class Caller {
       this.assertOpen(what);
       for (let attempt = 0; ; attempt++) {
         try {
-          return await this.#limiter.run(() =>
-            this.pool.use(service, (client) => send(client, this.callOptions(perCall.signal))),
+          return await this.#limiter.run(
+            () => this.pool.use(service, (client) => send(client, this.callOptions(perCall.signal))),
+            perCall.signal,
           );
         } catch (caught) {
+          if (caught instanceof R3mapError) throw caught;
+          if (this.#closed && ConnectError.from(caught).code === Code.Canceled) {
+            throw new R3mapError("ERR_CLOSED", `${what}: the client was closed while the call ran`, {
+              cause: caught,
+            });
+          }
           const error = remoteCut(caught, perCall.signal);
           if (
             attempt >= this.#retries ||
@@ -179,11 +190,20 @@ export class Caller {
     }
   }
 
-  /** Refuses new calls, ends streams, lets running calls finish (within their deadlines), then closes the connections. */
+  /**
+   * Refuses new calls, ends streams, lets running calls finish for up to
+   * `closeGraceMs`, then closes the connections (calls still running then
+   * fail with ERR_CLOSED).
+   */
   async close(): Promise<void> {
     this.#closed = true;
     for (const stream of this.#streams) stream.abort();
-    await Promise.allSettled([...this.#inFlight]);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#closeGraceMs);
+    });
+    await Promise.race([Promise.allSettled([...this.#inFlight]), grace]);
+    clearTimeout(timer);
     this.pool.close();
   }
 }

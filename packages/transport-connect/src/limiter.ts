@@ -1,7 +1,14 @@
+import { R3mapError } from "@r3map/core";
+
+interface Waiter {
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
 /** Bounds how many operations run at once; the rest wait in arrival order. */
 export class Limiter {
   #running = 0;
-  readonly #waiting: Array<() => void> = [];
+  readonly #waiting: Waiter[] = [];
 
   constructor(readonly limit: number) {}
 
@@ -9,16 +16,44 @@ export class Limiter {
     return this.#running;
   }
 
-  async run<T>(operation: () => Promise<T>): Promise<T> {
-    if (this.#running >= this.limit) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /** Runs `operation` when a slot is free; a `signal` that aborts while waiting rejects with ERR_ABORTED. */
+  async run<T>(operation: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (this.#running >= this.limit) await this.#wait(signal);
     else this.#running++;
     try {
       return await operation();
     } finally {
       const next = this.#waiting.shift();
       // The slot passes straight to the next waiter, so nobody can overtake it.
-      if (next) next();
+      if (next) next.resolve();
       else this.#running--;
     }
+  }
+
+  #wait(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new R3mapError("ERR_ABORTED", "the call was aborted while waiting for a free slot"));
+        return;
+      }
+      const onAbort = () => {
+        const index = this.#waiting.indexOf(waiter);
+        if (index >= 0) this.#waiting.splice(index, 1);
+        reject(new R3mapError("ERR_ABORTED", "the call was aborted while waiting for a free slot"));
+      };
+      const waiter: Waiter = {
+        resolve: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+        reject,
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.push(waiter);
+    });
   }
 }

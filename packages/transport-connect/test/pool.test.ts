@@ -45,3 +45,35 @@ describe("session pool and bounded concurrency", () => {
     }
   });
 });
+
+describe("waiting and closing", () => {
+  it("lets a call waiting for a slot be aborted, and bounds close() by closeGraceMs", async () => {
+    const backend = new InstrumentedBackend(new MemoryBackend(64 * 1024));
+    const server = await ConnectServer.listen({ backend });
+    const client = await ConnectBackend.connect({
+      baseUrl: server.baseUrl,
+      maxConcurrency: 1,
+      timeoutMs: 0,
+      closeGraceMs: 200,
+    });
+    try {
+      backend.latencyMs = 3000;
+      const busy = client.readAt(new Uint8Array(16), 0);
+      const controller = new AbortController();
+      const queued = client.readAt(new Uint8Array(16), 0, { signal: controller.signal });
+      const started = performance.now();
+      setTimeout(() => controller.abort(), 50);
+      await expect(queued).rejects.toMatchObject({ code: "ERR_ABORTED" });
+      expect(performance.now() - started).toBeLessThan(1500);
+      // close() waits 200 ms for the busy call, then cuts it.
+      const closing = client.close();
+      await expect(busy).rejects.toMatchObject({ code: "ERR_CLOSED" });
+      await closing;
+      expect(performance.now() - started).toBeLessThan(2500);
+    } finally {
+      backend.latencyMs = 0;
+      await client.close();
+      await server.close();
+    }
+  });
+});
