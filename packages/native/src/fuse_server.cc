@@ -356,7 +356,8 @@ class Server : public Napi::ObjectWrap<Server> {
       Send(fd, unique, in->major > FUSE_KERNEL_VERSION ? 0 : EPROTO, &out, sizeof(out));
       return;
     }
-    const uint32_t wanted = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES | FUSE_PARALLEL_DIROPS;
+    // ASYNC_DIO: an O_DIRECT aio (a loop device with direct I/O) may have several requests in flight.
+    const uint32_t wanted = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES | FUSE_PARALLEL_DIROPS | FUSE_ASYNC_DIO;
     out.flags = in->flags & wanted;
     out.max_readahead = std::min<uint32_t>(in->max_readahead, kMaxWrite);
     out.max_background = 64;

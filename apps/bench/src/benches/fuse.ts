@@ -57,6 +57,9 @@ const benchmark: Benchmark = {
     if (process.getuid?.() !== 0) return "needs root to mount FUSE";
     if (!fs.existsSync("/dev/fuse")) return "no /dev/fuse";
     if (!fs.existsSync(referenceSource)) return `missing ${referenceSource}`;
+    const onPath = (tool: string) =>
+      (process.env.PATH ?? "").split(":").some((dir) => dir !== "" && fs.existsSync(path.join(dir, tool)));
+    if (!onPath("gcc") || !onPath("dd")) return "needs gcc (to build the C reference) and dd";
     return undefined;
   },
   async run({ scratch, log }) {
