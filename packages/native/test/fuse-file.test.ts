@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import { promisify } from "node:util";
 import { ChunkBitmap, MemoryBackend } from "@r3map/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FuseFile } from "../src/fuse-file.js";
+import { backendHandlers, FuseFile } from "../src/fuse-file.js";
 import { forceCleanup, isRoot, mountsUnder, patternAt, scratchDirectory } from "./helpers.js";
 
 const run = promisify(execFile);
@@ -128,6 +128,26 @@ describe.skipIf(!isRoot())("FuseFile", () => {
     await expect(fs.promises.truncate(file.path, 4096)).rejects.toMatchObject({ code: "EPERM" });
     await expect(fs.promises.writeFile(`${dir}/other`, "x")).rejects.toMatchObject({ code: "EPERM" });
     expect(fs.statSync(file.path).size).toBe(SIZE);
+  });
+
+  it("exposes any Backend through backendHandlers", async () => {
+    const backend = new MemoryBackend(SIZE);
+    await backend.writeAt(patternAt(0, SIZE), 0);
+    await using file = await FuseFile.mount({ mountPoint: dir, size: SIZE, ...backendHandlers(backend) });
+    const handle = await fs.promises.open(file.path, "r+");
+    try {
+      const data = patternAt(999, 70_000, 3);
+      await handle.write(data, 0, data.length, 4096 * 3 + 7);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    const expected = patternAt(0, SIZE);
+    expected.set(patternAt(999, 70_000, 3), 4096 * 3 + 7);
+    const stored = new Uint8Array(SIZE);
+    await backend.readAt(stored, 0);
+    expect(Buffer.compare(stored, expected)).toBe(0);
+    expect(Buffer.compare(await fs.promises.readFile(file.path), expected)).toBe(0);
   });
 
   it("turns a handler's failure into the errno the reader sees", async () => {
