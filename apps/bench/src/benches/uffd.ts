@@ -32,14 +32,18 @@ let sum = 0;
 for (let offset = 0; offset < view.length; offset += 4096) sum += view[offset];
 parentPort.postMessage({ ms: performance.now() - start, sum });`;
 
+/** Resolves once the worker has exited: its view (and so the 256 MiB mapping) is gone before the next run starts. */
 function touchInWorker(id: number): Promise<{ ms: number; sum: number }> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(TOUCHER, { eval: true, workerData: { id, addonPath: nativeAddonPath() } });
+    let answer: { ms: number; sum: number } | undefined;
     worker.once("message", (message: { ms: number; sum: number }) => {
-      resolve(message);
-      void worker.terminate();
+      answer = message;
     });
     worker.once("error", reject);
+    worker.once("exit", () =>
+      answer ? resolve(answer) : reject(new Error("the touching worker exited without an answer")),
+    );
   });
 }
 
