@@ -1,5 +1,5 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { type Backend, checkRange, type Progress, R3mapError } from "@r3map/core";
+import { type Backend, checkRange, type Extent, type Progress, R3mapError } from "@r3map/core";
 import { Caller, type CallerOptions, type PerCallOptions } from "./caller.js";
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
 import { BackendService, Capability } from "./gen/r3map/v1/r3map_pb.js";
@@ -45,6 +45,9 @@ export interface RemoteInfo {
   readStream: boolean;
   progress: boolean;
   migration: boolean;
+  trim: boolean;
+  writeZeroes: boolean;
+  blockStatus: boolean;
 }
 
 /** Options shared by ConnectBackend and SeederClient. */
@@ -83,6 +86,9 @@ export async function openCaller(
         readStream: false,
         progress: false,
         migration: false,
+        trim: false,
+        writeZeroes: false,
+        blockStatus: false,
       };
     } else {
       info = await fetchInfo(caller).catch((error: unknown) => {
@@ -118,6 +124,9 @@ async function fetchInfo(caller: Caller): Promise<RemoteInfo> {
     readStream: has(Capability.READ_STREAM),
     progress: has(Capability.PROGRESS),
     migration: has(Capability.MIGRATION),
+    trim: has(Capability.TRIM),
+    writeZeroes: has(Capability.WRITE_ZEROES),
+    blockStatus: has(Capability.BLOCK_STATUS),
   };
 }
 
@@ -143,6 +152,16 @@ export class ConnectBackend implements Backend {
   readonly size: number;
   readonly readOnly: boolean;
   readonly info: RemoteInfo;
+  /** Present when the server's backend can trim (GetInfo capabilities). */
+  readonly trim: ((offset: number, length: number, options?: PerCallOptions) => Promise<void>) | undefined;
+  /** Present when the server's backend writes zeros without being sent them. */
+  readonly writeZeroes:
+    | ((offset: number, length: number, options?: PerCallOptions) => Promise<void>)
+    | undefined;
+  /** Present when the server's backend reports allocation. */
+  readonly blockStatus:
+    | ((offset: number, length: number, options?: PerCallOptions) => Promise<Extent[]>)
+    | undefined;
   readonly #caller: Caller;
   #closing: Promise<void> | undefined;
 
@@ -151,6 +170,54 @@ export class ConnectBackend implements Backend {
     this.info = info;
     this.size = info.size;
     this.readOnly = info.readOnly;
+    // Like WriteAt, these change data: sent again only when never sent (see the class comment).
+    this.trim = info.trim
+      ? (offset, length, options) => this.#ranged("Trim", offset, length, options)
+      : undefined;
+    this.writeZeroes = info.writeZeroes
+      ? (offset, length, options) => this.#ranged("WriteZeroes", offset, length, options)
+      : undefined;
+    this.blockStatus = info.blockStatus
+      ? async (offset, length, options = {}) => {
+          this.#caller.assertOpen("blockStatus");
+          checkRange(this.size, offset, length);
+          const reply = await this.#caller.call(
+            BackendService,
+            "BlockStatus",
+            "idempotent",
+            (client, call) => client.blockStatus({ offset: BigInt(offset), length: BigInt(length) }, call),
+            options,
+          );
+          return reply.extents.map((e) => ({
+            offset: Number(e.offset),
+            length: Number(e.length),
+            zero: e.zero,
+            hole: e.hole,
+          }));
+        }
+      : undefined;
+  }
+
+  async #ranged(
+    what: "Trim" | "WriteZeroes",
+    offset: number,
+    length: number,
+    options: PerCallOptions = {},
+  ): Promise<void> {
+    this.#caller.assertOpen(what);
+    if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", "the server serves this resource read-only");
+    checkRange(this.size, offset, length);
+    const request = { offset: BigInt(offset), length: BigInt(length) };
+    await this.#caller.call(
+      BackendService,
+      what,
+      "unsent",
+      async (client, call): Promise<void> => {
+        if (what === "Trim") await client.trim(request, call);
+        else await client.writeZeroes(request, call);
+      },
+      options,
+    );
   }
 
   /** Connects (every session of the pool) and learns the size unless given. */

@@ -55,6 +55,22 @@ function lengthWithinCap(length: number, cap: number, call: string): number {
   return length;
 }
 
+/** A range from the wire, checked against the resource. */
+function rangeFromWire(backend: Backend, offset: bigint, length: bigint): [offset: number, length: number] {
+  const start = offsetFromWire(offset);
+  if (length > BigInt(backend.size)) {
+    throw new R3mapError("ERR_OUT_OF_RANGE", `a range of ${length} bytes is larger than the resource`);
+  }
+  checkRange(backend.size, start, Number(length));
+  return [start, Number(length)];
+}
+
+/** A backend's optional operation, or ERR_NOT_SUPPORTED. */
+function optional<F extends (...args: never[]) => unknown>(operation: F | undefined, name: string): F {
+  if (!operation) throw new R3mapError("ERR_NOT_SUPPORTED", `the served backend does not support ${name}`);
+  return operation;
+}
+
 /** The chunk index of each dirty offset, ascending and unique. */
 function chunkIndexes(offsets: readonly number[], chunkSize: number): bigint[] {
   return [...new Set(offsets.map((offset) => Math.floor(offset / chunkSize)))]
@@ -119,6 +135,9 @@ export function r3mapRoutes(
           if (progress) capabilities.push(Capability.PROGRESS);
           if (seeder) capabilities.push(Capability.MIGRATION);
           if (backend.readOnly) capabilities.push(Capability.READ_ONLY);
+          if (backend.trim) capabilities.push(Capability.TRIM);
+          if (backend.writeZeroes) capabilities.push(Capability.WRITE_ZEROES);
+          if (backend.blockStatus) capabilities.push(Capability.BLOCK_STATUS);
           return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
         }),
       readStream: (request, context) =>
@@ -130,6 +149,31 @@ export function r3mapRoutes(
           streamSignal(context),
         ),
       watchProgress: (request, context) => watchProgress(progress, request.intervalMs, streamSignal(context)),
+      trim: (request) =>
+        guarded(async () => {
+          const [offset, length] = rangeFromWire(backend, request.offset, request.length);
+          await optional(backend.trim?.bind(backend), "Trim")(offset, length);
+          return {};
+        }),
+      writeZeroes: (request) =>
+        guarded(async () => {
+          const [offset, length] = rangeFromWire(backend, request.offset, request.length);
+          await optional(backend.writeZeroes?.bind(backend), "WriteZeroes")(offset, length);
+          return {};
+        }),
+      blockStatus: (request) =>
+        guarded(async () => {
+          const [offset, length] = rangeFromWire(backend, request.offset, request.length);
+          const extents = await optional(backend.blockStatus?.bind(backend), "BlockStatus")(offset, length);
+          return {
+            extents: extents.map((e) => ({
+              offset: BigInt(e.offset),
+              length: BigInt(e.length),
+              zero: e.zero,
+              hole: e.hole,
+            })),
+          };
+        }),
     });
 
     if (!seeder) return;
@@ -169,11 +213,8 @@ async function* readStream(
   signal: AbortSignal,
 ) {
   try {
-    const start = offsetFromWire(from);
-    if (length > BigInt(backend.size))
-      throw new R3mapError("ERR_OUT_OF_RANGE", `ReadStream of ${length} bytes is larger than the resource`);
-    const end = start + Number(length);
-    checkRange(backend.size, start, end - start);
+    const [start, count] = rangeFromWire(backend, from, length);
+    const end = start + count;
     for (let offset = start; offset < end; offset += piece) {
       // A cancelled or timed-out call stops here instead of reading the rest.
       if (signal.aborted) return;

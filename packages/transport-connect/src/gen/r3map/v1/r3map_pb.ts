@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file r3map/v1/r3map.proto.
  */
 export const file_r3map_v1_r3map: GenFile = /*@__PURE__*/
-  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5IkcKEVJlYWRTdHJlYW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSEgoKY2h1bmtfc2l6ZRgDIAEoDSIyChJSZWFkU3RyZWFtUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwioAEKCFByb2dyZXNzEhQKDGNodW5rc190b3RhbBgBIAEoBBIUCgxjaHVua3NfbG9jYWwYAiABKAQSFAoMYnl0ZXNfcHVsbGVkGAMgASgEEhQKDGJ5dGVzX3B1c2hlZBgEIAEoBBIUCgxkaXJ0eV9jaHVua3MYBSABKAQSDwoHZmV0Y2hlcxgGIAEoBBIVCg1tZWFuX2ZldGNoX21zGAcgASgBIisKFFdhdGNoUHJvZ3Jlc3NSZXF1ZXN0EhMKC2ludGVydmFsX21zGAEgASgNIj0KFVdhdGNoUHJvZ3Jlc3NSZXNwb25zZRIkCghwcm9ncmVzcxgBIAEoCzISLnIzbWFwLnYxLlByb2dyZXNzIg4KDFRyYWNrUmVxdWVzdCIxCg1UcmFja1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SDAoEc2l6ZRgCIAEoBCINCgtTeW5jUmVxdWVzdCI4CgxTeW5jUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIUCgxkaXJ0eV9jaHVua3MYAiADKAQiEQoPRmluYWxpemVSZXF1ZXN0IjwKEEZpbmFsaXplUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIUCgxkaXJ0eV9jaHVua3MYAiADKAQiDgoMQ2xvc2VSZXF1ZXN0Ig8KDUNsb3NlUmVzcG9uc2UqkQEKCkNhcGFiaWxpdHkSGgoWQ0FQQUJJTElUWV9VTlNQRUNJRklFRBAAEhoKFkNBUEFCSUxJVFlfUkVBRF9TVFJFQU0QARIXChNDQVBBQklMSVRZX1BST0dSRVNTEAISGAoUQ0FQQUJJTElUWV9NSUdSQVRJT04QAxIYChRDQVBBQklMSVRZX1JFQURfT05MWRAEMv4BCg5CYWNrZW5kU2VydmljZRJDCgdHZXRJbmZvEhgucjNtYXAudjEuR2V0SW5mb1JlcXVlc3QaGS5yM21hcC52MS5HZXRJbmZvUmVzcG9uc2UiA5ACARJOCgpSZWFkU3RyZWFtEhsucjNtYXAudjEuUmVhZFN0cmVhbVJlcXVlc3QaHC5yM21hcC52MS5SZWFkU3RyZWFtUmVzcG9uc2UiA5ACATABElcKDVdhdGNoUHJvZ3Jlc3MSHi5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVxdWVzdBofLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXNwb25zZSIDkAIBMAEyiAIKEE1pZ3JhdGlvblNlcnZpY2USOgoFVHJhY2sSFi5yM21hcC52MS5UcmFja1JlcXVlc3QaFy5yM21hcC52MS5UcmFja1Jlc3BvbnNlIgASNwoEU3luYxIVLnIzbWFwLnYxLlN5bmNSZXF1ZXN0GhYucjNtYXAudjEuU3luY1Jlc3BvbnNlIgASQwoIRmluYWxpemUSGS5yM21hcC52MS5GaW5hbGl6ZVJlcXVlc3QaGi5yM21hcC52MS5GaW5hbGl6ZVJlc3BvbnNlIgASOgoFQ2xvc2USFi5yM21hcC52MS5DbG9zZVJlcXVlc3QaFy5yM21hcC52MS5DbG9zZVJlc3BvbnNlIgBiBnByb3RvMw");
+  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5Ii0KC1RyaW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiDgoMVHJpbVJlc3BvbnNlIjQKEldyaXRlWmVyb2VzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIhUKE1dyaXRlWmVyb2VzUmVzcG9uc2UiNAoSQmxvY2tTdGF0dXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRAoGRXh0ZW50Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSDAoEemVybxgDIAEoCBIMCgRob2xlGAQgASgIIjgKE0Jsb2NrU3RhdHVzUmVzcG9uc2USIQoHZXh0ZW50cxgBIAMoCzIQLnIzbWFwLnYxLkV4dGVudCJHChFSZWFkU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEhIKCmNodW5rX3NpemUYAyABKA0iMgoSUmVhZFN0cmVhbVJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIqABCghQcm9ncmVzcxIUCgxjaHVua3NfdG90YWwYASABKAQSFAoMY2h1bmtzX2xvY2FsGAIgASgEEhQKDGJ5dGVzX3B1bGxlZBgDIAEoBBIUCgxieXRlc19wdXNoZWQYBCABKAQSFAoMZGlydHlfY2h1bmtzGAUgASgEEg8KB2ZldGNoZXMYBiABKAQSFQoNbWVhbl9mZXRjaF9tcxgHIAEoASIrChRXYXRjaFByb2dyZXNzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSI9ChVXYXRjaFByb2dyZXNzUmVzcG9uc2USJAoIcHJvZ3Jlc3MYASABKAsyEi5yM21hcC52MS5Qcm9ncmVzcyIOCgxUcmFja1JlcXVlc3QiMQoNVHJhY2tSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEgwKBHNpemUYAiABKAQiDQoLU3luY1JlcXVlc3QiOAoMU3luY1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIhEKD0ZpbmFsaXplUmVxdWVzdCI8ChBGaW5hbGl6ZVJlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIg4KDENsb3NlUmVxdWVzdCIPCg1DbG9zZVJlc3BvbnNlKuABCgpDYXBhYmlsaXR5EhoKFkNBUEFCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZDQVBBQklMSVRZX1JFQURfU1RSRUFNEAESFwoTQ0FQQUJJTElUWV9QUk9HUkVTUxACEhgKFENBUEFCSUxJVFlfTUlHUkFUSU9OEAMSGAoUQ0FQQUJJTElUWV9SRUFEX09OTFkQBBITCg9DQVBBQklMSVRZX1RSSU0QBRIbChdDQVBBQklMSVRZX1dSSVRFX1pFUk9FUxAGEhsKF0NBUEFCSUxJVFlfQkxPQ0tfU1RBVFVTEAcy1gMKDkJhY2tlbmRTZXJ2aWNlEkMKB0dldEluZm8SGC5yM21hcC52MS5HZXRJbmZvUmVxdWVzdBoZLnIzbWFwLnYxLkdldEluZm9SZXNwb25zZSIDkAIBEk4KClJlYWRTdHJlYW0SGy5yM21hcC52MS5SZWFkU3RyZWFtUmVxdWVzdBocLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXNwb25zZSIDkAIBMAESNwoEVHJpbRIVLnIzbWFwLnYxLlRyaW1SZXF1ZXN0GhYucjNtYXAudjEuVHJpbVJlc3BvbnNlIgASTAoLV3JpdGVaZXJvZXMSHC5yM21hcC52MS5Xcml0ZVplcm9lc1JlcXVlc3QaHS5yM21hcC52MS5Xcml0ZVplcm9lc1Jlc3BvbnNlIgASTwoLQmxvY2tTdGF0dXMSHC5yM21hcC52MS5CbG9ja1N0YXR1c1JlcXVlc3QaHS5yM21hcC52MS5CbG9ja1N0YXR1c1Jlc3BvbnNlIgOQAgESVwoNV2F0Y2hQcm9ncmVzcxIeLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXF1ZXN0Gh8ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlIgOQAgEwATKIAgoQTWlncmF0aW9uU2VydmljZRI6CgVUcmFjaxIWLnIzbWFwLnYxLlRyYWNrUmVxdWVzdBoXLnIzbWFwLnYxLlRyYWNrUmVzcG9uc2UiABI3CgRTeW5jEhUucjNtYXAudjEuU3luY1JlcXVlc3QaFi5yM21hcC52MS5TeW5jUmVzcG9uc2UiABJDCghGaW5hbGl6ZRIZLnIzbWFwLnYxLkZpbmFsaXplUmVxdWVzdBoaLnIzbWFwLnYxLkZpbmFsaXplUmVzcG9uc2UiABI6CgVDbG9zZRIWLnIzbWFwLnYxLkNsb3NlUmVxdWVzdBoXLnIzbWFwLnYxLkNsb3NlUmVzcG9uc2UiAGIGcHJvdG8z");
 
 /**
  * @generated from message r3map.v1.GetInfoRequest
@@ -69,6 +69,153 @@ export const GetInfoResponseSchema: GenMessage<GetInfoResponse> = /*@__PURE__*/
   messageDesc(file_r3map_v1_r3map, 1);
 
 /**
+ * @generated from message r3map.v1.TrimRequest
+ */
+export type TrimRequest = Message<"r3map.v1.TrimRequest"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: uint64 length = 2;
+   */
+  length: bigint;
+};
+
+/**
+ * Describes the message r3map.v1.TrimRequest.
+ * Use `create(TrimRequestSchema)` to create a new message.
+ */
+export const TrimRequestSchema: GenMessage<TrimRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 2);
+
+/**
+ * @generated from message r3map.v1.TrimResponse
+ */
+export type TrimResponse = Message<"r3map.v1.TrimResponse"> & {
+};
+
+/**
+ * Describes the message r3map.v1.TrimResponse.
+ * Use `create(TrimResponseSchema)` to create a new message.
+ */
+export const TrimResponseSchema: GenMessage<TrimResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 3);
+
+/**
+ * @generated from message r3map.v1.WriteZeroesRequest
+ */
+export type WriteZeroesRequest = Message<"r3map.v1.WriteZeroesRequest"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: uint64 length = 2;
+   */
+  length: bigint;
+};
+
+/**
+ * Describes the message r3map.v1.WriteZeroesRequest.
+ * Use `create(WriteZeroesRequestSchema)` to create a new message.
+ */
+export const WriteZeroesRequestSchema: GenMessage<WriteZeroesRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 4);
+
+/**
+ * @generated from message r3map.v1.WriteZeroesResponse
+ */
+export type WriteZeroesResponse = Message<"r3map.v1.WriteZeroesResponse"> & {
+};
+
+/**
+ * Describes the message r3map.v1.WriteZeroesResponse.
+ * Use `create(WriteZeroesResponseSchema)` to create a new message.
+ */
+export const WriteZeroesResponseSchema: GenMessage<WriteZeroesResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 5);
+
+/**
+ * @generated from message r3map.v1.BlockStatusRequest
+ */
+export type BlockStatusRequest = Message<"r3map.v1.BlockStatusRequest"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: uint64 length = 2;
+   */
+  length: bigint;
+};
+
+/**
+ * Describes the message r3map.v1.BlockStatusRequest.
+ * Use `create(BlockStatusRequestSchema)` to create a new message.
+ */
+export const BlockStatusRequestSchema: GenMessage<BlockStatusRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 6);
+
+/**
+ * A run of bytes with the same allocation state (core's Extent).
+ *
+ * @generated from message r3map.v1.Extent
+ */
+export type Extent = Message<"r3map.v1.Extent"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: uint64 length = 2;
+   */
+  length: bigint;
+
+  /**
+   * Reads as zeros.
+   *
+   * @generated from field: bool zero = 3;
+   */
+  zero: boolean;
+
+  /**
+   * Not allocated in the store; implies zero.
+   *
+   * @generated from field: bool hole = 4;
+   */
+  hole: boolean;
+};
+
+/**
+ * Describes the message r3map.v1.Extent.
+ * Use `create(ExtentSchema)` to create a new message.
+ */
+export const ExtentSchema: GenMessage<Extent> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 7);
+
+/**
+ * @generated from message r3map.v1.BlockStatusResponse
+ */
+export type BlockStatusResponse = Message<"r3map.v1.BlockStatusResponse"> & {
+  /**
+   * @generated from field: repeated r3map.v1.Extent extents = 1;
+   */
+  extents: Extent[];
+};
+
+/**
+ * Describes the message r3map.v1.BlockStatusResponse.
+ * Use `create(BlockStatusResponseSchema)` to create a new message.
+ */
+export const BlockStatusResponseSchema: GenMessage<BlockStatusResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 8);
+
+/**
  * @generated from message r3map.v1.ReadStreamRequest
  */
 export type ReadStreamRequest = Message<"r3map.v1.ReadStreamRequest"> & {
@@ -96,7 +243,7 @@ export type ReadStreamRequest = Message<"r3map.v1.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 2);
+  messageDesc(file_r3map_v1_r3map, 9);
 
 /**
  * @generated from message r3map.v1.ReadStreamResponse
@@ -120,7 +267,7 @@ export type ReadStreamResponse = Message<"r3map.v1.ReadStreamResponse"> & {
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 3);
+  messageDesc(file_r3map_v1_r3map, 10);
 
 /**
  * The state of a managed resource (core's Progress).
@@ -169,7 +316,7 @@ export type Progress = Message<"r3map.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 4);
+  messageDesc(file_r3map_v1_r3map, 11);
 
 /**
  * @generated from message r3map.v1.WatchProgressRequest
@@ -188,7 +335,7 @@ export type WatchProgressRequest = Message<"r3map.v1.WatchProgressRequest"> & {
  * Use `create(WatchProgressRequestSchema)` to create a new message.
  */
 export const WatchProgressRequestSchema: GenMessage<WatchProgressRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 5);
+  messageDesc(file_r3map_v1_r3map, 12);
 
 /**
  * @generated from message r3map.v1.WatchProgressResponse
@@ -205,7 +352,7 @@ export type WatchProgressResponse = Message<"r3map.v1.WatchProgressResponse"> & 
  * Use `create(WatchProgressResponseSchema)` to create a new message.
  */
 export const WatchProgressResponseSchema: GenMessage<WatchProgressResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 6);
+  messageDesc(file_r3map_v1_r3map, 13);
 
 /**
  * @generated from message r3map.v1.TrackRequest
@@ -218,7 +365,7 @@ export type TrackRequest = Message<"r3map.v1.TrackRequest"> & {
  * Use `create(TrackRequestSchema)` to create a new message.
  */
 export const TrackRequestSchema: GenMessage<TrackRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 7);
+  messageDesc(file_r3map_v1_r3map, 14);
 
 /**
  * @generated from message r3map.v1.TrackResponse
@@ -242,7 +389,7 @@ export type TrackResponse = Message<"r3map.v1.TrackResponse"> & {
  * Use `create(TrackResponseSchema)` to create a new message.
  */
 export const TrackResponseSchema: GenMessage<TrackResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 8);
+  messageDesc(file_r3map_v1_r3map, 15);
 
 /**
  * @generated from message r3map.v1.SyncRequest
@@ -255,7 +402,7 @@ export type SyncRequest = Message<"r3map.v1.SyncRequest"> & {
  * Use `create(SyncRequestSchema)` to create a new message.
  */
 export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 9);
+  messageDesc(file_r3map_v1_r3map, 16);
 
 /**
  * @generated from message r3map.v1.SyncResponse
@@ -279,7 +426,7 @@ export type SyncResponse = Message<"r3map.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 10);
+  messageDesc(file_r3map_v1_r3map, 17);
 
 /**
  * @generated from message r3map.v1.FinalizeRequest
@@ -292,7 +439,7 @@ export type FinalizeRequest = Message<"r3map.v1.FinalizeRequest"> & {
  * Use `create(FinalizeRequestSchema)` to create a new message.
  */
 export const FinalizeRequestSchema: GenMessage<FinalizeRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 11);
+  messageDesc(file_r3map_v1_r3map, 18);
 
 /**
  * @generated from message r3map.v1.FinalizeResponse
@@ -314,7 +461,7 @@ export type FinalizeResponse = Message<"r3map.v1.FinalizeResponse"> & {
  * Use `create(FinalizeResponseSchema)` to create a new message.
  */
 export const FinalizeResponseSchema: GenMessage<FinalizeResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 12);
+  messageDesc(file_r3map_v1_r3map, 19);
 
 /**
  * @generated from message r3map.v1.CloseRequest
@@ -327,7 +474,7 @@ export type CloseRequest = Message<"r3map.v1.CloseRequest"> & {
  * Use `create(CloseRequestSchema)` to create a new message.
  */
 export const CloseRequestSchema: GenMessage<CloseRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 13);
+  messageDesc(file_r3map_v1_r3map, 20);
 
 /**
  * @generated from message r3map.v1.CloseResponse
@@ -340,7 +487,7 @@ export type CloseResponse = Message<"r3map.v1.CloseResponse"> & {
  * Use `create(CloseResponseSchema)` to create a new message.
  */
 export const CloseResponseSchema: GenMessage<CloseResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 14);
+  messageDesc(file_r3map_v1_r3map, 21);
 
 /**
  * @generated from enum r3map.v1.Capability
@@ -378,6 +525,23 @@ export enum Capability {
    * @generated from enum value: CAPABILITY_READ_ONLY = 4;
    */
   READ_ONLY = 4,
+
+  /**
+   * The backend's optional operations, served by the calls of the same name.
+   *
+   * @generated from enum value: CAPABILITY_TRIM = 5;
+   */
+  TRIM = 5,
+
+  /**
+   * @generated from enum value: CAPABILITY_WRITE_ZEROES = 6;
+   */
+  WRITE_ZEROES = 6,
+
+  /**
+   * @generated from enum value: CAPABILITY_BLOCK_STATUS = 7;
+   */
+  BLOCK_STATUS = 7,
 }
 
 /**
@@ -413,6 +577,36 @@ export const BackendService: GenService<{
     methodKind: "server_streaming";
     input: typeof ReadStreamRequestSchema;
     output: typeof ReadStreamResponseSchema;
+  },
+  /**
+   * Discards a range; afterwards it reads as zeros. Needs CAPABILITY_TRIM.
+   *
+   * @generated from rpc r3map.v1.BackendService.Trim
+   */
+  trim: {
+    methodKind: "unary";
+    input: typeof TrimRequestSchema;
+    output: typeof TrimResponseSchema;
+  },
+  /**
+   * Writes zeros to a range without sending them. Needs CAPABILITY_WRITE_ZEROES.
+   *
+   * @generated from rpc r3map.v1.BackendService.WriteZeroes
+   */
+  writeZeroes: {
+    methodKind: "unary";
+    input: typeof WriteZeroesRequestSchema;
+    output: typeof WriteZeroesResponseSchema;
+  },
+  /**
+   * Which parts of a range are allocated or known to be zero. Needs CAPABILITY_BLOCK_STATUS.
+   *
+   * @generated from rpc r3map.v1.BackendService.BlockStatus
+   */
+  blockStatus: {
+    methodKind: "unary";
+    input: typeof BlockStatusRequestSchema;
+    output: typeof BlockStatusResponseSchema;
   },
   /**
    * Reports the served resource's progress (a mount's or a migration's) at
