@@ -152,6 +152,10 @@ const benchmark: Benchmark = {
               `unary ReadAt, ${sessionsMany} sessions, ${inFlight} in flight`,
               () => unaryRead(many, target, piece),
             ],
+            [
+              `unary ReadAt (Connect protocol), 1 session, ${inFlight} in flight`,
+              () => unaryRead(connectProtocol, target, piece),
+            ],
             ["ReadStream, 1 session", () => streamRead(one, target, piece, 1)],
             [
               `ReadStream, ${sessionsMany} sessions x 1 stream`,
