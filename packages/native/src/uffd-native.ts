@@ -43,7 +43,7 @@ export interface NativeUffdRegion {
   readonly chunks: number;
   readonly uffd: number;
   readonly memfd: number;
-  view(): ArrayBuffer;
+  view(offset?: number, length?: number): ArrayBuffer;
   complete(chunk: number, ok: boolean): void;
   fill(chunk: number): boolean;
   fillFrom(chunk: number, bytes: Uint8Array): boolean;
@@ -62,7 +62,7 @@ export interface NativeMappedFile {
 
 export interface UffdNative {
   UffdRegion: new (options: NativeUffdRegionOptions) => NativeUffdRegion;
-  uffdAttachView(id: number): ArrayBuffer;
+  uffdAttachView(id: number, offset?: number, length?: number): ArrayBuffer;
   uffdFeatures(): { available: boolean; errno?: string; features: number; names: string };
   pagemapScanWritten(address: number, length: number, reprotect?: boolean): Float64Array;
   MappedFile: new (options: {

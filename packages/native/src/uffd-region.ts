@@ -10,6 +10,7 @@
  * must never touch the region itself (use a worker thread or another process
  * for one of the two roles).
  */
+import { constants } from "node:buffer";
 import { writeSync } from "node:fs";
 import { type ChunkBitmap, R3mapError } from "@r3map/core";
 import { chunksOfRanges, type DirtyRange, dirtyRangesFromPairs } from "./dirty-ranges.js";
@@ -22,6 +23,8 @@ import {
 } from "./uffd-native.js";
 
 export type { UffdStats } from "./uffd-native.js";
+
+const { MAX_LENGTH } = constants;
 
 /** Where present chunks are read from. */
 export type UffdCache =
@@ -152,8 +155,11 @@ export class UffdRegion {
    * `id`. It stays valid after that region closes (then as plain memory) until
    * it is garbage-collected.
    */
-  static attach(id: number): Buffer {
-    const buffer = callNative(() => uffdNative().uffdAttachView(id));
+  static attach(id: number, offset?: number, length?: number): Buffer {
+    const native = uffdNative();
+    const buffer = callNative(() =>
+      offset === undefined ? native.uffdAttachView(id) : native.uffdAttachView(id, offset, length ?? 0),
+    );
     return Buffer.from(buffer);
   }
 
@@ -189,11 +195,23 @@ export class UffdRegion {
     return this.#lastMissError;
   }
 
-  /** The region as a Buffer (one view, created on first use). Detached by close(). */
+  /** The region as a Buffer (one view, created on first use). Detached by close(). At most 4 GiB: see view(). */
   get buffer(): Buffer {
     this.#assertOpen();
+    if (this.size > MAX_LENGTH) {
+      throw new R3mapError(
+        "ERR_OUT_OF_RANGE",
+        `the region is larger than a Buffer can be: use view(offset, length) for parts`,
+      );
+    }
     this.#buffer ??= Buffer.from(callNative(() => this.#native.view()));
     return this.#buffer;
+  }
+
+  /** A Buffer over part of the region (for regions larger than one Buffer). Detached by close(). */
+  view(offset: number, length: number): Buffer {
+    this.#assertOpen();
+    return Buffer.from(callNative(() => this.#native.view(offset, length)));
   }
 
   /** For `createUnserved` regions: what the serving process needs. */

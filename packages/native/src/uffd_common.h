@@ -56,20 +56,33 @@ class Mapping {
   // An ArrayBuffer over the whole mapping for `env`. `owner` views are kept
   // (weakly) so Close() can detach them.
   static Napi::Value View(Napi::Env env, const std::shared_ptr<Mapping>& self, bool owner) {
+    return View(env, self, owner, 0, self->length_);
+  }
+
+  // A view of [offset, offset + length): typed arrays stop at 4 GiB in Node
+  // 20, so larger mappings are viewed in parts.
+  static Napi::Value View(Napi::Env env, const std::shared_ptr<Mapping>& self, bool owner, uint64_t offset,
+                          uint64_t length) {
     if (self->closed()) {
       ThrowCode(env, "ERR_CLOSED", "the region is closed; create a new one");
+      return env.Undefined();
+    }
+    if (offset > self->length_ || length > self->length_ - offset) {
+      ThrowCode(env, "ERR_OUT_OF_RANGE", "the view reaches past the end of the mapping");
       return env.Undefined();
     }
     auto* hold = new std::shared_ptr<Mapping>(self);
     if (!owner) self->foreign_.fetch_add(1, std::memory_order_acq_rel);
     napi_value value;
     napi_status status = napi_create_external_arraybuffer(
-        env, self->address_, self->length_,
+        env, self->address_ + offset, length,
         owner ? &FinalizeOwned : &FinalizeForeign, hold, &value);
     if (status != napi_ok) {
       if (!owner) self->foreign_.fetch_sub(1, std::memory_order_acq_rel);
       delete hold;
-      ThrowCode(env, "ERR_NOT_SUPPORTED", "this Node.js build does not allow external ArrayBuffers");
+      ThrowCode(env, "ERR_OUT_OF_RANGE",
+                "cannot create an ArrayBuffer this large (or external ArrayBuffers are disabled): view it in parts of "
+                "at most 4 GiB");
       return env.Undefined();
     }
     if (owner) {

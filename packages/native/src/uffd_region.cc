@@ -45,6 +45,8 @@ bool TypedBytes(Napi::Value value, uint8_t** data, size_t* length) {
   return true;
 }
 
+bool ViewRange(const Napi::CallbackInfo& info, size_t first, uint64_t* offset, uint64_t* length);
+
 // Runs on the JavaScript thread that created the region: onMiss(chunk). The
 // chunk index travels in the data pointer, so a miss allocates nothing.
 // Plain N-API on purpose: if the thread is being terminated (worker exit),
@@ -324,7 +326,9 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
       ThrowCode(info.Env(), "ERR_NOT_SUPPORTED", "an adopted region lives in another process: it has no view here");
       return info.Env().Undefined();
     }
-    return Mapping::View(info.Env(), mapping_, true);
+    uint64_t offset = 0, length = mapping_->length();
+    if (info.Length() >= 2 && !ViewRange(info, 0, &offset, &length)) return info.Env().Undefined();
+    return Mapping::View(info.Env(), mapping_, true, offset, length);
   }
 
   Napi::Value Complete(const Napi::CallbackInfo& info) {
@@ -433,8 +437,20 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
   uint32_t id_ = 0;
 };
 
-// uffdAttachView(id): a view of a region created on another thread of this
-// process. It keeps the memory mapped until it is garbage-collected.
+// (offset, length) arguments at `first`, as integers.
+bool ViewRange(const Napi::CallbackInfo& info, size_t first, uint64_t* offset, uint64_t* length) {
+  Napi::Object args = Napi::Object::New(info.Env());
+  args.Set("offset", info[first]);
+  args.Set("length", info[first + 1]);
+  if (!GetSize(args, "offset", offset) || !GetSize(args, "length", length)) {
+    ThrowCode(info.Env(), "ERR_INVALID_ARGUMENT", "view(offset, length) needs non-negative integers");
+    return false;
+  }
+  return true;
+}
+
+// uffdAttachView(id, offset?, length?): a view of a region created on another
+// thread of this process. It keeps the memory mapped until it is garbage-collected.
 Napi::Value AttachView(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t id = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
@@ -448,7 +464,9 @@ Napi::Value AttachView(const Napi::CallbackInfo& info) {
     ThrowCode(env, "ERR_CLOSED", "no open region with id " + std::to_string(id) + " in this process");
     return env.Undefined();
   }
-  return Mapping::View(env, mapping, false);
+  uint64_t offset = 0, length = mapping->length();
+  if (info.Length() >= 3 && !ViewRange(info, 1, &offset, &length)) return env.Undefined();
+  return Mapping::View(env, mapping, false, offset, length);
 }
 
 // uffdFeatures(): what the kernel offers, for feature detection and skips.

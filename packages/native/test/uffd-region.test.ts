@@ -387,6 +387,31 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     expect(() => region.fill(0)).toThrow(expect.objectContaining({ code: "ERR_CLOSED" }));
   });
 
+  it("views of parts: region.view(offset, length) and attach(id, offset, length)", async () => {
+    const size = 8 * MiB;
+    const chunkSize = 64 * 1024;
+    const engine = patternEngine(size, chunkSize);
+    for (let chunk = 0; chunk < size / chunkSize; chunk++) engine.supply(chunk);
+    const region = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+      }),
+    );
+    const part = region.view(3 * MiB, MiB);
+    expect(part.length).toBe(MiB);
+    expect(countMismatches(part, 3 * MiB)).toBe(0);
+    const attached = UffdRegion.attach(region.id, 5 * MiB, 4096);
+    expect(countMismatches(attached, 5 * MiB)).toBe(0);
+    expect(() => region.view(7 * MiB, 2 * MiB)).toThrow(
+      expect.objectContaining({ code: "ERR_OUT_OF_RANGE" }),
+    );
+    region.close();
+    expect(part.length).toBe(0);
+  });
+
   it("rejects bad geometry with ERR_INVALID_ARGUMENT", () => {
     expect(() => UffdRegion.create({ size: 1000, chunkSize: 4096, onMiss: () => {} })).toThrow(
       expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }),
