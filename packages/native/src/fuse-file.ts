@@ -188,6 +188,10 @@ export class FuseFile {
       throw mapNativeError(error, `cannot mount FUSE at ${options.mountPoint}`);
     }
     const file = new FuseFile(native, options, mountPoint, fileName, device, closing);
+    if (options.signal?.aborted) {
+      await file.close();
+      throw new R3mapError("ERR_ABORTED", `mounting ${mountPoint} was aborted`);
+    }
     options.signal?.addEventListener("abort", () => void file.close(), { once: true });
     open.add(file);
     if (!exitHookInstalled) {

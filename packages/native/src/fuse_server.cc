@@ -521,6 +521,10 @@ class Server : public Napi::ObjectWrap<Server> {
   }
 
   ThreadResult MountOnThread() {
+    // Held until the threads run, so a concurrent close waits for a
+    // consistent state instead of racing the setup.
+    std::unique_lock<std::mutex> setup(teardownMutex_);
+    if (stopping_) return ThreadResult::Fail(ECANCELED, "mount (closed before it completed)");
     if (int err = ClearStaleMount(mountPoint_); err != 0) {
       return ThreadResult::Fail(err, err == EBUSY ? "mount (a live mount already exists at " + mountPoint_ + ")"
                                                   : "clear stale mount at " + mountPoint_);
@@ -548,13 +552,15 @@ class Server : public Napi::ObjectWrap<Server> {
     }
     for (uint32_t i = 0; i < fds_.size(); i++) workers_.emplace_back([this, i] { Loop(i); });
     running_ = true;
+    setup.unlock();
     {
       std::unique_lock<std::mutex> lock(initMutex_);
-      if (!initCv_.wait_for(lock, std::chrono::seconds(30), [this] { return initDone_; })) {
+      if (!initCv_.wait_for(lock, std::chrono::seconds(30), [this] { return initDone_ || stopping_; })) {
         lock.unlock();
         Teardown(true);
         return ThreadResult::Fail(ETIMEDOUT, "FUSE INIT from the kernel");
       }
+      if (!initDone_) return ThreadResult::Fail(ECANCELED, "mount (closed before it completed)");
     }
     if (readAheadKb_ > 0 && !device_.empty()) {
       WriteSmallFile("/sys/class/bdi/" + device_ + "/read_ahead_kb", std::to_string(readAheadKb_));
@@ -580,6 +586,11 @@ class Server : public Napi::ObjectWrap<Server> {
   // Unmounts and stops the request threads. graceful: try a plain unmount
   // first (in-flight requests finish); otherwise detach and abort at once.
   void Teardown(bool graceful) {
+    {
+      std::lock_guard<std::mutex> initLock(initMutex_);
+      stopping_ = true;
+    }
+    initCv_.notify_all();
     std::lock_guard<std::mutex> lock(teardownMutex_);
     if (!running_) return;
     bool unmounted = graceful && umount2(mountPoint_.c_str(), 0) == 0;
@@ -756,6 +767,7 @@ class Server : public Napi::ObjectWrap<Server> {
   std::mutex initMutex_;
   std::condition_variable initCv_;
   bool initDone_ = false;
+  std::atomic<bool> stopping_{false};  // set once teardown begins; a mount still in progress gives up
   std::mutex exitMutex_;
   std::condition_variable exitCv_;
   size_t exited_ = 0;

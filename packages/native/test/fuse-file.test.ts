@@ -209,6 +209,21 @@ describe.skipIf(!isRoot())("FuseFile", () => {
     expect(file.path).toBe(`${fs.realpathSync(dir)}/disk`);
   });
 
+  it("unmounts when its signal aborts, also during the mount", async () => {
+    const early = new AbortController();
+    const mounting = FuseFile.mount({ mountPoint: dir, size: SIZE, signal: early.signal });
+    early.abort();
+    await expect(mounting).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    expect(mountsUnder(dir)).toEqual([]);
+
+    const later = new AbortController();
+    const file = await FuseFile.mount({ mountPoint: dir, size: SIZE, signal: later.signal });
+    expect(mountsUnder(dir)).toEqual([file.mountPoint]);
+    later.abort();
+    await file.close(); // the same close the abort started
+    expect(mountsUnder(dir)).toEqual([]);
+  });
+
   it("is read-only without onWrite", async () => {
     await using file = await FuseFile.mount({
       mountPoint: dir,
