@@ -3,6 +3,9 @@ import { R3mapError } from "@r3map/core";
 /** The original r3map's per-call cap on ReadAt lengths (`MaxChunkSize`), 32 MiB. */
 export const DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 
+/** The largest per-call limit a server may set. */
+export const MAX_REQUEST_BYTES_LIMIT = 1024 * 1024 * 1024;
+
 /** Room for a message's framing and other fields next to its payload. */
 export const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
 

@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_REQUEST_BYTES,
   DEFAULT_SEEDER_CHUNK_SIZE,
   DEFAULT_STREAM_CHUNK_BYTES,
+  MAX_REQUEST_BYTES_LIMIT,
   offsetFromWire,
   positiveInteger,
 } from "./limits.js";
@@ -94,6 +95,10 @@ export function r3mapRoutes(
       "serve a backend or a seeder (options.backend or options.seeder)",
     );
   const cap = positiveInteger(options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES, "maxRequestBytes");
+  // One message carries at most one payload, and Connect frames messages with a 32-bit length.
+  if (cap > MAX_REQUEST_BYTES_LIMIT) {
+    throw new R3mapError("ERR_INVALID_ARGUMENT", `maxRequestBytes must be at most 1 GiB, got ${cap}`);
+  }
   const seeder = options.seeder;
   const seederChunk = positiveInteger(seeder?.chunkSize ?? DEFAULT_SEEDER_CHUNK_SIZE, "seeder chunk size");
   const chunkSize = positiveInteger(

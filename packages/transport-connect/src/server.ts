@@ -140,9 +140,9 @@ export class ConnectServer {
   }
 
   /**
-   * Stops accepting connections, lets running calls finish for up to
-   * `closeGraceMs`, then ends streams still open (WatchProgress, slow
-   * ReadStreams) and cuts the connections. Idempotent.
+   * Stops accepting connections and ends open streams (WatchProgress,
+   * ReadStream) at once, lets running unary calls finish for up to
+   * `closeGraceMs`, then cuts the connections. Idempotent.
    */
   close(): Promise<void> {
     this.#closing ??= new Promise<void>((resolve) => {
