@@ -78,8 +78,10 @@ export class RedisChunkStore extends StorageBackend {
     this.#assertWritable();
     const key = this.keyOf(chunk);
     try {
-      // A Buffer view, not a copy: ioredis would stringify a plain Uint8Array.
-      await this.#client.set(key, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      // A private copy (and a Buffer: ioredis would stringify a plain Uint8Array). A command
+      // that timed out while the connection was down stays queued and is sent on reconnect;
+      // it must carry the bytes of this call, not whatever the caller put in its buffer since.
+      await this.#client.set(key, Buffer.from(data));
     } catch (error) {
       throw redisError(error, `SET ${key}`, this.closed);
     }
