@@ -3,7 +3,8 @@
  * over a file or device): write through the Buffer, `sync()` to msync, `lock()`
  * to keep it resident, `close()` to detach the Buffer and unmap.
  */
-import { closeSync, constants, fstatSync, openSync } from "node:fs";
+import { constants } from "node:buffer";
+import { closeSync, constants as fsConstants, fstatSync, openSync } from "node:fs";
 import { R3mapError } from "@r3map/core";
 import { callNative, type NativeMappedFile, uffdNative } from "./uffd-native.js";
 
@@ -20,14 +21,32 @@ export interface MapFileOptions {
 
 export class MappedFile {
   readonly #native: NativeMappedFile;
-  readonly buffer: Buffer;
   readonly length: number;
+  #buffer: Buffer | undefined;
   #closed = false;
 
   private constructor(native: NativeMappedFile, length: number) {
     this.#native = native;
     this.length = length;
-    this.buffer = Buffer.from(callNative(() => native.view()));
+  }
+
+  /** The whole mapping as one Buffer (at most 4 GiB: use view() for parts of larger ones). Detached by close(). */
+  get buffer(): Buffer {
+    this.#assertOpen();
+    if (this.length > constants.MAX_LENGTH) {
+      throw new R3mapError(
+        "ERR_OUT_OF_RANGE",
+        "the mapping is larger than a Buffer can be: use view(offset, length)",
+      );
+    }
+    this.#buffer ??= Buffer.from(callNative(() => this.#native.view()));
+    return this.#buffer;
+  }
+
+  /** A Buffer over part of the mapping. Detached by close(). */
+  view(offset: number, length: number): Buffer {
+    this.#assertOpen();
+    return Buffer.from(callNative(() => this.#native.view(offset, length)));
   }
 
   /** Maps `target` (an open fd, or a path opened and closed here). */
@@ -98,7 +117,7 @@ export function mapFile(target: number | string, options: MapFileOptions = {}): 
 
 function openPath(path: string, writable: boolean): number {
   try {
-    return openSync(path, writable ? constants.O_RDWR : constants.O_RDONLY);
+    return openSync(path, writable ? fsConstants.O_RDWR : fsConstants.O_RDONLY);
   } catch (error) {
     const code = (error as { code?: string }).code;
     throw new R3mapError(

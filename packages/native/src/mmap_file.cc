@@ -68,9 +68,19 @@ class MappedFile : public Napi::ObjectWrap<MappedFile> {
     return true;
   }
 
+  // view(offset?, length?)
   Napi::Value View(const Napi::CallbackInfo& info) {
     if (!mapping_) return info.Env().Undefined();
-    return Mapping::View(info.Env(), mapping_, true);
+    if (info.Length() < 2) return Mapping::View(info.Env(), mapping_, true);
+    Napi::Object args = Napi::Object::New(info.Env());
+    args.Set("offset", info[0]);
+    args.Set("length", info[1]);
+    uint64_t offset, length;
+    if (!GetSize(args, "offset", &offset) || !GetSize(args, "length", &length)) {
+      ThrowCode(info.Env(), "ERR_INVALID_ARGUMENT", "view(offset, length) needs non-negative integers");
+      return info.Env().Undefined();
+    }
+    return Mapping::View(info.Env(), mapping_, true, offset, length);
   }
 
   // sync(offset?, length?, async?)

@@ -53,7 +53,7 @@ export interface NativeUffdRegion {
 }
 
 export interface NativeMappedFile {
-  view(): ArrayBuffer;
+  view(offset?: number, length?: number): ArrayBuffer;
   sync(offset?: number, length?: number, async?: boolean): void;
   lock(offset?: number, length?: number): void;
   unlock(offset?: number, length?: number): void;

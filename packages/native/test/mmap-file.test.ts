@@ -28,6 +28,18 @@ describe("mapFile", () => {
     expect(back.toString("utf8", 4096 * 3 + 5, 4096 * 3 + 16)).toBe("hello r3map");
     expect(back.subarray(700_000, 700_100).every((byte) => byte === 9)).toBe(true);
     expect(back[699_999]).toBe(1);
+    const part = mapped.view(8192, 4096);
+    part.fill(7);
+    mapped.sync(8192, 4096);
+    expect(
+      fs
+        .readFileSync(file)
+        .subarray(8192, 8192 + 4096)
+        .every((byte) => byte === 7),
+    ).toBe(true);
+    expect(() => mapped.view(1024 * 1024 - 10, 20)).toThrow(
+      expect.objectContaining({ code: "ERR_OUT_OF_RANGE" }),
+    );
   });
 
   it("maps an fd at an offset, read-only, and sees writes made with fs", () => {
