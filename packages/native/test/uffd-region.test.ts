@@ -121,6 +121,45 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     await exited;
   });
 
+  it("many misses are outstanding at once, and faults on one chunk reach onMiss once", async () => {
+    const size = 8 * MiB;
+    const chunkSize = MiB;
+    const engine = patternEngine(size, chunkSize);
+    // onMiss holds every answer until four different chunks are waiting: a
+    // handler that waited for each miss before reading the next fault would never get there.
+    const held: Array<() => void> = [];
+    const region = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+        onMiss: async (chunk) => {
+          engine.calls.push(chunk);
+          await new Promise<void>((resolve) => {
+            held.push(resolve);
+            if (held.length === 4) for (const release of held.splice(0)) release();
+          });
+          engine.supply(chunk);
+        },
+      }),
+    );
+    // Workers 0–3 touch chunks 0–3; workers 4–7 touch the same chunks again, at other pages.
+    const workers = [...Array(8).keys()].map((i) => {
+      const chunk = i % 4;
+      const offset = chunk * chunkSize + (i < 4 ? 0 : chunkSize / 2);
+      return runWorker<{ mismatches: number }>({
+        role: "touch",
+        id: region.id,
+        offset,
+        length: chunkSize / 2,
+      }).first;
+    });
+    for (const answer of await Promise.all(workers)) expect(answer.mismatches).toBe(0);
+    expect([...engine.calls].sort()).toEqual([0, 1, 2, 3]);
+    expect(region.stats().misses).toBe(4);
+  });
+
   it("present chunks are resolved natively and never reach JavaScript", async () => {
     const size = 64 * MiB;
     const chunkSize = 64 * 1024;
