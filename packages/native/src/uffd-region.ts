@@ -302,6 +302,7 @@ export class UffdRegion {
   }
 
   #miss(onMiss: NonNullable<UffdRegionOptions["onMiss"]>, chunk: number): void {
+    if (this.#closed) return; // a call queued before close(): nobody waits for it any more
     let pending: Promise<void>;
     try {
       pending = Promise.resolve(onMiss(chunk, this.#abort.signal));
