@@ -117,7 +117,10 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     } else {
       uffd = CreateOwn(env, use_memfd, &config);
     }
-    if (uffd < 0) return;
+    if (uffd < 0) {
+      if (config.cache_fd >= 0) close(config.cache_fd);
+      return;
+    }
     core_ = std::make_shared<RegionCore>(uffd, config);
 
     Napi::Object self = info.This().As<Napi::Object>();
@@ -199,10 +202,16 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
       }
     }
     if (options.Get("cacheFd").IsNumber()) {
-      config->cache_fd = options.Get("cacheFd").As<Napi::Number>().Int32Value();
+      // Our own copy: the caller may close theirs while the region is served.
+      config->cache_fd = fcntl(options.Get("cacheFd").As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+      if (config->cache_fd < 0) {
+        ThrowErrno(env, errno, "cacheFd");
+        return false;
+      }
       uint64_t offset = 0;
       if (options.Has("cacheOffset") && !GetSize(options, "cacheOffset", &offset)) {
         ThrowCode(env, "ERR_INVALID_ARGUMENT", "cacheOffset must be a non-negative integer");
+        close(config->cache_fd);
         return false;
       }
       config->cache_offset = offset;
@@ -243,11 +252,7 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     if (config->write_protect) reg.mode |= UFFDIO_REGISTER_MODE_WP;
     if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return Fail(env, uffd, errno, "ioctl(UFFDIO_REGISTER)");
     uint64_t needed = uint64_t{1} << (config->continue_mode ? _UFFDIO_CONTINUE : _UFFDIO_COPY);
-    if ((reg.ioctls & needed) != needed) {
-      close(uffd);
-      ThrowCode(env, "ERR_KERNEL_FEATURE_MISSING", "the kernel cannot resolve faults in this kind of mapping");
-      return -1;
-    }
+    if ((reg.ioctls & needed) != needed) return Fail(env, uffd, ENOTSUP, "ioctl(UFFDIO_REGISTER): no COPY/CONTINUE here");
     if (config->write_protect) {
       // Start clean: every page (populated or not, thanks to WP_UNPOPULATED)
       // write-protected, so the first write to it marks it written.

@@ -154,6 +154,8 @@ void RegionCore::Shutdown() {
     }
     if (wake_fd_ >= 0) close(wake_fd_);
     wake_fd_ = -1;
+    if (config_.cache_fd >= 0) close(config_.cache_fd);  // our duplicate
+    config_.cache_fd = -1;
   });
 }
 
