@@ -37,6 +37,7 @@ export { nativeAddonPath } from "./uffd-native.js";
 export {
   type UffdAdoptOptions,
   type UffdCache,
+  type UffdCapabilities,
   UffdRegion,
   type UffdRegionOptions,
   type UffdRemoteDescription,

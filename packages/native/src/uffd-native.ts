@@ -50,6 +50,8 @@ export interface NativeUffdRegion {
   evict(chunk: number): void;
   stats(): UffdStats;
   close(): void;
+  ref(): void;
+  unref(): void;
 }
 
 export interface NativeMappedFile {

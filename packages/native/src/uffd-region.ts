@@ -64,6 +64,21 @@ export interface UffdRegionOptions {
   signal?: AbortSignal;
 }
 
+export interface UffdCapabilities {
+  /** Regions can be created by this process. */
+  available: boolean;
+  /** Why not, when unavailable. */
+  reason?: string;
+  /** memory: "memfd" (UFFD_FEATURE_MISSING_SHMEM). */
+  memfd: boolean;
+  /** cacheInMemfd (UFFD_FEATURE_MINOR_SHMEM). */
+  cacheInMemfd: boolean;
+  /** A failed miss gives SIGBUS (UFFD_FEATURE_POISON, Linux 6.6+); regions need it. */
+  failedMissesSigbus: boolean;
+  /** dirtyTracking (UFFD_FEATURE_WP_ASYNC + WP_UNPOPULATED, Linux 6.7+). */
+  dirtyTracking: boolean;
+}
+
 /** Serve a region that another process created with `UffdRegion.createUnserved`. */
 export interface UffdAdoptOptions
   extends Pick<UffdRegionOptions, "presence" | "cache" | "onMiss" | "signal"> {
@@ -163,9 +178,29 @@ export class UffdRegion {
     return Buffer.from(buffer);
   }
 
-  /** Whether this process can create regions, and what the kernel offers. */
+  /** Whether this process can create regions, and what the kernel offers (raw UFFD_FEATURE_* bits). */
   static features(): { available: boolean; errno?: string; features: number; names: string } {
     return uffdNative().uffdFeatures();
+  }
+
+  /** What regions can do here, for feature detection (e.g. to pick a device or skip). */
+  static capabilities(): UffdCapabilities {
+    const { available, errno, features } = UffdRegion.features();
+    const has = (bit: number): boolean => available && (features & (1 << bit)) !== 0;
+    const capabilities: UffdCapabilities = {
+      available,
+      memfd: has(5),
+      cacheInMemfd: has(10),
+      failedMissesSigbus: has(14),
+      dirtyTracking: has(15) && has(13),
+    };
+    if (!available) {
+      capabilities.reason =
+        errno === "ENOSYS"
+          ? "this kernel has no userfaultfd"
+          : `userfaultfd is not allowed (${errno}): run as root, or grant access to /dev/userfaultfd`;
+    }
+    return capabilities;
   }
 
   get id(): number {
@@ -291,6 +326,17 @@ export class UffdRegion {
     this.#abort.abort(new R3mapError("ERR_CLOSED", "the region was closed"));
     this.#native.close();
     this.#buffer = undefined;
+  }
+
+  /** Lets this thread's event loop exit although the region still serves misses (default: it keeps it alive until close()). */
+  unref(): this {
+    this.#native.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.#native.ref();
+    return this;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

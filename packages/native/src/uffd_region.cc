@@ -74,6 +74,8 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
                            InstanceMethod<&UffdRegionWrap::Evict>("evict"),
                            InstanceMethod<&UffdRegionWrap::Stats>("stats"),
                            InstanceMethod<&UffdRegionWrap::Close>("close"),
+                           InstanceMethod<&UffdRegionWrap::Ref>("ref"),
+                           InstanceMethod<&UffdRegionWrap::Unref>("unref"),
                        });
   }
 
@@ -401,6 +403,18 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     put("failed", stats.failed);
     put("filled", stats.filled);
     return out;
+  }
+
+  // While served with onMiss, a region keeps its thread's event loop alive
+  // (misses must be answered); unref() lets the thread exit anyway.
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (has_tsfn_) tsfn_.Ref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (has_tsfn_) tsfn_.Unref(info.Env());
+    return info.Env().Undefined();
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

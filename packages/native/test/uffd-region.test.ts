@@ -451,6 +451,23 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     expect(part.length).toBe(0);
   });
 
+  it("reports its capabilities; an unref()'d region does not keep its thread alive", async () => {
+    expect(UffdRegion.capabilities()).toEqual({
+      available: true,
+      memfd: true,
+      cacheInMemfd: true,
+      failedMissesSigbus: true,
+      dirtyTracking: true,
+    });
+    const { worker, first } = runWorker<{ id: number }>({
+      role: "serve-unref",
+      size: MiB,
+      chunkSize: 64 * 1024,
+    });
+    await first;
+    expect(await new Promise((resolve) => worker.once("exit", resolve))).toBe(0);
+  });
+
   it("rejects bad geometry with ERR_INVALID_ARGUMENT", () => {
     expect(() => UffdRegion.create({ size: 1000, chunkSize: 4096, onMiss: () => {} })).toThrow(
       expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }),
