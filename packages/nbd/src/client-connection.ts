@@ -203,16 +203,12 @@ export class NbdConnection {
     const waiter = this.#waiting.shift();
     waiter?.go();
     if (pending.abandoned) return;
-    if (pending.error) return pending.reject(pending.error);
-    if (pending.command === CMD.READ && pending.covered !== pending.length) {
-      return pending.reject(
-        this.#protocol(`read reply covered ${pending.covered} of ${pending.length} bytes`),
-      );
-    }
-    if (pending.command === CMD.BLOCK_STATUS && !pending.descriptors) {
-      return pending.reject(this.#protocol("block status reply without base:allocation descriptors"));
-    }
-    pending.resolve(pending.descriptors);
+    if (pending.error) pending.reject(pending.error);
+    else if (pending.command === CMD.READ && pending.covered !== pending.length) {
+      pending.reject(this.#protocol(`read reply covered ${pending.covered} of ${pending.length} bytes`));
+    } else if (pending.command === CMD.BLOCK_STATUS && !pending.descriptors) {
+      pending.reject(this.#protocol("block status reply without base:allocation descriptors"));
+    } else pending.resolve(pending.descriptors);
   }
 
   async #readReplies(): Promise<void> {

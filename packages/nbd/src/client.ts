@@ -94,7 +94,7 @@ export class NbdClient implements Backend {
 
   async readAt(buffer: Uint8Array, offset: number): Promise<void> {
     this.#check(offset, buffer.length);
-    await this.#pieces(offset, buffer.length, (at, n) =>
+    await this.#pieces(buffer.length, (at, n) =>
       this.#issue(CMD.READ, 0, offset + at, n, undefined, buffer.subarray(at, at + n)),
     );
   }
@@ -102,7 +102,7 @@ export class NbdClient implements Backend {
   async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
     this.#check(offset, buffer.length);
     if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", `${this.#target} is read-only`);
-    await this.#pieces(offset, buffer.length, (at, n) =>
+    await this.#pieces(buffer.length, (at, n) =>
       this.#issue(CMD.WRITE, 0, offset + at, n, buffer.subarray(at, at + n)),
     );
   }
@@ -145,11 +145,7 @@ export class NbdClient implements Backend {
     }
   }
 
-  async #pieces(
-    offset: number,
-    length: number,
-    each: (at: number, n: number) => Promise<unknown>,
-  ): Promise<void> {
+  async #pieces(length: number, each: (at: number, n: number) => Promise<unknown>): Promise<void> {
     if (length <= this.#piece) {
       if (length > 0) await each(0, length);
       return;
