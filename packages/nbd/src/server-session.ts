@@ -146,10 +146,11 @@ export class ServerSession {
   }
 
   #hasRoom(): boolean {
-    if (this.#inFlight === 0) return true;
+    const queued = this.#stream.writableLength;
+    // One request may always run, however large, unless replies are still piling up unsent.
+    if (this.#inFlight === 0) return queued < this.#limits.maxBufferedBytes;
     return (
-      this.#inFlight < this.#limits.maxInFlight &&
-      this.#heldBytes + this.#stream.writableLength < this.#limits.maxBufferedBytes
+      this.#inFlight < this.#limits.maxInFlight && this.#heldBytes + queued < this.#limits.maxBufferedBytes
     );
   }
 
@@ -167,13 +168,6 @@ export class ServerSession {
     if (command === CMD.FLUSH) return undefined;
     const writes = command === CMD.WRITE || command === CMD.WRITE_ZEROES || command === CMD.TRIM;
     if (writes && served.readOnly) return new Refusal("EPERM", "the export is read-only");
-    if (offset + length > served.size) {
-      const errno = command === CMD.WRITE || command === CMD.WRITE_ZEROES ? "ENOSPC" : "EINVAL";
-      return new Refusal(
-        errno,
-        `request [${offset}, +${length}) reaches past the end of the export (${served.size} bytes)`,
-      );
-    }
     const min = served.minimumBlockSize;
     if (min > 1 && (offset % min !== 0 || length % min !== 0)) {
       return new Refusal("EINVAL", `request is not aligned to the minimum block size ${min}`);
@@ -183,6 +177,13 @@ export class ServerSession {
       return new Refusal(
         "EINVAL",
         `request of ${length} bytes exceeds the maximum block size ${served.maximumBlockSize}`,
+      );
+    }
+    if (offset + length > served.size) {
+      const errno = command === CMD.WRITE || command === CMD.WRITE_ZEROES ? "ENOSPC" : "EINVAL";
+      return new Refusal(
+        errno,
+        `request [${offset}, +${length}) reaches past the end of the export (${served.size} bytes)`,
       );
     }
     if (command === CMD.BLOCK_STATUS && !this.#blockStatus) {
