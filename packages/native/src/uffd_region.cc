@@ -222,7 +222,8 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
   }
 
   int CreateOwn(Napi::Env env, bool use_memfd, RegionConfig* config) {
-    uint64_t features = UFFD_FEATURE_POISON;
+    // THREAD_ID: the last resort against a fault loop is signalling the faulting thread.
+    uint64_t features = UFFD_FEATURE_POISON | UFFD_FEATURE_THREAD_ID;
     if (use_memfd) features |= UFFD_FEATURE_MISSING_SHMEM;
     if (config->continue_mode) features |= UFFD_FEATURE_MINOR_SHMEM;
     if (config->write_protect) {

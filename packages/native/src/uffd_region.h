@@ -79,7 +79,7 @@ class RegionCore {
 
  private:
   void Run();
-  void HandleFault(uint64_t address);
+  void HandleFault(uint64_t address, uint32_t thread_id);  // thread_id: 0 unless UFFD_FEATURE_THREAD_ID
   void DrainCompletions();
   void Finish(uint32_t chunk, bool ok);
   bool Present(uint64_t chunk) const;

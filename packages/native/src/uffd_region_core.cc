@@ -2,6 +2,7 @@
 // fault a whole chunk at a time. Present chunks are served here without any
 // JavaScript; misses go out through a callback and come back via Complete().
 #include <endian.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <poll.h>
@@ -184,13 +185,13 @@ void RegionCore::Run() {
       ssize_t got = read(uffd_, messages, sizeof(messages));
       if (got < 0) continue;  // EAGAIN: another reader or a spurious wake-up
       for (ssize_t i = 0; i < got / static_cast<ssize_t>(sizeof(uffd_msg)); i++) {
-        if (messages[i].event == UFFD_EVENT_PAGEFAULT) HandleFault(messages[i].arg.pagefault.address);
+        if (messages[i].event == UFFD_EVENT_PAGEFAULT) HandleFault(messages[i].arg.pagefault.address, messages[i].arg.pagefault.feat.ptid);
       }
     }
   }
 }
 
-void RegionCore::HandleFault(uint64_t address) {
+void RegionCore::HandleFault(uint64_t address, uint32_t thread_id) {
   stats_.faults.fetch_add(1, std::memory_order_relaxed);
   if (address < config_.base || address >= config_.base + config_.size) return;
   uint64_t chunk = (address - config_.base) / config_.chunk_size;
@@ -199,9 +200,14 @@ void RegionCore::HandleFault(uint64_t address) {
   switch (state_[chunk].load(std::memory_order_acquire)) {
     case kPending:
       return;  // JavaScript is already fetching it; its completion wakes everyone.
-    case kPoisoned:
-      WakeRange(offset, span);  // it retries and gets SIGBUS
+    case kPoisoned: {
+      // The poison did not take on this page (the thread faulted again), so
+      // poison just this page; failing that, signal the thread directly, so
+      // that it never loops on the fault.
+      uint64_t page = (address - config_.base) / page_size_ * page_size_;
+      if (PoisonRange(page, page_size_) != 0 && thread_id != 0) syscall(SYS_tkill, thread_id, SIGBUS);
       return;
+    }
     case kMapped:
       if (HasCache()) {
         // Usually the fault raced with the ioctl that mapped the chunk (the
@@ -406,7 +412,14 @@ int RegionCore::ContinueRange(uint64_t offset, uint64_t length) {
 }
 
 int RegionCore::PoisonRange(uint64_t offset, uint64_t length) {
+  if (config_.write_protect) {
+    // UFFDIO_POISON refuses to replace any PTE, even the write-protect markers
+    // that dirty tracking leaves on untouched pages: clear them first.
+    struct uffdio_writeprotect wp = {{config_.base + offset, length}, UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+    ioctl(uffd_, UFFDIO_WRITEPROTECT, &wp);
+  }
   uint64_t done = 0;
+  int result = 0;
   while (done < length) {
     UffdioPoison poison = {{config_.base + offset + done, length - done}, 0, 0};
     if (ioctl(uffd_, kUffdioPoison, &poison) == 0) break;
@@ -416,11 +429,15 @@ int RegionCore::PoisonRange(uint64_t offset, uint64_t length) {
     }
     int err = errno;
     if (err == EAGAIN) continue;
-    if (err != EEXIST) return err;
+    if (err != EEXIST) {
+      result = err;
+      break;
+    }
+    result = EEXIST;  // a page that is mapped already keeps its data
     done += page_size_;
   }
   WakeRange(offset, length);
-  return 0;
+  return result;
 }
 
 void RegionCore::WakeRange(uint64_t offset, uint64_t length) {

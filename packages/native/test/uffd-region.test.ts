@@ -408,6 +408,23 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     });
   }
 
+  const failingKinds = [
+    { memfd: false, continue: false, dirty: true },
+    { memfd: true, continue: false, dirty: true },
+    { memfd: true, continue: true, dirty: true },
+    { memfd: true, continue: true, dirty: false },
+  ];
+  it.each(failingKinds)("a failed miss gives SIGBUS in every kind of region: %o", async (kind) => {
+    // Write-protect markers (dirty tracking) used to make UFFDIO_POISON fail: the thread then looped on its fault.
+    const child = startChild(4 * MiB, 64 * 1024, { mode: "self-failing", ...kind });
+    const timer = setTimeout(() => child.process.kill("SIGKILL"), 20_000);
+    try {
+      expect(await child.exit).toEqual({ code: null, signal: "SIGBUS" });
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+
   it("close() detaches the views and wakes nothing into a crash", () => {
     const size = 4 * MiB;
     const engine = patternEngine(size, 64 * 1024);
@@ -508,10 +525,14 @@ describe.skipIf(process.getuid?.() !== 0)("UffdRegion privileges", () => {
   });
 });
 
-function startChild(size: number, chunkSize: number) {
+function startChild(size: number, chunkSize: number, options: Record<string, unknown> = {}) {
   const child: ChildProcess = spawn(
     process.execPath,
-    [path.join(fixtures, "uffd-child.cjs"), nativeAddonPath(), JSON.stringify({ size, chunkSize })],
+    [
+      path.join(fixtures, "uffd-child.cjs"),
+      nativeAddonPath(),
+      JSON.stringify({ size, chunkSize, ...options }),
+    ],
     { stdio: ["pipe", "pipe", "inherit"] },
   );
   cleanups.push(() => child.kill("SIGKILL"));
