@@ -252,8 +252,13 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     expect(region.stats()).toMatchObject({ misses: 0, resolvedNatively: size / chunkSize });
   });
 
-  for (const memory of ["anonymous", "memfd"] as const) {
-    it(`evict() makes the next touch fetch the chunk again (${memory})`, async () => {
+  for (const [memory, dirtyTracking] of [
+    ["anonymous", false],
+    ["memfd", false],
+    ["anonymous", true],
+    ["memfd", true],
+  ] as const) {
+    it(`evict() makes the next touch fetch the chunk again (${memory}, dirty tracking ${dirtyTracking})`, async () => {
       const size = 4 * MiB;
       const chunkSize = 64 * 1024;
       const engine = patternEngine(size, chunkSize);
@@ -262,6 +267,7 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
           size,
           chunkSize,
           memory,
+          dirtyTracking,
           presence: engine.presence,
           cache: { segments: engine.memory.segments },
           onMiss: engine.onMiss,
@@ -277,6 +283,7 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
       expect((await second).mismatches).toBe(0);
       expect(engine.calls.filter((chunk) => chunk === 5)).toHaveLength(2);
       expect(region.stats().misses).toBe(size / chunkSize + 1);
+      if (dirtyTracking) expect(region.scanDirty()).toEqual([]); // fetching again is not writing
     });
   }
 
