@@ -59,6 +59,16 @@ export class FileBackend extends StorageBackend {
     }
   }
 
+  /**
+   * The open file descriptor, for native code that serves cached chunks
+   * without calling JavaScript (pread on it). Owned by this backend: valid
+   * until close().
+   */
+  get fd(): number {
+    this.assertOpen();
+    return this.#fd;
+  }
+
   protected read(buffer: Uint8Array, offset: number): void {
     let done = 0;
     try {

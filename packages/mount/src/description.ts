@@ -1,0 +1,60 @@
+import { R3mapError } from "@r3map/core";
+
+/** Background pull of a managed mount. */
+export interface PullDescription {
+  /** Concurrent pulls (default 8). */
+  workers?: number;
+  /**
+   * Order: `"sequential"` (default), or a recorded access trace (chunk
+   * indexes, first accessed first) whose chunks are pulled first.
+   */
+  order?: "sequential" | { trace: number[] };
+  /** Pull everything before `open` resolves (default false: open returns at once, pulling has begun). */
+  first?: boolean;
+}
+
+/** Write-back of a managed mount. */
+export interface PushDescription {
+  /** Concurrent pushes (default 8). */
+  workers?: number;
+  /** Milliseconds between background pushes (default 5000); `null`: only on sync and close. */
+  intervalMs?: number | null;
+}
+
+export interface ManagedDescription {
+  /** The local cache, as a backend URI (`memory:`, `file:///…`, `dir:///…`); default: memory of the remote's size. */
+  local?: string;
+  /** `false` fetches chunks only when they are touched. */
+  pull?: PullDescription | false;
+  /** `false` keeps writes local (they never reach the remote). */
+  push?: PushDescription | false;
+}
+
+/**
+ * A mount as plain data, so that its engine can be built on a worker thread
+ * (or in another process, or from CLI flags).
+ */
+export interface MountDescription {
+  /** The remote resource as a backend URI: `nbd://host:port/export`, `r3map+h2c://…`, `memory:?size=…`, `file:///…`. */
+  remote: string;
+  /**
+   * Packages the engine imports before opening URIs, so their schemes are
+   * registered (default: `["@r3map/nbd"]`; add `"@r3map/transport-connect"`,
+   * `"@r3map/backend-redis"`, … as needed).
+   */
+  schemes?: string[];
+  /** Bytes fetched, cached and pushed as a unit (default 1 MiB). A multiple of 4096 for slices. */
+  chunkSize?: number;
+  /** Managed: a local cache in front of the remote, pulled and pushed in the background. Absent: direct. */
+  managed?: ManagedDescription;
+}
+
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+
+export function chunkSizeOf(description: MountDescription): number {
+  const chunkSize = description.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) {
+    throw new R3mapError("ERR_INVALID_ARGUMENT", `chunkSize must be a positive integer, got ${chunkSize}`);
+  }
+  return chunkSize;
+}

@@ -1,0 +1,158 @@
+import {
+  ArbitraryStage,
+  type Backend,
+  type ChunkBitmap,
+  FileBackend,
+  ManagedPipeline,
+  MemoryBackend,
+  openBackend,
+  type Progress,
+  R3mapError,
+  TypedEmitter,
+} from "@r3map/core";
+import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
+
+export interface MountEngineEvents {
+  progress: [Progress];
+  /** A background pull or push failed; data is kept and pushes are retried. */
+  error: [unknown];
+}
+
+/** Where native code may read present chunks from without calling JavaScript. */
+export type NativeCache = { segments: readonly Uint8Array[] } | { fd: number };
+
+export interface EngineParts {
+  remote: Backend;
+  /** Managed only: the local cache (opened from `managed.local`, or given). */
+  local?: Backend;
+  /** Managed only: the presence bitmap to fill (shared with a device created before the engine). */
+  presence?: ChunkBitmap;
+}
+
+/** Makes the local cache once the remote's size is known (a slice: its memfd). */
+export type LocalFactory = (size: number) => { local: Backend; presence?: ChunkBitmap };
+
+/**
+ * The JavaScript side of a mount: the remote, and for managed mounts the local
+ * cache, puller and pusher. Devices call `backend` for what they cannot serve
+ * natively. Built from a `MountDescription` (URIs) or from Backend objects.
+ */
+export class MountEngine extends TypedEmitter<MountEngineEvents> {
+  readonly backend: Backend;
+  readonly pipeline: ManagedPipeline | undefined;
+  readonly chunkSize: number;
+  readonly remote: Backend;
+  #closing: Promise<void> | undefined;
+
+  private constructor(description: MountDescription, parts: EngineParts) {
+    super();
+    this.chunkSize = chunkSizeOf(description);
+    this.remote = parts.remote;
+    const managed = description.managed;
+    if (managed) {
+      if (!parts.local) throw new R3mapError("ERR_INVALID_ARGUMENT", "a managed mount needs a local cache");
+      this.pipeline = new ManagedPipeline({
+        remote: parts.remote,
+        local: parts.local,
+        chunkSize: this.chunkSize,
+        ...(parts.presence ? { presence: parts.presence } : {}),
+        pull: pullOptions(managed),
+        push: pushOptions(managed),
+      });
+      this.pipeline.on("progress", (progress) => this.emit("progress", progress));
+      this.pipeline.on("error", (error) => this.emit("error", error));
+      this.backend = this.pipeline.backend;
+    } else {
+      this.pipeline = undefined;
+      this.backend = new ArbitraryStage(parts.remote, this.chunkSize);
+    }
+  }
+
+  /** Opens the backends a description names. `makeLocal` overrides `managed.local` (a slice passes its memfd). */
+  static async open(description: MountDescription, makeLocal?: LocalFactory): Promise<MountEngine> {
+    for (const scheme of description.schemes ?? ["@r3map/nbd"]) await import(scheme);
+    const remote = await openBackend(description.remote);
+    try {
+      if (!description.managed) return new MountEngine(description, { remote });
+      if (makeLocal) return new MountEngine(description, { remote, ...makeLocal(remote.size) });
+      const local = await openBackend(description.managed.local ?? `memory:?size=${remote.size}`);
+      return new MountEngine(description, { remote, local });
+    } catch (error) {
+      await remote.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  /** An engine over Backend objects the caller made (same-thread use only). */
+  static fromBackends(description: Omit<MountDescription, "remote">, parts: EngineParts): MountEngine {
+    return new MountEngine({ ...description, remote: "" }, parts);
+  }
+
+  get size(): number {
+    return this.remote.size;
+  }
+
+  /** For a managed mount whose cache native code can read: the presence bitmap and where the bytes are. */
+  nativeCache(): { presence: NonNullable<ManagedPipeline["presence"]>; cache: NativeCache } | undefined {
+    const pipeline = this.pipeline;
+    if (!pipeline) return undefined;
+    const local = pipeline.synced.local;
+    if (local instanceof MemoryBackend)
+      return { presence: pipeline.presence, cache: { segments: local.segments } };
+    if (local instanceof FileBackend) return { presence: pipeline.presence, cache: { fd: local.fd } };
+    return undefined;
+  }
+
+  /** Starts the background pull and push; with `pull.first`, resolves once everything is local. */
+  async start(description: MountDescription): Promise<void> {
+    if (!this.pipeline) return;
+    this.pipeline.start();
+    const pull = description.managed?.pull;
+    if (pull && pull.first) await this.pipeline.pulled();
+  }
+
+  /** Reports a background failure to listeners (devices use it for their own background work). */
+  reportError(error: unknown): void {
+    this.emit("error", error);
+  }
+
+  progress(): Progress | undefined {
+    return this.pipeline?.progress();
+  }
+
+  /** Pushes every change and syncs the remote. */
+  async sync(): Promise<void> {
+    if (this.pipeline) await this.pipeline.sync();
+    else await this.remote.sync();
+  }
+
+  /** Final push, then closes the backends. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.pipeline ? this.pipeline.close() : this.remote.close();
+    return this.#closing;
+  }
+}
+
+function pullOptions(managed: ManagedDescription) {
+  const pull = managed.pull;
+  if (pull === false) return false as const;
+  const order = pull?.order;
+  const trace = order && order !== "sequential" ? order.trace : undefined;
+  return {
+    workers: pull?.workers ?? 8,
+    ...(trace ? { priority: priorityFromTrace(trace) } : {}),
+  };
+}
+
+function pushOptions(managed: ManagedDescription) {
+  const push = managed.push;
+  if (push === false) return false as const;
+  return { workers: push?.workers ?? 8, intervalMs: push?.intervalMs === undefined ? 5000 : push.intervalMs };
+}
+
+/** Chunks in a recorded access trace pull first, in the order they were first accessed; the rest follow in order. */
+export function priorityFromTrace(trace: readonly number[]): (chunk: number) => number {
+  const rank = new Map<number, number>();
+  for (const chunk of trace) if (!rank.has(chunk)) rank.set(chunk, trace.length - rank.size);
+  return (chunk) => rank.get(chunk) ?? 0;
+}

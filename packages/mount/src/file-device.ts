@@ -1,0 +1,80 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { FuseFile } from "@r3map/native";
+import type { MountEngine } from "./engine.js";
+
+export interface FileDeviceOptions {
+  /** An empty directory to mount on; default: a new temporary directory, removed on close. */
+  mountPoint?: string;
+  /** Name of the file in the mount (default "disk"). */
+  fileName?: string;
+  /** Refuse writes (default: the remote's own read-only flag). */
+  readOnly?: boolean;
+}
+
+/**
+ * The file frontend: one regular file on a FUSE mount. Present chunks of a
+ * managed mount are read natively from the local cache; misses, writes and
+ * fsync reach the engine on the thread that created the device.
+ */
+export class FileDevice {
+  readonly #fuse: FuseFile;
+  readonly #ownedMountPoint: string | undefined;
+
+  private constructor(fuse: FuseFile, ownedMountPoint: string | undefined) {
+    this.#fuse = fuse;
+    this.#ownedMountPoint = ownedMountPoint;
+  }
+
+  static async attach(engine: MountEngine, options: FileDeviceOptions = {}): Promise<FileDevice> {
+    const owned = options.mountPoint ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), "r3map-mount-"));
+    const mountPoint = options.mountPoint ?? owned!;
+    const native = engine.nativeCache();
+    const readOnly = options.readOnly ?? engine.remote.readOnly ?? false;
+    try {
+      const fuse = await FuseFile.mount({
+        mountPoint,
+        size: engine.size,
+        ...(options.fileName ? { fileName: options.fileName } : {}),
+        readOnly,
+        ...(native
+          ? { local: { chunkSize: engine.chunkSize, presence: native.presence, ...native.cache } }
+          : {}),
+        onRead: async (offset, length) => {
+          const buffer = new Uint8Array(length);
+          await engine.backend.readAt(buffer, offset);
+          return buffer;
+        },
+        ...(readOnly
+          ? {}
+          : { onWrite: (offset: number, data: Uint8Array) => engine.backend.writeAt(data, offset) }),
+        onFsync: () => engine.sync(),
+      });
+      return new FileDevice(fuse, owned);
+    } catch (error) {
+      if (owned) fs.rmSync(owned, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** The file's path. */
+  get path(): string {
+    return this.#fuse.path;
+  }
+
+  get mountPoint(): string {
+    return this.#fuse.mountPoint;
+  }
+
+  /** Native and forwarded request counts. */
+  stats() {
+    return this.#fuse.stats();
+  }
+
+  /** Unmounts (waiting for requests in flight) and removes a mount point it created. */
+  async close(): Promise<void> {
+    await this.#fuse.close();
+    if (this.#ownedMountPoint) fs.rmSync(this.#ownedMountPoint, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,62 @@
+import * as fs from "node:fs";
+import { LoopDevice } from "@r3map/native";
+import type { MountEngine } from "./engine.js";
+import { FileDevice, type FileDeviceOptions } from "./file-device.js";
+
+export interface PathDeviceOptions extends FileDeviceOptions {
+  /** The loop driver uses O_DIRECT on the FUSE file, so pages are not cached twice (default true). */
+  directIo?: boolean;
+}
+
+/**
+ * The path frontend on a kernel without NBD: a loop device over the FUSE file
+ * (`/dev/loopN`, which mkfs, mount and swapon accept).
+ */
+export class PathDevice {
+  private constructor(
+    readonly file: FileDevice,
+    readonly loop: LoopDevice,
+  ) {}
+
+  static async attach(engine: MountEngine, options: PathDeviceOptions = {}): Promise<PathDevice> {
+    const file = await FileDevice.attach(engine, options);
+    try {
+      const loop = await LoopDevice.attach(file.path, {
+        directIo: options.directIo ?? true,
+        readOnly: options.readOnly ?? engine.remote.readOnly ?? false,
+      });
+      return new PathDevice(file, loop);
+    } catch (error) {
+      await file.close();
+      throw error;
+    }
+  }
+
+  /** The block device: /dev/loopN. */
+  get path(): string {
+    return this.loop.path;
+  }
+
+  /**
+   * Makes the block layer hand buffered writes down (fsync of the device →
+   * FUSE writes → the engine). Asynchronous on purpose: the engine that must
+   * answer those writes may run on this very thread, so the blocking fsync
+   * waits on a libuv pool thread instead (this is not the data path).
+   */
+  async flush(): Promise<void> {
+    const handle = await fs.promises.open(this.loop.path, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.loop.close();
+    } finally {
+      await this.file.close();
+    }
+  }
+}

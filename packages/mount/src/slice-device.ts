@@ -1,0 +1,119 @@
+import { ChunkBitmap, FileBackend, R3mapError } from "@r3map/core";
+import { UffdRegion } from "@r3map/native";
+import type { MountDescription } from "./description.js";
+import { chunkSizeOf } from "./description.js";
+import { MountEngine } from "./engine.js";
+
+const PAGE_SIZE = 4096;
+
+/**
+ * The slice frontend: the resource as memory. A memfd-backed userfaultfd
+ * region whose memfd *is* the local cache: the engine's local backend reads and
+ * writes the memfd, a touched chunk that is present is mapped natively with
+ * UFFDIO_CONTINUE (no copy, no JavaScript), a miss asks the engine to fetch
+ * the chunk into the memfd. Writes to the memory land in the memfd directly;
+ * asynchronous write-protect finds them (`scanDirty`), and the pusher sends
+ * them from the memfd to the remote.
+ *
+ * A direct slice is the same with no background pull and pushes only on
+ * `sync()` and close: the memory itself is the only copy kept locally.
+ */
+export class SliceDevice {
+  readonly #timer: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly engine: MountEngine,
+    readonly region: UffdRegion,
+    readonly size: number,
+    scanIntervalMs: number | null,
+  ) {
+    if (scanIntervalMs !== null) {
+      this.#timer = setInterval(() => {
+        this.sync().catch((error) => engine.reportError(error));
+      }, scanIntervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  /** Opens the engine and the region together (the region's memfd is the engine's cache). */
+  static async open(description: MountDescription): Promise<SliceDevice> {
+    const chunkSize = chunkSizeOf(description);
+    if (chunkSize % PAGE_SIZE !== 0) {
+      throw new R3mapError(
+        "ERR_MISALIGNED",
+        `a slice's chunk size must be a multiple of ${PAGE_SIZE}, got ${chunkSize}`,
+      );
+    }
+    const managed = description.managed;
+    const push = managed?.push;
+    // The pusher is driven from here (scan, then flush), so its own timer is off.
+    const engineDescription: MountDescription = {
+      ...description,
+      managed: {
+        ...(managed ?? { pull: false }),
+        push: push === false ? false : { workers: push?.workers ?? 8, intervalMs: null },
+      },
+    };
+    let region: UffdRegion | undefined;
+    let engine: MountEngine | undefined;
+    try {
+      engine = await MountEngine.open(engineDescription, (size) => {
+        const presence = new ChunkBitmap(Math.ceil(size / chunkSize));
+        region = UffdRegion.create({
+          size: Math.ceil(size / PAGE_SIZE) * PAGE_SIZE,
+          chunkSize,
+          memory: "memfd",
+          cacheInMemfd: true,
+          presence,
+          dirtyTracking: push !== false,
+          onMiss: (chunk) => engine!.pipeline!.synced.ensureLocal(chunk),
+        });
+        return { local: FileBackend.open(`/proc/self/fd/${region.memfd}`, { size }), presence };
+      });
+      const interval =
+        !managed || push === false ? null : push?.intervalMs === undefined ? 5000 : push.intervalMs;
+      const device = new SliceDevice(engine, region!, engine.size, interval);
+      await engine.start(engineDescription);
+      return device;
+    } catch (error) {
+      region?.close();
+      await engine?.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  /** The id another thread passes to `UffdRegion.attach` for its own view. */
+  get regionId(): number {
+    return this.region.id;
+  }
+
+  /**
+   * The memory, as a Buffer of the resource's size. Touching it blocks until
+   * the engine answers: never touch it on the thread that runs the engine.
+   */
+  get buffer(): Buffer {
+    return this.region.buffer.subarray(0, this.size);
+  }
+
+  /** Finds the chunks written since the last scan and pushes them (and any other change) to the remote. */
+  async sync(): Promise<void> {
+    const pusher = this.engine.pipeline?.pusher;
+    if (pusher) for (const chunk of this.region.scanDirtyChunks()) pusher.markDirty(chunk);
+    await this.engine.sync();
+  }
+
+  /** Pushes the last writes, unmaps the memory, closes the engine. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#timer);
+      try {
+        await this.sync();
+      } finally {
+        this.region.close();
+        await this.engine.close();
+      }
+    })();
+    return this.#closing;
+  }
+}
