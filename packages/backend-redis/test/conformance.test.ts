@@ -1,10 +1,7 @@
 import { randomUUID } from "node:crypto";
+import { openChunkStoreBackend, TransformStore } from "@r3map/core";
 import { describeBackendConformance } from "@r3map/core/testing";
 import { inject } from "vitest";
-// Until @r3map/core exports the transform stage, the test takes it — and, so that its
-// R3mapError class is the one the suite checks against, the suite for it — from core's source.
-import { openChunkStoreBackend, TransformStore } from "../../core/src/stages/transform.js";
-import { describeBackendConformance as describeSourceConformance } from "../../core/src/testing/conformance.js";
 import { createRedisBackend, openRedisStore } from "../src/index.js";
 
 const CHUNK = 4096;
@@ -42,7 +39,7 @@ for (const [name, base] of [
   );
 }
 
-describeSourceConformance(
+describeBackendConformance(
   "redis (single node) through an AES-256-GCM + deflate TransformStore",
   async (size) => {
     const store = await openRedisStore(uri(inject("redisUrl"), size, `conf:${randomUUID()}:`));

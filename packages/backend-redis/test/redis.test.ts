@@ -1,11 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { isR3mapError, openBackend, type R3mapError } from "@r3map/core";
+import {
+  isR3mapError,
+  openBackend,
+  openChunkStoreBackend,
+  type R3mapError,
+  TransformStore,
+} from "@r3map/core";
 import { patternBytes } from "@r3map/core/testing";
 import { type Cluster, Redis } from "ioredis";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { startServer, type TestServer } from "../../../scripts/servers/harness.js";
-// Until @r3map/core exports the transform stage, the test takes it from core's source.
-import { openChunkStoreBackend, TransformStore } from "../../core/src/stages/transform.js";
 import { createRedisBackend, openRedisStore, type RedisChunkStore } from "../src/index.js";
 
 const CHUNK = 4096;

@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { promisify } from "node:util";
-import { deflateRaw, inflateRaw } from "node:zlib";
+import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { type Backend, StorageBackend } from "../backend.js";
 import { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
@@ -129,8 +128,10 @@ const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 const AAD_LABEL = Buffer.from("r3map/chunk/v1\0");
 
-const deflate = promisify(deflateRaw);
-const inflate = promisify(inflateRaw);
+// Synchronous on purpose: zlib's async API runs on the libuv threadpool, which
+// threads blocked on a mount can exhaust (docs/threading.md). A chunk is small.
+const deflate = deflateRawSync;
+const inflate = inflateRawSync;
 
 /**
  * A ChunkStore over another ChunkStore that encrypts, authenticates and
@@ -215,7 +216,7 @@ export class TransformStore implements ChunkStore {
     }
     if (flags & FLAG_DEFLATE) {
       try {
-        payload = await inflate(payload, { maxOutputLength: this.#chunkSize });
+        payload = inflate(payload, { maxOutputLength: this.#chunkSize });
       } catch (error) {
         throw new R3mapError(
           "ERR_INTEGRITY",
@@ -236,7 +237,7 @@ export class TransformStore implements ChunkStore {
     let flags = 0;
     let payload = plain;
     if (this.#compression === "deflate") {
-      const packed = await deflate(plain, { level: 1 });
+      const packed = deflate(plain, { level: 1 });
       if (packed.length < plain.length) {
         payload = packed;
         flags |= FLAG_DEFLATE;
