@@ -1,5 +1,6 @@
 import type { Duplex } from "node:stream";
 import { type Extent, errnoOf } from "@r3map/core";
+import type { BufferPool } from "./buffer-pool.js";
 import type { ByteReader } from "./byte-reader.js";
 import {
   CMD,
@@ -68,7 +69,10 @@ export class ServerSession {
   #closing = false;
   #idle: Array<() => void> = [];
 
-  constructor(negotiated: Negotiated, limits: SessionLimits) {
+  readonly #pool: BufferPool;
+
+  constructor(negotiated: Negotiated, limits: SessionLimits, pool: BufferPool) {
+    this.#pool = pool;
     this.#stream = negotiated.stream;
     this.#reader = negotiated.reader;
     this.#served = negotiated.served;
@@ -268,28 +272,28 @@ export class ServerSession {
 
   async #read(request: Request): Promise<void> {
     const { length, offset } = request;
-    if (!this.#structured) {
-      const out = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE + length);
-      await this.#served.backend.readAt(out.subarray(SIMPLE_REPLY_SIZE), offset);
-      writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
-      this.#send(out);
-      return;
+    if (this.#structured && length === 0) return this.#replyOk(request);
+    const head = this.#structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+    const out = this.#pool.get(head + length);
+    try {
+      await this.#served.backend.readAt(out.subarray(head), offset);
+    } catch (error) {
+      this.#pool.release(out);
+      throw error;
     }
-    if (length === 0) return this.#replyOk(request);
-    const head = STRUCTURED_HEADER_SIZE + 8;
-    const out = Buffer.allocUnsafe(head + length);
-    await this.#served.backend.readAt(out.subarray(head), offset);
-    writeStructuredHeader(
-      out,
-      REPLY_FLAG_DONE,
-      REPLY_TYPE.OFFSET_DATA,
-      request.cookieHigh,
-      request.cookieLow,
-      8 + length,
-    );
-    out.writeUInt32BE(Math.floor(offset / 0x100000000), STRUCTURED_HEADER_SIZE);
-    out.writeUInt32BE(offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
-    this.#send(out);
+    if (this.#structured) {
+      writeStructuredHeader(
+        out,
+        REPLY_FLAG_DONE,
+        REPLY_TYPE.OFFSET_DATA,
+        request.cookieHigh,
+        request.cookieLow,
+        8 + length,
+      );
+      out.writeUInt32BE(Math.floor(offset / 0x100000000), STRUCTURED_HEADER_SIZE);
+      out.writeUInt32BE(offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
+    } else writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
+    this.#send(out, () => this.#pool.release(out));
   }
 
   async #writeZeroes(request: Request): Promise<void> {
@@ -401,8 +405,10 @@ export class ServerSession {
     }
   }
 
-  #send(frame: Buffer): void {
-    if (!this.#stream.destroyed && this.#stream.writable) this.#stream.write(frame);
+  /** Queues a frame; `done` runs once the socket no longer needs its bytes. */
+  #send(frame: Buffer, done?: () => void): void {
+    if (!this.#stream.destroyed && this.#stream.writable) this.#stream.write(frame, done && (() => done()));
+    else done?.();
   }
 }
 

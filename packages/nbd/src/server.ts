@@ -2,6 +2,7 @@ import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
 import { R3mapError, TypedEmitter } from "@r3map/core";
+import { BufferPool } from "./buffer-pool.js";
 import { DEFAULT_MAX_BLOCK } from "./protocol.js";
 import { type NbdExport, ServedExport } from "./served-export.js";
 import { type HandshakeConfig, serverHandshake } from "./server-handshake.js";
@@ -50,6 +51,7 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
   readonly #handshake: Omit<HandshakeConfig, "refusal">;
   readonly #connections = new Set<Connection>();
   readonly #listeners: net.Server[] = [];
+  readonly #pool = new BufferPool();
   #closing: Promise<void> | undefined;
 
   constructor(options: NbdServerOptions) {
@@ -163,7 +165,7 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
         stream = negotiated.stream;
         stream.on("error", () => {});
         connection.stream = stream;
-        const session = new ServerSession(negotiated, this.#options);
+        const session = new ServerSession(negotiated, this.#options, this.#pool);
         connection.session = session;
         this.emit("session", { export: negotiated.served.name, remote });
         if (this.#closing) void session.shutdown();
