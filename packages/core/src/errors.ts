@@ -82,14 +82,40 @@ const errnoByCode: Record<ErrorCode, string> = {
   ERR_IO: "EIO",
 };
 
+/** Errors of a remote or its connection: a device reports them as EIO, whatever the socket said. */
+const remoteCodes = new Set<ErrorCode>([
+  "ERR_REMOTE_UNREACHABLE",
+  "ERR_REMOTE_FAILED",
+  "ERR_TIMEOUT",
+  "ERR_PROTOCOL",
+]);
+const networkErrnos = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
 /**
  * The errno name a device frontend (NBD reply, FUSE reply, uffd) should report
- * for an error thrown by a backend. System errors keep their own errno.
+ * for an error thrown by a backend. Local system errors keep their own errno
+ * (ENOSPC stays ENOSPC); failures of the remote become EIO, because a reader
+ * of a file or block device expects I/O errors, not socket errors.
  */
 export function errnoOf(error: unknown): string {
-  if (error instanceof R3mapError) return error.errno ?? errnoByCode[error.code];
+  if (error instanceof R3mapError) {
+    if (remoteCodes.has(error.code)) return "EIO";
+    return error.errno !== undefined && !networkErrnos.has(error.errno)
+      ? error.errno
+      : errnoByCode[error.code];
+  }
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) return code;
+  if (typeof code === "string" && /^E[A-Z0-9]+$/.test(code) && !networkErrnos.has(code)) return code;
   return "EIO";
 }
 

@@ -143,6 +143,10 @@ describe("errors", () => {
     expect(errnoOf(new R3mapError("ERR_IO", "x", { errno: "ENOSPC" }))).toBe("ENOSPC");
     expect(errnoOf(Object.assign(new Error("x"), { code: "EACCES" }))).toBe("EACCES");
     expect(errnoOf(new Error("x"))).toBe("EIO");
+    // A reader of a device sees EIO when the remote is gone, not a socket error.
+    expect(errnoOf(new R3mapError("ERR_REMOTE_UNREACHABLE", "x", { errno: "ECONNREFUSED" }))).toBe("EIO");
+    expect(errnoOf(Object.assign(new Error("x"), { code: "ECONNRESET" }))).toBe("EIO");
+    expect(errnoOf(new R3mapError("ERR_TIMEOUT", "x"))).toBe("EIO");
   });
 
   it("classify system errors", () => {
