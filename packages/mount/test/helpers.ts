@@ -43,14 +43,17 @@ export class NbdkitRemote {
     private process: ChildProcess,
   ) {}
 
-  static async start(image: string, port?: number): Promise<NbdkitRemote> {
+  /** `delayReadMs` adds nbdkit's delay filter (a slow remote, so a pull can be interrupted). */
+  static async start(image: string, port?: number, delayReadMs = 0): Promise<NbdkitRemote> {
     const chosen = port ?? (await freePort());
+    const delay = delayReadMs > 0 ? ["--filter=delay"] : [];
+    const delayArgs = delayReadMs > 0 ? [`delay-read=${delayReadMs}ms`] : [];
     // nbdkit writes its pid file once it accepts connections: readiness without probing the port.
     const pidFile = `${image}.${chosen}.pid`;
     fs.rmSync(pidFile, { force: true });
     const child = spawn(
       "nbdkit",
-      ["-f", "-i", "127.0.0.1", "-p", String(chosen), "-P", pidFile, "--exit-with-parent", "file", image],
+      ["-f", "-i", "127.0.0.1", "-p", String(chosen), "-P", pidFile, "--exit-with-parent", ...delay, "file", image, ...delayArgs],
       { stdio: ["ignore", "ignore", "inherit"] },
     );
     const deadline = Date.now() + 10_000;
