@@ -108,7 +108,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     if (!this.pipeline) return;
     this.pipeline.start();
     const pull = description.managed?.pull;
-    if (pull?.first) await this.pipeline.pulled();
+    if (pull !== false && pull?.first) await this.pipeline.pulled();
   }
 
   /** Reports a background failure to listeners (devices use it for their own background work). */
