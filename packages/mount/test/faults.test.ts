@@ -68,7 +68,9 @@ describe("a managed file mount whose remote dies", () => {
     await mount.sync();
     const expected = Buffer.from(original);
     update.copy(expected, 100);
-    expect(Buffer.compare(fs.readFileSync(image).subarray(0, chunkSize), expected.subarray(0, chunkSize))).toBe(0);
+    expect(
+      Buffer.compare(fs.readFileSync(image).subarray(0, chunkSize), expected.subarray(0, chunkSize)),
+    ).toBe(0);
     // Reads of chunks never fetched work again, and the engine stayed healthy.
     expect(Buffer.compare(readAt(file, size - 4096, 4096), original.subarray(size - 4096))).toBe(0);
     expect(errors.length).toBeGreaterThan(0); // the pull reported the outage

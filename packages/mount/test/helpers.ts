@@ -53,7 +53,20 @@ export class NbdkitRemote {
     fs.rmSync(pidFile, { force: true });
     const child = spawn(
       "nbdkit",
-      ["-f", "-i", "127.0.0.1", "-p", String(chosen), "-P", pidFile, "--exit-with-parent", ...delay, "file", image, ...delayArgs],
+      [
+        "-f",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        String(chosen),
+        "-P",
+        pidFile,
+        "--exit-with-parent",
+        ...delay,
+        "file",
+        image,
+        ...delayArgs,
+      ],
       { stdio: ["ignore", "ignore", "inherit"] },
     );
     const deadline = Date.now() + 10_000;
