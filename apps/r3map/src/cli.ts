@@ -11,7 +11,7 @@ const program = new Command()
 program
   .command("demo")
   .description(
-    "run the engine on embedded memory backends: pull, read, write, push, verify, and print how fast",
+    "mount a memory backend served over NBD as a file and as a slice; read, write, verify, and print how fast",
   )
   .option("--size <bytes>", "resource size", "256MiB")
   .option("--chunk-size <bytes>", "chunk size", "1MiB")

@@ -1,4 +1,9 @@
-import { formatBytes, ManagedPipeline, MemoryBackend, parseSize } from "@r3map/core";
+import * as fs from "node:fs";
+import { Worker } from "node:worker_threads";
+import { formatBytes, parseSize } from "@r3map/core";
+import { mountFile, mountSlice } from "@r3map/mount";
+import { NbdClient } from "@r3map/nbd";
+import { fillPattern, type Overwrite, verifyPattern } from "../pattern.js";
 
 export interface DemoOptions {
   size: string;
@@ -6,95 +11,108 @@ export interface DemoOptions {
   pullWorkers: string;
 }
 
-/** A deterministic byte pattern the demo can verify without keeping a copy. */
-function patternByte(offset: number, seed: number): number {
-  return (Math.imul(offset ^ seed, 2654435761) >>> 24) & 0xff;
-}
-
-function fillPattern(bytes: Uint8Array, offset: number, seed: number): void {
-  for (let i = 0; i < bytes.length; i++) bytes[i] = patternByte(offset + i, seed);
-}
-
 const rate = (bytes: number, ms: number) => `${formatBytes((bytes / ms) * 1000)}/s`;
 const say = (text: string) => process.stderr.write(`${text}\n`);
 
+async function timed<T>(work: () => T | Promise<T>): Promise<[T, number]> {
+  const start = performance.now();
+  const value = await work();
+  return [value, performance.now() - start];
+}
+
+/** Reads the whole remote through an NBD client and checks it against the pattern and the overwrites. */
+async function verifyRemote(uri: string, size: number, overwrites: Overwrite[]): Promise<void> {
+  const client = await NbdClient.connect({ port: Number(new URL(uri).port), export: "demo" });
+  try {
+    const piece = new Uint8Array(Math.min(size, 16 * 1024 * 1024));
+    for (let offset = 0; offset < size; offset += piece.length) {
+      const part = piece.subarray(0, Math.min(piece.length, size - offset));
+      await client.readAt(part, offset);
+      verifyPattern(part, offset, overwrites, "remote");
+    }
+  } finally {
+    await client.close();
+  }
+}
+
 /**
- * The engine on embedded defaults: a "remote" memory backend holding a known
- * pattern, a managed pipeline with an empty local cache in front of it, a
- * workload that reads and writes while the background pull runs, then a
- * byte-for-byte check of the local view and of the remote after close.
+ * The mount demo on embedded defaults: a memory backend served over NBD on
+ * loopback (from a worker thread, as a stand-in for another host), mounted
+ * managed as a file and as a slice with the engine on its own worker thread;
+ * a workload read and written through each from the main thread, verified
+ * byte for byte — through the mount and, after close, on the remote.
  */
 export async function demo(options: DemoOptions): Promise<void> {
   const size = parseSize(options.size);
   const chunkSize = parseSize(options.chunkSize);
   const workers = Number(options.pullWorkers);
-  const remote = new MemoryBackend(size);
-  for (let offset = 0; offset < size; offset += chunkSize) {
-    const chunk = new Uint8Array(Math.min(chunkSize, size - offset));
-    fillPattern(chunk, offset, 1);
-    await remote.writeAt(chunk, offset);
-  }
-  say(
-    `remote: ${formatBytes(size)} in memory, ${Math.ceil(size / chunkSize)} chunks of ${formatBytes(chunkSize)}`,
-  );
-
-  const pipeline = new ManagedPipeline({
-    remote,
-    local: new MemoryBackend(size),
-    chunkSize,
-    pull: { workers },
-    push: { workers: 4, intervalMs: 50 },
-    closeBackends: false,
+  const server = new Worker(new URL("./nbd-server-worker.js", import.meta.url), { workerData: { size } });
+  const { port } = await new Promise<{ port: number }>((resolve, reject) => {
+    server.once("message", resolve).once("error", reject);
   });
-  const started = performance.now();
-  pipeline.start();
+  const remote = `nbd://127.0.0.1:${port}/demo`;
+  say(`remote: ${formatBytes(size)} of memory served over NBD at ${remote}`);
+  const overwrites: Overwrite[] = [];
+  const description = {
+    remote,
+    chunkSize,
+    managed: { pull: { workers }, push: { intervalMs: 500 } },
+  };
+  try {
+    // The file frontend: a FUSE file, read with plain synchronous fs calls on this thread.
+    const [file, openMs] = await timed(() => mountFile(description));
+    say(`\nfile mount (managed): ${file.path}, open in ${openMs.toFixed(1)} ms, background pull started`);
+    const [bytes, readMs] = await timed(() => fs.readFileSync(file.path));
+    verifyPattern(bytes, 0, overwrites, "file");
+    say(`  readFileSync of the cold file: ${rate(size, readMs)}, every byte correct`);
+    const update: Overwrite = {
+      offset: Math.floor(size / 3) + 123,
+      length: Math.min(size / 4, 8 << 20),
+      seed: 2,
+    };
+    const data = new Uint8Array(update.length);
+    fillPattern(data, update.offset, update.seed);
+    const fd = fs.openSync(file.path, "r+");
+    const [, writeMs] = await timed(() => fs.writeSync(fd, data, 0, data.length, update.offset));
+    fs.closeSync(fd);
+    overwrites.push(update);
+    say(`  wrote ${formatBytes(update.length)} at offset ${update.offset}: ${rate(update.length, writeMs)}`);
+    const [, closeMs] = await timed(() => file.close());
+    say(`  closed (final push included) in ${closeMs.toFixed(1)} ms`);
+    await verifyRemote(remote, size, overwrites);
+    say("  the remote holds the write, byte for byte");
 
-  // While the puller works: read a few regions (demand fetches jump ahead), overwrite one.
-  const probe = new Uint8Array(Math.min(size, 64 * 1024));
-  const expected = new Uint8Array(probe.length);
-  const firstRead = performance.now();
-  await pipeline.backend.readAt(probe, size - probe.length);
-  const firstMs = performance.now() - firstRead;
-  fillPattern(expected, size - probe.length, 1);
-  if (Buffer.compare(probe, expected) !== 0) throw new Error("the first read returned wrong bytes");
-  say(`first read of the last ${formatBytes(probe.length)} while pulling: ${firstMs.toFixed(2)} ms`);
-
-  const written = { offset: Math.floor(size / 3) + 123, length: Math.min(size / 4, 8 * 1024 * 1024) };
-  const update = new Uint8Array(written.length);
-  fillPattern(update, written.offset, 2);
-  await pipeline.backend.writeAt(update, written.offset);
-  say(`wrote ${formatBytes(written.length)} at an unaligned offset (${written.offset})`);
-
-  await pipeline.pulled();
-  const pulledMs = performance.now() - started;
-  const progress = pipeline.progress();
-  say(
-    `pulled in the background: ${progress.chunksLocal}/${progress.chunksTotal} chunks local, ` +
-      `${formatBytes(progress.bytesPulled)} fetched in ${pulledMs.toFixed(0)} ms (${rate(progress.bytesPulled, pulledMs)}), ` +
-      `mean fetch ${progress.meanFetchMs.toFixed(3)} ms`,
-  );
-
-  const readStart = performance.now();
-  const all = new Uint8Array(size);
-  await pipeline.backend.readAt(all, 0);
-  const readMs = performance.now() - readStart;
-  verify(all, written, "local view");
-  say(`read all ${formatBytes(size)} back from the local cache: ${rate(size, readMs)}, every byte correct`);
-
-  await pipeline.close();
-  const remoteBytes = new Uint8Array(size);
-  await remote.readAt(remoteBytes, 0);
-  verify(remoteBytes, written, "remote");
-  const pushed = pipeline.progress().bytesPushed;
-  say(`closed: pushed ${formatBytes(pushed)} back; the remote now equals the local view byte for byte`);
-  await remote.close();
-}
-
-function verify(bytes: Uint8Array, written: { offset: number; length: number }, what: string): void {
-  for (let offset = 0; offset < bytes.length; offset++) {
-    const inUpdate = offset >= written.offset && offset < written.offset + written.length;
-    if (bytes[offset] !== patternByte(offset, inUpdate ? 2 : 1)) {
-      throw new Error(`${what}: byte ${offset} is wrong`);
-    }
+    // The slice frontend: the same resource as memory, faulted in chunk by chunk.
+    const [slice, sliceOpenMs] = await timed(() => mountSlice(description));
+    say(
+      `\nslice mount (managed, userfaultfd): ${formatBytes(slice.size)} Buffer, open in ${sliceOpenMs.toFixed(1)} ms`,
+    );
+    const [sum, touchMs] = await timed(() => {
+      let total = 0;
+      for (let offset = 0; offset < slice.size; offset += 4096) total += slice.buffer[offset]!;
+      return total;
+    });
+    say(`  touched every page of the cold slice: ${rate(size, touchMs)} (checksum ${sum})`);
+    verifyPattern(slice.buffer, 0, overwrites, "slice");
+    say("  every byte correct, including the file mount's write");
+    const second: Overwrite = { offset: 4096 * 3 + 17, length: Math.min(size / 8, 4 << 20), seed: 3 };
+    fillPattern(
+      slice.buffer.subarray(second.offset, second.offset + second.length),
+      second.offset,
+      second.seed,
+    );
+    overwrites.push(second);
+    const progress = await slice.progress();
+    say(
+      `  wrote ${formatBytes(second.length)} into memory; ${progress?.chunksLocal}/${progress?.chunksTotal} chunks local`,
+    );
+    const [, sliceCloseMs] = await timed(() => slice.close());
+    say(`  closed (dirty pages found by write-protect, pushed) in ${sliceCloseMs.toFixed(1)} ms`);
+    await verifyRemote(remote, size, overwrites);
+    say("  the remote holds both writes, byte for byte");
+  } finally {
+    server.postMessage("close");
+    await new Promise((resolve) => server.once("message", resolve));
+    await server.terminate();
   }
 }
