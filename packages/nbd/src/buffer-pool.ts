@@ -7,6 +7,8 @@
  */
 export class BufferPool {
   readonly #free = new Map<number, Buffer[]>();
+  /** Memory this pool handed out; anything else passed to release is ignored. */
+  readonly #owned = new WeakSet<ArrayBufferLike>();
   readonly #maxPooledBytes: number;
   #pooledBytes = 0;
 
@@ -24,13 +26,15 @@ export class BufferPool {
       this.#pooledBytes -= capacity;
       return whole.subarray(0, size);
     }
-    return Buffer.allocUnsafeSlow(capacity).subarray(0, size);
+    const fresh = Buffer.allocUnsafeSlow(capacity);
+    this.#owned.add(fresh.buffer);
+    return fresh.subarray(0, size);
   }
 
   /** Gives a buffer from `get` back once nothing reads it any more. */
   release(buffer: Buffer): void {
     const capacity = buffer.buffer.byteLength;
-    if (buffer.length < 64 * 1024 || buffer.byteOffset !== 0 || capacity & (capacity - 1)) return;
+    if (!this.#owned.has(buffer.buffer) || buffer.byteOffset !== 0) return;
     if (this.#pooledBytes + capacity > this.#maxPooledBytes) return;
     const whole = Buffer.from(buffer.buffer, 0, capacity);
     let list = this.#free.get(capacity);

@@ -27,9 +27,17 @@ export class ByteReader {
   #failure: Error | undefined;
   #attached = false;
 
-  constructor(stream: Duplex, highWater = 1024 * 1024) {
+  readonly #allocate: (size: number) => Buffer;
+
+  /** `allocate` supplies buffers for reads that span several received chunks (a pool, to avoid fresh mappings). */
+  constructor(
+    stream: Duplex,
+    highWater = 1024 * 1024,
+    allocate: (size: number) => Buffer = Buffer.allocUnsafe,
+  ) {
     this.#stream = stream;
     this.#highWater = highWater;
+    this.#allocate = allocate;
     this.attach();
   }
 
@@ -135,7 +143,7 @@ export class ByteReader {
     if (n === 0) return Buffer.alloc(0);
     if (head && head.length >= n) out = head.subarray(0, n);
     else {
-      out = Buffer.allocUnsafe(n);
+      out = this.#allocate(n);
       let at = 0;
       for (const chunk of this.#chunks) {
         const m = Math.min(chunk.length, n - at);
@@ -152,7 +160,7 @@ export class ByteReader {
   async take(n: number): Promise<Buffer> {
     const ready = this.tryTake(n);
     if (ready) return ready;
-    const out = Buffer.allocUnsafe(n);
+    const out = this.#allocate(n);
     await this.takeInto(out);
     return out;
   }

@@ -31,6 +31,8 @@ export interface HandshakeConfig {
   /** When set, every option is refused with NBD_REP_ERR_POLICY and this message. */
   refusal?: string;
   highWater: number;
+  /** Buffers for request payloads that arrive in several chunks. */
+  allocate: (size: number) => Buffer;
 }
 
 export interface Negotiated {
@@ -55,7 +57,7 @@ export async function serverHandshake(
   config: HandshakeConfig,
 ): Promise<Negotiated | undefined> {
   let stream: Duplex = socket;
-  let reader = new ByteReader(stream, config.highWater);
+  let reader = new ByteReader(stream, config.highWater, config.allocate);
   const greeting = Buffer.allocUnsafe(18);
   greeting.writeBigUInt64BE(NBD_MAGIC, 0);
   greeting.writeBigUInt64BE(IHAVEOPT, 8);
@@ -143,7 +145,7 @@ export async function serverHandshake(
           if (leftover.length > 0) throw new HandshakeEnd("client sent data before the STARTTLS reply");
           reply(option, REP.ACK);
           stream = await upgrade(stream, config);
-          reader = new ByteReader(stream, config.highWater);
+          reader = new ByteReader(stream, config.highWater, config.allocate);
           secure = true;
           structured = false;
           meta = undefined;

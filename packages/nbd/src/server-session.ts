@@ -49,6 +49,8 @@ class Refusal extends Error {
 
 const ZEROES = new Uint8Array(1024 * 1024);
 const CACHE_PIECE = 1024 * 1024;
+/** Where read data starts in a reply buffer: room for the largest header, 8-byte aligned. */
+const DATA_ALIGN = 32;
 
 /**
  * The transmission phase of one connection: reads requests, runs many of them
@@ -111,7 +113,11 @@ export class ServerSession {
           // The payload follows the header whatever we think of the request;
           // a refused one is skipped without buffering it.
           if (refusal) await this.#reader.skip(request.length);
-          else payload = this.#reader.tryTake(request.length) ?? (await this.#reader.take(request.length));
+          else
+            payload = this.#aligned(
+              this.#reader.tryTake(request.length) ?? (await this.#reader.take(request.length)),
+              request.offset,
+            );
         }
         if (refusal) {
           this.#replyError(request, refusal.errno, refusal.message);
@@ -130,6 +136,19 @@ export class ServerSession {
   async shutdown(): Promise<void> {
     this.#closing = true;
     await this.#drained();
+  }
+
+  /**
+   * A payload sliced straight out of a socket chunk usually starts 4 bytes off
+   * the 8-byte grid (after the 28-byte header); copying that into a
+   * SharedArrayBuffer-backed store goes byte by byte. A fast plain copy into an
+   * aligned pool buffer first is cheaper overall.
+   */
+  #aligned(payload: Buffer, offset: number): Buffer {
+    if (payload.length < 4096 || (payload.byteOffset - offset) % 8 === 0) return payload;
+    const copy = this.#pool.get(payload.length);
+    payload.copy(copy);
+    return copy;
   }
 
   #drained(): Promise<void> {
@@ -248,7 +267,11 @@ export class ServerSession {
       case CMD.READ:
         return this.#read(request);
       case CMD.WRITE:
-        await backend.writeAt(payload!, offset);
+        try {
+          await backend.writeAt(payload!, offset);
+        } finally {
+          this.#pool.release(payload!);
+        }
         if (fua) await backend.sync();
         return this.#replyOk(request);
       case CMD.FLUSH:
@@ -274,11 +297,14 @@ export class ServerSession {
     const { length, offset } = request;
     if (this.#structured && length === 0) return this.#replyOk(request);
     const head = this.#structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
-    const out = this.#pool.get(head + length);
+    // The data starts 8-byte aligned: copies out of a SharedArrayBuffer into a
+    // misaligned destination go byte by byte (about 4x slower).
+    const whole = this.#pool.get(DATA_ALIGN + length);
+    const out = whole.subarray(DATA_ALIGN - head);
     try {
-      await this.#served.backend.readAt(out.subarray(head), offset);
+      await this.#served.backend.readAt(whole.subarray(DATA_ALIGN), offset);
     } catch (error) {
-      this.#pool.release(out);
+      this.#pool.release(whole);
       throw error;
     }
     if (this.#structured) {
@@ -293,7 +319,7 @@ export class ServerSession {
       out.writeUInt32BE(Math.floor(offset / 0x100000000), STRUCTURED_HEADER_SIZE);
       out.writeUInt32BE(offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
     } else writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
-    this.#send(out, () => this.#pool.release(out));
+    this.#send(out, () => this.#pool.release(whole));
   }
 
   async #writeZeroes(request: Request): Promise<void> {

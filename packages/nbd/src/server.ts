@@ -102,6 +102,7 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
       tlsRequired: o.tlsRequired,
       // Large enough for a whole maximal WRITE header + payload to queue.
       highWater: 1024 * 1024,
+      allocate: (size) => this.#pool.get(size),
     };
   }
 
