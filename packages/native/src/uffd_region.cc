@@ -74,8 +74,8 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
                            InstanceMethod<&UffdRegionWrap::Evict>("evict"),
                            InstanceMethod<&UffdRegionWrap::Stats>("stats"),
                            InstanceMethod<&UffdRegionWrap::Close>("close"),
-                           InstanceMethod<&UffdRegionWrap::Ref>("ref"),
-                           InstanceMethod<&UffdRegionWrap::Unref>("unref"),
+                           InstanceMethod<&UffdRegionWrap::RefLoop>("ref"),
+                           InstanceMethod<&UffdRegionWrap::UnrefLoop>("unref"),
                        });
   }
 
@@ -134,6 +134,11 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     self.Set("uffd", Napi::Number::New(env, uffd));
     self.Set("memfd", Napi::Number::New(env, memfd_));
 
+    // An open region lives until close(), even if JavaScript drops every
+    // reference to it: other threads and processes may still be touching it.
+    Ref();
+    pinned_ = true;
+
     if (!serve) return;
     RegionCore::MissFn miss = nullptr;
     if (on_miss.IsFunction()) {
@@ -145,6 +150,8 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     if (!core_->Start(miss, this, &err)) {
       ThrowErrno(env, err, "eventfd");
       Shutdown();
+      Unref();
+      pinned_ = false;
       return;
     }
     napi_add_env_cleanup_hook(env, &UffdRegionWrap::OnEnvTeardown, this);
@@ -408,12 +415,12 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
 
   // While served with onMiss, a region keeps its thread's event loop alive
   // (misses must be answered); unref() lets the thread exit anyway.
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
+  Napi::Value RefLoop(const Napi::CallbackInfo& info) {
     if (has_tsfn_) tsfn_.Ref(info.Env());
     return info.Env().Undefined();
   }
 
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
+  Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
     if (has_tsfn_) tsfn_.Unref(info.Env());
     return info.Env().Undefined();
   }
@@ -432,6 +439,8 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     memfd_ = -1;
     for (auto& ref : keep_) ref.Reset();
     keep_.clear();
+    if (pinned_) Unref();
+    pinned_ = false;
     return info.Env().Undefined();
   }
 
@@ -453,6 +462,7 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
   bool has_tsfn_ = false;
   bool cleanup_hook_ = false;
   bool closed_ = false;
+  bool pinned_ = false;  // strongly referenced until close()
   int memfd_ = -1;
   uint32_t id_ = 0;
 };

@@ -160,6 +160,18 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     expect(region.stats().misses).toBe(4);
   });
 
+  it("a region nobody references stays open until close() (garbage collection does not end it)", async () => {
+    const size = 4 * MiB;
+    const { worker, first } = runWorker<{ id: number }>({
+      role: "serve-dropped",
+      size,
+      chunkSize: 64 * 1024,
+    });
+    const view = UffdRegion.attach((await first).id);
+    expect(countMismatches(view, 0)).toBe(0);
+    worker.postMessage("exit");
+  });
+
   it("present chunks are resolved natively and never reach JavaScript", async () => {
     const size = 64 * MiB;
     const chunkSize = 64 * 1024;
