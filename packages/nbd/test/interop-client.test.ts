@@ -116,6 +116,21 @@ describe.skipIf(!have("nbdkit"))("our client ↔ nbdkit memory", () => {
   });
 });
 
+describe.skipIf(!have("nbdkit"))("our client ↔ older nbdkit handshakes", () => {
+  it("falls back to EXPORT_NAME without fixed newstyle, and to simple replies without structured replies", async () => {
+    const port = await freePort();
+    children.push(await startNbdkit("8M", { port, extra: ["--mask-handshake=0", "--no-sr"] }));
+    const client = await connectNbd({ port });
+    try {
+      expect(client.info.structured).toBe(false);
+      expect(client.blockStatus).toBeUndefined();
+      await roundTrip(client);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 describe.skipIf(!have("nbdkit", "openssl"))("our client ↔ nbdkit over TLS", () => {
   let port: number;
   beforeAll(async () => {

@@ -3,7 +3,7 @@ import { isR3mapError, MemoryBackend } from "@r3map/core";
 import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ByteReader } from "../src/byte-reader.js";
-import { connectNbd, NbdServer } from "../src/index.js";
+import { connectNbd, listNbdExports, NbdServer } from "../src/index.js";
 import { CMD, IHAVEOPT, INFO, NBD_MAGIC, OPT, REP, REPLY_TYPE } from "../src/protocol.js";
 import { optionReply, writeStructuredHeader } from "../src/wire.js";
 import { waitFor } from "./helpers.js";
@@ -410,6 +410,59 @@ describe("client resilience", () => {
     expect(isR3mapError(error, "ERR_PROTOCOL")).toBe(true);
     await client.close();
     await new Promise<void>((resolve) => liar.close(() => resolve()));
+  });
+});
+
+describe("client against our server", () => {
+  it("lists exports, reports an unknown export, and refuses misaligned requests locally", async () => {
+    const names = (await listNbdExports({ port })).map((e) => e.name).sort();
+    expect(names).toEqual(["aligned", "disk", "ro"]);
+    const error = await connectNbd({ port, export: "missing" }).catch((e: unknown) => e);
+    expect(isR3mapError(error, "ERR_INVALID_ARGUMENT")).toBe(true);
+    expect(String(error)).toMatch(/unknown export "missing"/);
+    const aligned = await connectNbd({ port, export: "aligned" });
+    expect(aligned.info.minimumBlockSize).toBe(4096);
+    const misaligned = await aligned.readAt(new Uint8Array(512), 0).catch((e: unknown) => e);
+    expect(isR3mapError(misaligned, "ERR_MISALIGNED")).toBe(true);
+    await aligned.readAt(new Uint8Array(4096), 4096);
+    await aligned.close();
+    const ro = await connectNbd({ port, export: "ro" });
+    expect(ro.readOnly).toBe(true);
+    expect(ro.trim).toBeUndefined();
+    await expect(ro.writeAt(new Uint8Array(1), 0)).rejects.toMatchObject({ code: "ERR_READ_ONLY" });
+    await ro.close();
+  });
+
+  it("uses one connection when the export does not allow multi-conn, and simple replies when asked", async () => {
+    const single = new NbdServer({
+      exports: [{ name: "", backend: new MemoryBackend(4 * MiB), multiConn: false }],
+    });
+    const singlePort = ((await single.listen({ port: 0 })) as net.AddressInfo).port;
+    const client = await connectNbd({ port: singlePort, connections: 4, structuredReplies: false });
+    expect(client.connectionCount).toBe(1);
+    expect(client.info.structured).toBe(false);
+    const data = patternBytes(3 * MiB, 8);
+    await client.writeAt(data, 0);
+    const back = new Uint8Array(3 * MiB);
+    await client.readAt(back, 0);
+    expect(Buffer.compare(back, data)).toBe(0);
+    await client.close();
+    await single.close();
+  });
+
+  it("serves a stream handed to serve() (a proxy or socketpair end)", async () => {
+    const memory = new MemoryBackend(MiB);
+    const nbd = new NbdServer({ exports: [{ name: "", backend: memory }] });
+    const plain = net.createServer((socket) => nbd.serve(socket));
+    await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
+    const client = await connectNbd({ port: (plain.address() as net.AddressInfo).port });
+    await client.writeAt(patternBytes(512, 4), 512);
+    const back = new Uint8Array(512);
+    await memory.readAt(back, 512);
+    expect(Buffer.compare(back, patternBytes(512, 4))).toBe(0);
+    await client.close();
+    await nbd.close();
+    await new Promise<void>((resolve) => plain.close(() => resolve()));
   });
 });
 
