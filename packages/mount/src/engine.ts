@@ -1,3 +1,6 @@
+import { createRequire } from "node:module";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
 import {
   ArbitraryStage,
   type Backend,
@@ -70,7 +73,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 
   /** Opens the backends a description names. `makeLocal` overrides `managed.local` (a slice passes its memfd). */
   static async open(description: MountDescription, makeLocal?: LocalFactory): Promise<MountEngine> {
-    for (const scheme of description.schemes ?? ["@r3map/nbd"]) await import(scheme);
+    for (const scheme of description.schemes ?? ["@r3map/nbd"]) await importSchemePackage(scheme);
     const remote = await openBackend(description.remote);
     try {
       if (!description.managed) return new MountEngine(description, { remote });
@@ -130,6 +133,29 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   close(): Promise<void> {
     this.#closing ??= this.pipeline ? this.pipeline.close() : this.remote.close();
     return this.#closing;
+  }
+}
+
+/**
+ * Imports a package that registers backend URI schemes. Tried from this
+ * package first, then from the application's working directory, so that a
+ * scheme package the application installed is found under pnpm's strict layout.
+ */
+async function importSchemePackage(specifier: string): Promise<void> {
+  try {
+    await import(specifier);
+  } catch (error) {
+    let resolved: string;
+    try {
+      resolved = createRequire(path.join(process.cwd(), "noop.js")).resolve(specifier);
+    } catch {
+      throw new R3mapError(
+        "ERR_UNKNOWN_SCHEME",
+        `cannot load the scheme package "${specifier}": install it in your application`,
+        { cause: error },
+      );
+    }
+    await import(pathToFileURL(resolved).href);
   }
 }
 
