@@ -94,7 +94,6 @@ const networkErrnos = new Set([
   "ECONNRESET",
   "ECONNABORTED",
   "EPIPE",
-  "ETIMEDOUT",
   "EHOSTUNREACH",
   "ENETUNREACH",
   "ENOTFOUND",

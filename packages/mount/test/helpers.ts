@@ -127,6 +127,7 @@ export function fioVerify(file: string, size: number, blockSize = "4k"): void {
       "--direct=1",
       "--verify=crc32c",
       "--verify_fatal=1",
+      "--verify_state_save=0",
       "--do_verify=1",
       "--randrepeat=1",
       "--output-format=terse",
