@@ -528,11 +528,18 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
 
 describe.skipIf(process.getuid?.() !== 0)("UffdRegion privileges", () => {
   it("an unprivileged process gets ERR_PERMISSION with advice", async () => {
+    // A copy the unprivileged user can read, wherever the checkout lives.
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), "r3map-uffd-nobody-"));
+    cleanups.push(() => fs.rmSync(directory, { recursive: true, force: true }));
+    fs.chmodSync(directory, 0o755);
+    const addon = path.join(directory, "r3map_native.node");
+    fs.copyFileSync(nativeAddonPath(), addon);
+    fs.chmodSync(addon, 0o755);
     const script = `
-      const { UffdRegion } = require(${JSON.stringify(nativeAddonPath())});
+      const { UffdRegion } = require(${JSON.stringify(addon)});
       try { new UffdRegion({ size: 65536, chunkSize: 65536, onMiss() {} }); console.log("created"); }
       catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
-    const child = spawn(process.execPath, ["-e", script], { uid: 65534, gid: 65534 });
+    const child = spawn(process.execPath, ["-e", script], { uid: 65534, gid: 65534, cwd: directory });
     let output = "";
     child.stdout.on("data", (data: Buffer) => {
       output += data.toString();
