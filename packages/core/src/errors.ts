@@ -82,13 +82,7 @@ const errnoByCode: Record<ErrorCode, string> = {
   ERR_IO: "EIO",
 };
 
-/** Errors of a remote or its connection: a device reports them as EIO, whatever the socket said. */
-const remoteCodes = new Set<ErrorCode>([
-  "ERR_REMOTE_UNREACHABLE",
-  "ERR_REMOTE_FAILED",
-  "ERR_TIMEOUT",
-  "ERR_PROTOCOL",
-]);
+/** Socket errnos: a device reports them as EIO, since a reader of a file or block device expects I/O errors. */
 const networkErrnos = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
@@ -108,7 +102,6 @@ const networkErrnos = new Set([
  */
 export function errnoOf(error: unknown): string {
   if (error instanceof R3mapError) {
-    if (remoteCodes.has(error.code)) return "EIO";
     return error.errno !== undefined && !networkErrnos.has(error.errno)
       ? error.errno
       : errnoByCode[error.code];
