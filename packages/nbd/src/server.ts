@@ -141,6 +141,11 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
     }
     if (stream instanceof net.Socket) stream.setNoDelay(true);
     const full = this.#connections.size >= this.#options.maxConnections;
+    // Refusals are explained during negotiation, but a flood of them is simply cut off.
+    if (this.#connections.size >= 2 * this.#options.maxConnections) {
+      stream.destroy();
+      return;
+    }
     const connection: Connection = { stream, done: Promise.resolve() };
     this.#connections.add(connection);
     connection.done = this.#run(connection, full);
