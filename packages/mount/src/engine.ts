@@ -5,6 +5,7 @@ import {
   ArbitraryStage,
   type Backend,
   type ChunkBitmap,
+  type ChunkOrigin,
   FileBackend,
   ManagedPipeline,
   MemoryBackend,
@@ -17,6 +18,8 @@ import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./d
 
 export interface MountEngineEvents {
   progress: [Progress];
+  /** A chunk became local: fetched (demand or pull) or written whole. */
+  "chunk-local": [chunk: number, origin: ChunkOrigin];
   /** A background pull or push failed; data is kept and pushes are retried. */
   error: [unknown];
 }
@@ -63,6 +66,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         push: pushOptions(managed),
       });
       this.pipeline.on("progress", (progress) => this.emit("progress", progress));
+      this.pipeline.on("chunk-local", (chunk, origin) => this.emit("chunk-local", chunk, origin));
       this.pipeline.on("error", (error) => this.emit("error", error));
       this.backend = this.pipeline.backend;
     } else {
@@ -71,10 +75,21 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     }
   }
 
-  /** Opens the backends a description names. `makeLocal` overrides `managed.local` (a slice passes its memfd). */
-  static async open(description: MountDescription, makeLocal?: LocalFactory): Promise<MountEngine> {
-    for (const scheme of description.schemes ?? ["@r3map/nbd"]) await importSchemePackage(scheme);
-    const remote = await openBackend(description.remote);
+  /**
+   * Opens the backends a description names. `given.remote` replaces the
+   * remote URI with a Backend object (same-thread use); `makeLocal` overrides
+   * `managed.local` (a slice passes its memfd).
+   */
+  static async open(
+    description: MountDescription,
+    makeLocal?: LocalFactory,
+    given: { remote?: Backend } = {},
+  ): Promise<MountEngine> {
+    let remote = given.remote;
+    if (!remote) {
+      for (const scheme of description.schemes ?? ["@r3map/nbd"]) await importSchemePackage(scheme);
+      remote = await openBackend(description.remote);
+    }
     try {
       if (!description.managed) return new MountEngine(description, { remote });
       if (makeLocal) return new MountEngine(description, { remote, ...makeLocal(remote.size) });
@@ -84,11 +99,6 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       await remote.close().catch(() => {});
       throw error;
     }
-  }
-
-  /** An engine over Backend objects the caller made (same-thread use only). */
-  static fromBackends(description: Omit<MountDescription, "remote">, parts: EngineParts): MountEngine {
-    return new MountEngine({ ...description, remote: "" }, parts);
   }
 
   get size(): number {

@@ -1,4 +1,4 @@
-import type { Progress } from "@r3map/core";
+import type { Backend, Progress } from "@r3map/core";
 import type { MountDescription } from "./description.js";
 import { MountEngine } from "./engine.js";
 import { FileDevice, type FileDeviceOptions } from "./file-device.js";
@@ -34,12 +34,13 @@ export class HostedMount {
     frontend: Frontend,
     description: MountDescription,
     options: DeviceOptions = {},
+    remote?: Backend,
   ): Promise<HostedMount> {
     if (frontend === "slice") {
-      const slice = await SliceDevice.open(description);
+      const slice = await SliceDevice.open(description, remote);
       return new HostedMount(slice.engine, slice, { frontend, size: slice.size, regionId: slice.regionId });
     }
-    const engine = await MountEngine.open(description);
+    const engine = await MountEngine.open(description, undefined, remote ? { remote } : {});
     try {
       await engine.start(description);
       const device =

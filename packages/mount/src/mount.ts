@@ -1,4 +1,4 @@
-import { type Progress, R3mapError, TypedEmitter } from "@r3map/core";
+import { type Backend, type ChunkOrigin, type Progress, R3mapError, TypedEmitter } from "@r3map/core";
 import { UffdRegion } from "@r3map/native";
 import type { MountDescription } from "./description.js";
 import { type DeviceOptions, type Frontend, HostedMount, type MountHandle } from "./hosted-mount.js";
@@ -6,7 +6,18 @@ import { SliceDevice } from "./slice-device.js";
 import { deserializeError, type Notice } from "./worker/protocol.js";
 import { WorkerHost } from "./worker/worker-host.js";
 
+/** Called by the mount at the points the original r3map offered hooks. */
+export interface MountHooks {
+  /** Before changes are pushed on `sync()` (e.g. suspend the application, flush its buffers). */
+  beforeSync?: () => void | Promise<void>;
+  /** Once, before `close()` starts. */
+  beforeClose?: () => void | Promise<void>;
+  /** A chunk became local (fetched, pulled or written whole). Fires whether or not pushing is on. */
+  onChunkLocal?: (chunk: number, origin: ChunkOrigin) => void;
+}
+
 export interface MountOptions extends DeviceOptions {
+  hooks?: MountHooks;
   /**
    * Where the engine (backends, puller, pusher, miss handling) runs:
    * - `"worker"` (default): a worker thread. This thread may then touch the
@@ -14,12 +25,20 @@ export interface MountOptions extends DeviceOptions {
    * - `"this-thread"`: this thread's event loop. Then this thread must never
    *   block on the mount (no synchronous reads of the file, no touching the
    *   slice): the engine that would answer is waiting behind it.
+   * Default: "worker", or "this-thread" when the remote is a Backend object
+   * (objects cannot cross to a worker).
    */
   engine?: "worker" | "this-thread";
 }
 
+/** A description whose remote is a Backend object the caller made (same-thread engine only). */
+export type MountSource =
+  | MountDescription
+  | (Omit<MountDescription, "remote" | "schemes"> & { remote: Backend });
+
 export interface MountEvents {
   progress: [Progress];
+  "chunk-local": [chunk: number, origin: ChunkOrigin];
   error: [unknown];
 }
 
@@ -43,8 +62,11 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
   #buffer: Buffer | undefined;
   #closing: Promise<void> | undefined;
 
-  private constructor(handle: MountHandle, host: Host, buffer?: Buffer) {
+  readonly #hooks: MountHooks;
+
+  private constructor(handle: MountHandle, host: Host, hooks: MountHooks, buffer?: Buffer) {
     super();
+    this.#hooks = hooks;
     this.frontend = handle.frontend;
     this.size = handle.size;
     this.path = handle.path;
@@ -53,30 +75,37 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
   }
 
   /** @internal */
-  static async open(
-    frontend: Frontend,
-    description: MountDescription,
-    options: MountOptions,
-  ): Promise<Mount> {
-    const { engine = "worker", ...deviceOptions } = options;
-    if (engine === "this-thread") {
-      const hosted = await HostedMount.open(frontend, description, deviceOptions);
+  static async open(frontend: Frontend, source: MountSource, options: MountOptions): Promise<Mount> {
+    const { engine, hooks = {}, ...deviceOptions } = options;
+    const given = typeof source.remote === "string" ? undefined : source.remote;
+    if (given && engine === "worker") {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        "a Backend object cannot move to a worker thread: describe the remote by URI, or use engine: 'this-thread'",
+      );
+    }
+    if (given || engine === "this-thread") {
+      const description = { ...source, remote: given ? "" : (source.remote as string) };
+      const hosted = await HostedMount.open(frontend, description, deviceOptions, given);
       const buffer = hosted.device instanceof SliceDevice ? hosted.device.buffer : undefined;
-      const mount = new Mount(hosted.handle, hosted, buffer);
+      const mount = new Mount(hosted.handle, hosted, hooks, buffer);
       hosted.engine.on("progress", (progress) => mount.emit("progress", progress));
       hosted.engine.on("error", (error) => mount.emit("error", error));
+      hosted.engine.on("chunk-local", (chunk, origin) => mount.chunkBecameLocal(chunk, origin));
       return mount;
     }
     let mount: Mount | undefined;
     const host = new WorkerHost((notice: Notice) => {
       if (notice.event === "progress") mount?.emit("progress", notice.progress);
+      else if (notice.event === "chunk-local") mount?.chunkBecameLocal(notice.chunk, notice.origin);
       else mount?.emit("error", deserializeError(notice.error));
     });
-    const handle = await host.open(frontend, description, deviceOptions);
+    const description = source as MountDescription;
+    const handle = await host.open(frontend, description, deviceOptions, hooks.onChunkLocal !== undefined);
     // A view of the region the worker created: this thread may touch it.
     const buffer =
       handle.regionId === undefined ? undefined : UffdRegion.attach(handle.regionId).subarray(0, handle.size);
-    mount = new Mount(handle, host, buffer);
+    mount = new Mount(handle, host, hooks, buffer);
     return mount;
   }
 
@@ -95,15 +124,29 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
   /** Flushes the frontend and pushes every change to the remote. */
   async sync(): Promise<void> {
     if (this.#closing) throw new R3mapError("ERR_CLOSED", "the mount is closed");
+    await this.#hooks.beforeSync?.();
     await this.#host.sync();
   }
 
   /** Flush → final push → detach the device → close the backends. Idempotent. */
   close(): Promise<void> {
-    this.#closing ??= this.#host.close().finally(() => {
-      this.#buffer = undefined;
-    });
+    this.#closing ??= (async () => {
+      try {
+        await this.#hooks.beforeClose?.();
+        await this.#hooks.beforeSync?.();
+      } finally {
+        await this.#host.close().finally(() => {
+          this.#buffer = undefined;
+        });
+      }
+    })();
     return this.#closing;
+  }
+
+  /** @internal Calls the hook and emits "chunk-local". */
+  chunkBecameLocal(chunk: number, origin: ChunkOrigin): void {
+    this.#hooks.onChunkLocal?.(chunk, origin);
+    this.emit("chunk-local", chunk, origin);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -120,19 +163,19 @@ export interface PathMount extends Mount {
 }
 
 /** Mounts the resource as one regular file on a FUSE mount; `path` is the file. */
-export function mountFile(description: MountDescription, options: MountOptions = {}): Promise<FileMount> {
-  return Mount.open("file", description, options) as Promise<FileMount>;
+export function mountFile(source: MountSource, options: MountOptions = {}): Promise<FileMount> {
+  return Mount.open("file", source, options) as Promise<FileMount>;
 }
 
 /** Mounts the resource as a block device (a loop device over the FUSE file here); `path` is /dev/loopN. */
-export function mountPath(description: MountDescription, options: MountOptions = {}): Promise<PathMount> {
-  return Mount.open("path", description, options) as Promise<PathMount>;
+export function mountPath(source: MountSource, options: MountOptions = {}): Promise<PathMount> {
+  return Mount.open("path", source, options) as Promise<PathMount>;
 }
 
 /** Maps the resource into memory; `buffer` is the memory (faulted in chunk by chunk). */
 export function mountSlice(
-  description: MountDescription,
-  options: Pick<MountOptions, "engine"> = {},
+  source: MountSource,
+  options: Pick<MountOptions, "engine" | "hooks"> = {},
 ): Promise<Mount> {
-  return Mount.open("slice", description, options);
+  return Mount.open("slice", source, options);
 }

@@ -1,4 +1,4 @@
-import { ChunkBitmap, FileBackend, R3mapError } from "@r3map/core";
+import { type Backend, ChunkBitmap, FileBackend, R3mapError } from "@r3map/core";
 import { UffdRegion } from "@r3map/native";
 import type { MountDescription } from "./description.js";
 import { chunkSizeOf } from "./description.js";
@@ -37,7 +37,7 @@ export class SliceDevice {
   }
 
   /** Opens the engine and the region together (the region's memfd is the engine's cache). */
-  static async open(description: MountDescription): Promise<SliceDevice> {
+  static async open(description: MountDescription, remote?: Backend): Promise<SliceDevice> {
     const chunkSize = chunkSizeOf(description);
     if (chunkSize % PAGE_SIZE !== 0) {
       throw new R3mapError(
@@ -58,19 +58,23 @@ export class SliceDevice {
     let region: UffdRegion | undefined;
     let engine: MountEngine | undefined;
     try {
-      engine = await MountEngine.open(engineDescription, (size) => {
-        const presence = new ChunkBitmap(Math.ceil(size / chunkSize));
-        region = UffdRegion.create({
-          size: Math.ceil(size / PAGE_SIZE) * PAGE_SIZE,
-          chunkSize,
-          memory: "memfd",
-          cacheInMemfd: true,
-          presence,
-          dirtyTracking: push !== false,
-          onMiss: (chunk) => engine!.pipeline!.synced.ensureLocal(chunk),
-        });
-        return { local: FileBackend.open(`/proc/self/fd/${region.memfd}`, { size }), presence };
-      });
+      engine = await MountEngine.open(
+        engineDescription,
+        (size) => {
+          const presence = new ChunkBitmap(Math.ceil(size / chunkSize));
+          region = UffdRegion.create({
+            size: Math.ceil(size / PAGE_SIZE) * PAGE_SIZE,
+            chunkSize,
+            memory: "memfd",
+            cacheInMemfd: true,
+            presence,
+            dirtyTracking: push !== false,
+            onMiss: (chunk) => engine!.pipeline!.synced.ensureLocal(chunk),
+          });
+          return { local: FileBackend.open(`/proc/self/fd/${region.memfd}`, { size }), presence };
+        },
+        remote ? { remote } : {},
+      );
       const interval =
         !managed || push === false ? null : push?.intervalMs === undefined ? 5000 : push.intervalMs;
       const device = new SliceDevice(engine, region!, engine.size, interval);

@@ -29,6 +29,9 @@ async function handle(request: Request): Promise<Reply> {
           notify({ event: "progress", progress });
         });
         mount.engine.on("error", (error) => notify({ event: "error", error: serializeError(error) }));
+        if (request.chunkEvents) {
+          mount.engine.on("chunk-local", (chunk, origin) => notify({ event: "chunk-local", chunk, origin }));
+        }
         return { id: request.id, ok: true, value: mount.handle };
       }
       case "progress":

@@ -1,17 +1,28 @@
-import { type ErrorCode, type Progress, R3mapError } from "@r3map/core";
+import { type ChunkOrigin, type ErrorCode, type Progress, R3mapError } from "@r3map/core";
 import type { MountDescription } from "../description.js";
 import type { DeviceOptions, Frontend, MountHandle } from "../hosted-mount.js";
 
 /** Messages between a mount on the main thread and its engine worker. */
 export type Request =
-  | { id: number; op: "open"; frontend: Frontend; description: MountDescription; options: DeviceOptions }
+  | {
+      id: number;
+      op: "open";
+      frontend: Frontend;
+      description: MountDescription;
+      options: DeviceOptions;
+      /** Forward every chunk-local event (only when someone listens: one message per chunk). */
+      chunkEvents: boolean;
+    }
   | { id: number; op: "sync" | "close" | "progress" };
 
 export type Reply =
   | { id: number; ok: true; value?: MountHandle | Progress | undefined }
   | { id: number; ok: false; error: SerializedError };
 
-export type Notice = { event: "progress"; progress: Progress } | { event: "error"; error: SerializedError };
+export type Notice =
+  | { event: "progress"; progress: Progress }
+  | { event: "chunk-local"; chunk: number; origin: ChunkOrigin }
+  | { event: "error"; error: SerializedError };
 
 export interface SerializedError {
   code?: string;

@@ -37,9 +37,10 @@ export class WorkerHost {
     frontend: Frontend,
     description: MountDescription,
     options: DeviceOptions,
+    chunkEvents: boolean,
   ): Promise<MountHandle> {
     try {
-      return (await this.#call({ op: "open", frontend, description, options })) as MountHandle;
+      return (await this.#call({ op: "open", frontend, description, options, chunkEvents })) as MountHandle;
     } catch (error) {
       await this.#worker.terminate();
       throw error;

@@ -1,0 +1,85 @@
+import * as fs from "node:fs";
+import { MemoryBackend } from "@r3map/core";
+import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
+import { describe, expect, it } from "vitest";
+import { mountFile } from "../dist/index.js";
+import { leftovers } from "./helpers.js";
+
+const chunkSize = 64 * 1024;
+const size = 32 * chunkSize;
+
+function remote(): InstrumentedBackend {
+  return new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 21)));
+}
+
+describe("mount options", () => {
+  it("takes a Backend object on this thread, calls the hooks, and fires onChunkLocal with push off", async () => {
+    const backend = remote();
+    const calls: string[] = [];
+    const local: number[] = [];
+    const mount = await mountFile(
+      { remote: backend, chunkSize, managed: { pull: false, push: false } },
+      {
+        hooks: {
+          beforeSync: () => {
+            calls.push("beforeSync");
+          },
+          beforeClose: () => {
+            calls.push("beforeClose");
+          },
+          onChunkLocal: (chunk, origin) => local.push(chunk * (origin === "fetch" ? 1 : -1)),
+        },
+      },
+    );
+    try {
+      // Asynchronous reads only: the engine runs on this thread's event loop.
+      const handle = await fs.promises.open(mount.path, "r");
+      const bytes = new Uint8Array(100);
+      await handle.read(bytes, 0, 100, 5 * chunkSize + 10);
+      await handle.close();
+      expect(
+        Buffer.compare(bytes, patternBytes(size, 21).subarray(5 * chunkSize + 10, 5 * chunkSize + 110)),
+      ).toBe(0);
+      // No background pull: only the chunks the kernel asked for (its readahead included) were fetched.
+      expect(backend.reads.length).toBeLessThan(32);
+      expect(local).toContain(5);
+      await mount.sync();
+    } finally {
+      await mount.close();
+      await mount.close();
+    }
+    expect(calls).toEqual(["beforeSync", "beforeClose", "beforeSync"]);
+    expect(backend.writes).toEqual([]); // push: false
+    expect(leftovers()).toEqual([]);
+  });
+
+  it("refuses a Backend object on a worker engine", async () => {
+    await expect(mountFile({ remote: remote(), chunkSize }, { engine: "worker" })).rejects.toMatchObject({
+      code: "ERR_INVALID_ARGUMENT",
+    });
+  });
+
+  it("pull.first returns only when everything is local; a trace decides the pull order", async () => {
+    const backend = remote();
+    const trace = [31, 7, 30];
+    const mount = await mountFile({
+      remote: backend,
+      chunkSize,
+      managed: { pull: { workers: 1, first: true, order: { trace } }, push: false },
+    });
+    try {
+      const progress = await mount.progress();
+      expect(progress?.chunksLocal).toBe(32);
+      expect(backend.reads.slice(0, 3).map((offset) => offset / chunkSize)).toEqual(trace);
+    } finally {
+      await mount.close();
+    }
+  });
+
+  it("an unknown URI scheme fails open with ERR_UNKNOWN_SCHEME and leaves no worker or mount", async () => {
+    await expect(mountFile({ remote: "gopher://127.0.0.1/x" })).rejects.toMatchObject({
+      code: "ERR_UNKNOWN_SCHEME",
+    });
+    expect(leftovers()).toEqual([]);
+  });
+});
