@@ -1,6 +1,14 @@
-import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { ArbitraryStage, type Backend, ChunkedStage, flagParam, R3mapError, sizeParam } from "@r3map/core";
+import {
+  ArbitraryStage,
+  type Backend,
+  ChunkedStage,
+  fileParam,
+  flagParam,
+  integerParam,
+  R3mapError,
+  sizeParam,
+} from "@r3map/core";
 import cassandra from "cassandra-driver";
 import { cassandraError } from "./errors.js";
 import { CassandraChunkStore, quoteIdentifier } from "./store.js";
@@ -52,7 +60,7 @@ export async function openCassandraStore(uri: string | URL): Promise<CassandraCh
   const chunkSize = sizeParam(url, "chunk") ?? DEFAULT_CHUNK;
   const consistency = consistencyParam(url);
   const replication = replicationParam(url);
-  const timeoutMs = positiveInt(url, "timeoutMs", DEFAULT_TIMEOUT_MS);
+  const timeoutMs = integerParam(url, "timeoutMs", DEFAULT_TIMEOUT_MS);
   const host = url.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1";
   const port = url.port === "" ? 9042 : Number(url.port);
   const options: cassandra.ClientOptions = {
@@ -150,35 +158,10 @@ function replicationParam(url: URL): string {
   throw bad();
 }
 
-function positiveInt(url: URL, name: string, fallback: number): number {
-  const raw = url.searchParams.get(name);
-  if (raw === null) return fallback;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new R3mapError("ERR_INVALID_ARGUMENT", `${name} must be a positive integer, got "${raw}"`);
-  }
-  return value;
-}
-
 function tlsOptions(url: URL, host: string): NonNullable<cassandra.ClientOptions["sslOptions"]> {
-  const file = (name: string) => {
-    const path = url.searchParams.get(name);
-    if (path === null) return undefined;
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new R3mapError(
-        "ERR_INVALID_ARGUMENT",
-        `cannot read the TLS ${name} file ${path}: ${(error as Error).message}`,
-        {
-          cause: error,
-        },
-      );
-    }
-  };
-  const ca = file("ca");
-  const cert = file("cert");
-  const key = file("key");
+  const ca = fileParam(url, "ca");
+  const cert = fileParam(url, "cert");
+  const key = fileParam(url, "key");
   const servername = url.searchParams.get("servername") ?? (isIP(host) ? undefined : host);
   return {
     rejectUnauthorized: !flagParam(url, "tlsInsecure"),

@@ -1,4 +1,4 @@
-import { ChunkLayout, R3mapError, StorageBackend } from "@r3map/core";
+import { KeyedChunkStore, R3mapError } from "@r3map/core";
 import type cassandra from "cassandra-driver";
 import { cassandraError } from "./errors.js";
 
@@ -37,8 +37,7 @@ export function quoteIdentifier(name: string): string {
  * Both a ChunkStore (`get`/`put`/`delete`, for core's `TransformStore`) and a
  * whole-chunk Backend; `createCassandraBackend` takes any offset and length.
  */
-export class CassandraChunkStore extends StorageBackend {
-  readonly layout: ChunkLayout;
+export class CassandraChunkStore extends KeyedChunkStore {
   readonly prefix: string;
   readonly #client: cassandra.Client;
   readonly #ownsClient: boolean;
@@ -48,8 +47,7 @@ export class CassandraChunkStore extends StorageBackend {
   readonly #remove: string;
 
   constructor(client: cassandra.Client, options: CassandraChunkStoreOptions, ownsClient = true) {
-    super(options.size, options.readOnly);
-    this.layout = new ChunkLayout(options.size, options.chunkSize);
+    super(options.size, options.chunkSize, options.readOnly);
     this.prefix = options.prefix ?? "";
     this.#client = client;
     this.#ownsClient = ownsClient;
@@ -86,7 +84,7 @@ export class CassandraChunkStore extends StorageBackend {
 
   async put(chunk: number, data: Uint8Array): Promise<void> {
     this.assertOpen();
-    this.#assertWritable();
+    this.assertWritable();
     const key = this.keyOf(chunk);
     try {
       // A private copy: the driver may retry or speculatively re-send after the caller reused its buffer.
@@ -96,9 +94,9 @@ export class CassandraChunkStore extends StorageBackend {
     }
   }
 
-  readonly delete = async (chunk: number): Promise<void> => {
+  override readonly delete = async (chunk: number): Promise<void> => {
     this.assertOpen();
-    this.#assertWritable();
+    this.assertWritable();
     const key = this.keyOf(chunk);
     try {
       await this.#client.execute(this.#remove, [Buffer.from(key)], this.#options);
@@ -107,32 +105,10 @@ export class CassandraChunkStore extends StorageBackend {
     }
   };
 
-  protected async read(buffer: Uint8Array, offset: number): Promise<void> {
-    const chunk = this.layout.indexOf(offset);
-    const data = await this.get(chunk);
-    if (data && data.length > buffer.length) {
-      throw new R3mapError(
-        "ERR_INTEGRITY",
-        `row ${this.keyOf(chunk)} holds ${data.length} bytes, more than a ${buffer.length}-byte chunk: was it written with another chunk size or through a transform?`,
-      );
-    }
-    // Zero-fill: a missing or short row must not leave the caller's bytes in place.
-    if (data) buffer.set(data);
-    buffer.fill(0, data?.length ?? 0);
-  }
-
-  protected write(buffer: Uint8Array, offset: number): Promise<void> {
-    return this.put(this.layout.indexOf(offset), buffer);
-  }
-
   /** Writes are acknowledged at the consistency level (commit log per the server's commitlog_sync): nothing to flush. */
   protected flush(): void {}
 
   protected async release(): Promise<void> {
     if (this.#ownsClient) await this.#client.shutdown();
-  }
-
-  #assertWritable(): void {
-    if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", "this Cassandra backend was opened read-only");
   }
 }

@@ -1,7 +1,15 @@
-import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { ConnectionOptions } from "node:tls";
-import { ArbitraryStage, type Backend, ChunkedStage, flagParam, R3mapError, sizeParam } from "@r3map/core";
+import {
+  ArbitraryStage,
+  type Backend,
+  ChunkedStage,
+  fileParam,
+  flagParam,
+  integerParam,
+  R3mapError,
+  sizeParam,
+} from "@r3map/core";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { redisError } from "./errors.js";
 import { RedisChunkStore } from "./store.js";
@@ -38,7 +46,7 @@ export async function openRedisStore(uri: string | URL): Promise<RedisChunkStore
   const cluster = scheme.endsWith("+cluster");
   const size = sizeParam(url, "size", true);
   const chunkSize = sizeParam(url, "chunk") ?? DEFAULT_CHUNK;
-  const timeoutMs = intParam(url, "timeoutMs", DEFAULT_TIMEOUT_MS, 1);
+  const timeoutMs = integerParam(url, "timeoutMs", DEFAULT_TIMEOUT_MS, 1);
   const host = url.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1";
   const port = url.port === "" ? 6379 : Number(url.port);
   const db = url.pathname.replace(/^\/+|\/+$/g, "");
@@ -93,7 +101,7 @@ export async function openRedisStore(uri: string | URL): Promise<RedisChunkStore
     chunkSize,
     prefix: url.searchParams.get("prefix") ?? "",
     readOnly: flagParam(url, "readOnly"),
-    ...(wait === null ? {} : { waitReplicas: intParam(url, "wait", 0, 0), waitTimeoutMs: timeoutMs }),
+    ...(wait === null ? {} : { waitReplicas: integerParam(url, "wait", 0, 0), waitTimeoutMs: timeoutMs }),
   });
 }
 
@@ -131,35 +139,10 @@ function parseSeed(seed: string): { host: string; port: number } {
   return { host: match[1]!, port: Number(match[2]) };
 }
 
-function intParam(url: URL, name: string, fallback: number, min: number): number {
-  const raw = url.searchParams.get(name);
-  if (raw === null) return fallback;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new R3mapError("ERR_INVALID_ARGUMENT", `${name} must be an integer ≥ ${min}, got "${raw}"`);
-  }
-  return value;
-}
-
 function tlsOptions(url: URL, host: string): ConnectionOptions {
-  const file = (name: string) => {
-    const path = url.searchParams.get(name);
-    if (path === null) return undefined;
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new R3mapError(
-        "ERR_INVALID_ARGUMENT",
-        `cannot read the TLS ${name} file ${path}: ${(error as Error).message}`,
-        {
-          cause: error,
-        },
-      );
-    }
-  };
-  const ca = file("ca");
-  const cert = file("cert");
-  const key = file("key");
+  const ca = fileParam(url, "ca");
+  const cert = fileParam(url, "cert");
+  const key = fileParam(url, "key");
   return {
     // SNI carries host names only; for an IP address the certificate is checked against the IP.
     ...(url.searchParams.get("servername") || !isIP(host)

@@ -1,4 +1,4 @@
-import { ChunkLayout, R3mapError, StorageBackend } from "@r3map/core";
+import { KeyedChunkStore, R3mapError } from "@r3map/core";
 import type { Cluster, Redis } from "ioredis";
 import { redisError } from "./errors.js";
 
@@ -35,8 +35,7 @@ export interface RedisChunkStoreOptions {
  * spread over all slots (no hash tags), and ioredis groups each tick's commands
  * into one pipeline per master.
  */
-export class RedisChunkStore extends StorageBackend {
-  readonly layout: ChunkLayout;
+export class RedisChunkStore extends KeyedChunkStore {
   readonly prefix: string;
   readonly #client: Redis | Cluster;
   readonly #ownsClient: boolean;
@@ -45,8 +44,7 @@ export class RedisChunkStore extends StorageBackend {
 
   /** Wraps a connected client; `ownsClient` (default true) means `close` disconnects it. */
   constructor(client: Redis | Cluster, options: RedisChunkStoreOptions, ownsClient = true) {
-    super(options.size, options.readOnly);
-    this.layout = new ChunkLayout(options.size, options.chunkSize);
+    super(options.size, options.chunkSize, options.readOnly);
     this.prefix = options.prefix ?? "";
     this.#client = client;
     this.#ownsClient = ownsClient;
@@ -75,7 +73,7 @@ export class RedisChunkStore extends StorageBackend {
 
   async put(chunk: number, data: Uint8Array): Promise<void> {
     this.assertOpen();
-    this.#assertWritable();
+    this.assertWritable();
     const key = this.keyOf(chunk);
     try {
       // A private copy (and a Buffer: ioredis would stringify a plain Uint8Array). A command
@@ -87,9 +85,9 @@ export class RedisChunkStore extends StorageBackend {
     }
   }
 
-  readonly delete = async (chunk: number): Promise<void> => {
+  override readonly delete = async (chunk: number): Promise<void> => {
     this.assertOpen();
-    this.#assertWritable();
+    this.assertWritable();
     const key = this.keyOf(chunk);
     try {
       await this.#client.unlink(key);
@@ -97,24 +95,6 @@ export class RedisChunkStore extends StorageBackend {
       throw redisError(error, `UNLINK ${key}`, this.closed);
     }
   };
-
-  protected async read(buffer: Uint8Array, offset: number): Promise<void> {
-    const chunk = this.layout.indexOf(offset);
-    const data = await this.get(chunk);
-    if (data && data.length > buffer.length) {
-      throw new R3mapError(
-        "ERR_INTEGRITY",
-        `key ${this.keyOf(chunk)} holds ${data.length} bytes, more than a ${buffer.length}-byte chunk: was it written with another chunk size or through a transform?`,
-      );
-    }
-    // Zero-fill: a missing or short value must not leave the caller's bytes in place.
-    if (data) buffer.set(data);
-    buffer.fill(0, data?.length ?? 0);
-  }
-
-  protected write(buffer: Uint8Array, offset: number): Promise<void> {
-    return this.put(this.layout.indexOf(offset), buffer);
-  }
 
   protected async flush(): Promise<void> {
     if (this.#waitReplicas <= 0) return;
@@ -141,9 +121,5 @@ export class RedisChunkStore extends StorageBackend {
     // QUIT lets queued replies arrive; if the server is gone it fails within the command timeout.
     await this.#client.quit().catch(() => undefined);
     this.#client.disconnect();
-  }
-
-  #assertWritable(): void {
-    if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", "this Redis backend was opened read-only");
   }
 }

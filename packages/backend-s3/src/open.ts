@@ -1,7 +1,15 @@
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
-import { ArbitraryStage, type Backend, ChunkedStage, flagParam, R3mapError, sizeParam } from "@r3map/core";
+import {
+  ArbitraryStage,
+  type Backend,
+  ChunkedStage,
+  flagParam,
+  integerParam,
+  R3mapError,
+  sizeParam,
+} from "@r3map/core";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { S3ChunkStore } from "./store.js";
 
@@ -77,7 +85,7 @@ export async function openS3Store(uri: string | URL): Promise<S3ChunkStore> {
   const endpoint = url.searchParams.get("endpoint") ?? undefined;
   const region = url.searchParams.get("region") ?? undefined;
   const pathStyle = url.searchParams.has("pathStyle") ? flagParam(url, "pathStyle") : undefined;
-  const concurrency = intParam(url, "concurrency", DEFAULT_CONCURRENCY);
+  const concurrency = integerParam(url, "concurrency", DEFAULT_CONCURRENCY);
   const sessionToken = url.searchParams.get("sessionToken");
   const credentials = url.username
     ? {
@@ -92,8 +100,8 @@ export async function openS3Store(uri: string | URL): Promise<S3ChunkStore> {
     pathStyle,
     credentials,
     maxSockets: concurrency,
-    timeoutMs: intParam(url, "timeoutMs", DEFAULT_TIMEOUT_MS),
-    maxAttempts: intParam(url, "maxAttempts", 3),
+    timeoutMs: integerParam(url, "timeoutMs", DEFAULT_TIMEOUT_MS),
+    maxAttempts: integerParam(url, "maxAttempts", 3),
   });
   const store = new S3ChunkStore(client, {
     size: sizeParam(url, "size", true),
@@ -123,14 +131,4 @@ export function createS3Backend(store: S3ChunkStore, options: { wholeChunks?: bo
 /** `openS3Store` + `createS3Backend`: what the `s3:` scheme opens. */
 export async function openS3Backend(uri: string | URL): Promise<Backend> {
   return createS3Backend(await openS3Store(uri));
-}
-
-function intParam(url: URL, name: string, fallback: number): number {
-  const raw = url.searchParams.get(name);
-  if (raw === null) return fallback;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new R3mapError("ERR_INVALID_ARGUMENT", `${name} must be a positive integer, got "${raw}"`);
-  }
-  return value;
 }

@@ -6,7 +6,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import { ChunkLayout, R3mapError, StorageBackend } from "@r3map/core";
+import { KeyedChunkStore, R3mapError } from "@r3map/core";
 import { isNotFound, s3Error } from "./errors.js";
 import { Limiter } from "./limiter.js";
 
@@ -32,8 +32,7 @@ export interface S3ChunkStoreOptions {
  * offset and length. Requests run with bounded concurrency over the client's
  * keep-alive connections.
  */
-export class S3ChunkStore extends StorageBackend {
-  readonly layout: ChunkLayout;
+export class S3ChunkStore extends KeyedChunkStore {
   readonly bucket: string;
   readonly prefix: string;
   readonly #client: S3Client;
@@ -41,8 +40,7 @@ export class S3ChunkStore extends StorageBackend {
   readonly #limiter: Limiter;
 
   constructor(client: S3Client, options: S3ChunkStoreOptions, ownsClient = true) {
-    super(options.size, options.readOnly);
-    this.layout = new ChunkLayout(options.size, options.chunkSize);
+    super(options.size, options.chunkSize, options.readOnly);
     this.bucket = options.bucket;
     this.prefix = options.prefix ?? "";
     this.#client = client;
@@ -109,7 +107,7 @@ export class S3ChunkStore extends StorageBackend {
 
   async put(chunk: number, data: Uint8Array): Promise<void> {
     this.assertOpen();
-    this.#assertWritable();
+    this.assertWritable();
     const key = this.keyOf(chunk);
     // A private copy: the SDK may retry the upload after the caller reused its buffer.
     const body = Buffer.from(data);
@@ -124,9 +122,9 @@ export class S3ChunkStore extends StorageBackend {
     });
   }
 
-  readonly delete = async (chunk: number): Promise<void> => {
+  override readonly delete = async (chunk: number): Promise<void> => {
     this.assertOpen();
-    this.#assertWritable();
+    this.assertWritable();
     const key = this.keyOf(chunk);
     await this.#limiter.run(async () => {
       try {
@@ -137,32 +135,10 @@ export class S3ChunkStore extends StorageBackend {
     });
   };
 
-  protected async read(buffer: Uint8Array, offset: number): Promise<void> {
-    const chunk = this.layout.indexOf(offset);
-    const data = await this.get(chunk);
-    if (data && data.length > buffer.length) {
-      throw new R3mapError(
-        "ERR_INTEGRITY",
-        `object ${this.keyOf(chunk)} holds ${data.length} bytes, more than a ${buffer.length}-byte chunk: was it written with another chunk size or through a transform?`,
-      );
-    }
-    // Zero-fill: a missing or short object must not leave the caller's bytes in place.
-    if (data) buffer.set(data);
-    buffer.fill(0, data?.length ?? 0);
-  }
-
-  protected write(buffer: Uint8Array, offset: number): Promise<void> {
-    return this.put(this.layout.indexOf(offset), buffer);
-  }
-
   /** A PUT is durable when S3 acknowledges it: nothing to flush. */
   protected flush(): void {}
 
   protected release(): void {
     if (this.#ownsClient) this.#client.destroy();
-  }
-
-  #assertWritable(): void {
-    if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", "this S3 backend was opened read-only");
   }
 }

@@ -43,6 +43,7 @@ export {
   ChunkStoreBackend,
   type ChunkStoreBackendOptions,
   fillChunk,
+  KeyedChunkStore,
   openChunkStoreBackend,
   type TransformOptions,
   TransformStore,
@@ -50,7 +51,9 @@ export {
 export { formatBytes, parseSize } from "./units.js";
 export {
   type BackendOpener,
+  fileParam,
   flagParam,
+  integerParam,
   openBackend,
   registerBackendScheme,
   registeredBackendSchemes,

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "./backend.js";
 import { DirectoryBackend } from "./backends/directory.js";
@@ -61,6 +62,34 @@ export function sizeParam(url: URL, name: string, required = false): number | un
     return undefined;
   }
   return parseSize(value);
+}
+
+/** Reads an integer parameter of at least `min`, or `fallback` when absent. */
+export function integerParam(url: URL, name: string, fallback: number, min = 1): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null) return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new R3mapError("ERR_INVALID_ARGUMENT", `${name} must be an integer ≥ ${min}, got "${raw}"`);
+  }
+  return value;
+}
+
+/** Reads the file a parameter names (a TLS certificate, a key file), or undefined when absent. */
+export function fileParam(url: URL, name: string): Buffer | undefined {
+  const path = url.searchParams.get(name);
+  if (path === null) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      `cannot read the ${name} file ${path}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
 }
 
 /** Reads a boolean parameter: present with no value, `1`, `true` or `yes` mean true. */

@@ -45,6 +45,40 @@ export function fillChunk(target: Uint8Array, data: Uint8Array | undefined, chun
   target.fill(0, data.length);
 }
 
+/**
+ * Base for a remote store that keeps one blob per chunk (a Redis key, an S3
+ * object, a Cassandra row) and is at once a `ChunkStore` (for a transform to
+ * sit on) and a whole-chunk Backend: subclasses write `get`, `put`, the
+ * optional `delete`, and the lifecycle; reads zero-fill missing chunks.
+ */
+export abstract class KeyedChunkStore extends StorageBackend implements ChunkStore {
+  readonly layout: ChunkLayout;
+
+  constructor(size: number, chunkSize: number, readOnly = false) {
+    super(size, readOnly);
+    this.layout = new ChunkLayout(size, chunkSize);
+  }
+
+  abstract get(chunk: number): Promise<Uint8Array | undefined>;
+  abstract put(chunk: number, data: Uint8Array): Promise<void>;
+  declare readonly delete?: ((chunk: number) => Promise<void>) | undefined;
+
+  protected async read(buffer: Uint8Array, offset: number): Promise<void> {
+    const chunk = this.layout.indexOf(offset);
+    fillChunk(buffer, await this.get(chunk), chunk);
+  }
+
+  protected write(buffer: Uint8Array, offset: number): Promise<void> {
+    return this.put(this.layout.indexOf(offset), buffer);
+  }
+
+  /** Throws ERR_READ_ONLY for a store opened read-only (for `put` and `delete`). */
+  protected assertWritable(): void {
+    if (this.readOnly)
+      throw new R3mapError("ERR_READ_ONLY", `this ${this.constructor.name} was opened read-only`);
+  }
+}
+
 export interface ChunkStoreBackendOptions {
   size: number;
   chunkSize: number;
