@@ -1,7 +1,7 @@
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
-import { fromSystemError, R3mapError } from "@r3map/core";
+import { fromSystemError, lookupWithoutThreadpool, R3mapError } from "@r3map/core";
 import { ByteReader } from "./byte-reader.js";
 import { describeTarget, type ResolvedClientOptions } from "./client-options.js";
 import {
@@ -52,7 +52,8 @@ export function dial(o: ResolvedClientOptions): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = o.path
       ? net.connect({ path: o.path })
-      : net.connect({ host: o.host, port: o.port, noDelay: true });
+      : // Never getaddrinfo: it runs on the libuv threadpool, which mount readers can exhaust.
+        net.connect({ host: o.host, port: o.port, noDelay: true, lookup: lookupWithoutThreadpool });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(

@@ -2,7 +2,7 @@ import type * as http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { R3mapError } from "@r3map/core";
+import { lookupWithoutThreadpool, R3mapError } from "@r3map/core";
 import { bearerTokenInterceptor } from "./auth.js";
 import { tlsFailure } from "./errors.js";
 import type { Pem } from "./server.js";
@@ -109,7 +109,12 @@ export class SessionPool {
       const manager = new WideWindowSessionManager(
         options.baseUrl,
         { pingIntervalMs: 15_000, pingTimeoutMs: 10_000 },
-        { ...nodeOptions, settings: { initialWindowSize: STREAM_WINDOW_BYTES } },
+        // lookup: never getaddrinfo, which runs on the libuv threadpool that mount readers can exhaust.
+        {
+          ...nodeOptions,
+          lookup: lookupWithoutThreadpool,
+          settings: { initialWindowSize: STREAM_WINDOW_BYTES },
+        },
       );
       const common = {
         baseUrl: options.baseUrl,

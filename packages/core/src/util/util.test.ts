@@ -5,6 +5,7 @@ import { ChunkLayout } from "../chunk-layout.js";
 import { errnoOf, fromSystemError, R3mapError } from "../errors.js";
 import { formatBytes, parseSize } from "../units.js";
 import { KeyedMutex } from "./keyed-mutex.js";
+import { lookupWithoutThreadpool } from "./lookup.js";
 import { ChunkPriorityQueue } from "./priority-queue.js";
 
 describe("ChunkBitmap", () => {
@@ -155,5 +156,45 @@ describe("errors", () => {
     expect(fromSystemError(Object.assign(new Error("x"), { code: "ECONNREFUSED" }), "dial").code).toBe(
       "ERR_REMOTE_UNREACHABLE",
     );
+  });
+});
+
+describe("lookupWithoutThreadpool", () => {
+  const lookup = (host: string, options: import("node:dns").LookupOptions) =>
+    new Promise<unknown>((resolve, reject) =>
+      lookupWithoutThreadpool(host, options, (error, address, family) =>
+        error ? reject(error) : resolve(options.all ? address : { address, family }),
+      ),
+    );
+
+  it("answers IP literals, localhost and /etc/hosts without getaddrinfo, in both callback shapes", async () => {
+    expect(await lookup("10.1.2.3", {})).toEqual({ address: "10.1.2.3", family: 4 });
+    expect(await lookup("localhost", { family: 4 })).toEqual({ address: "127.0.0.1", family: 4 });
+    expect(await lookup("localhost", { all: true })).toEqual([
+      { address: "127.0.0.1", family: 4 },
+      { address: "::1", family: 6 },
+    ]);
+  });
+
+  it("fails with ENOTFOUND for a name nobody knows (no DNS server answers here)", async () => {
+    await expect(lookup("no-such-host.invalid", {})).rejects.toMatchObject({ code: "ENOTFOUND" });
+  });
+
+  it("connects a socket through it", async () => {
+    const net = await import("node:net");
+    const server = net.createServer((socket) => socket.end("hi"));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    const port = (server.address() as import("node:net").AddressInfo).port;
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect({ host: "localhost", port, lookup: lookupWithoutThreadpool, family: 4 });
+      let text = "";
+      socket.on("data", (data) => {
+        text += data;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    server.close();
+    expect(reply).toBe("hi");
   });
 });
