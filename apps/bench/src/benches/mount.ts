@@ -13,6 +13,7 @@
  * The main thread reads the mounts synchronously (the engines run on their
  * worker threads), so the proxy runs on a thread of its own.
  */
+import { execFileSync } from "node:child_process";
 import { randomFillSync } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -76,8 +77,27 @@ function describe(kind: Kind, remote: string, chunkSize?: number, workers = PULL
   return { remote, chunkSize: chunkSize ?? MANAGED_CHUNK, managed: { pull: { workers } } };
 }
 
+/** File mounts go under this run's scratch directory, so leftovers can be found and removed (see `unmountLeftovers`). */
+let mountRoot: string | undefined;
+let mountCount = 0;
+
 function open(kind: Kind, description: MountDescription): Promise<Mount> {
-  return kind === "slice" ? mountSlice(description) : mountFile(description);
+  if (kind === "slice") return mountSlice(description);
+  if (!mountRoot) return mountFile(description);
+  const mountPoint = path.join(mountRoot, `m${mountCount++}`);
+  fs.mkdirSync(mountPoint);
+  return mountFile(description, { mountPoint });
+}
+
+/** FUSE mounts still under `root` (a close that failed): lazily unmounted, and returned so the run can say so. */
+function unmountLeftovers(root: string): string[] {
+  const left = fs
+    .readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4])
+    .filter((point): point is string => point?.startsWith(`${root}/`) ?? false);
+  for (const point of left) execFileSync("umount", ["-l", point]);
+  return left;
 }
 
 async function closeBounded(mount: Mount): Promise<void> {
@@ -344,6 +364,7 @@ const benchmark: Benchmark = {
   async run({ scratch, log }) {
     const rows: BenchResult[] = [];
     const image = randomImage(scratch);
+    mountRoot = fs.mkdtempSync(path.join(scratch, "mounts-"));
     const remote = await NbdkitMemory.start(scratch, SIZE);
     try {
       await remote.fill(image.file);
@@ -355,6 +376,8 @@ const benchmark: Benchmark = {
       }
     } finally {
       await remote.kill();
+      const left = unmountLeftovers(mountRoot);
+      if (left.length > 0) throw new Error(`mounts were left behind (now unmounted): ${left.join(", ")}`);
     }
     return rows;
   },
