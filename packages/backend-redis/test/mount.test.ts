@@ -2,11 +2,12 @@
 // store equals the file after close, and an outage mid-run gives EIO without a hang.
 import { randomBytes, randomUUID } from "node:crypto";
 import * as fs from "node:fs";
+import { dirname } from "node:path";
 import { type Backend, openBackend } from "@r3map/core";
 import { type Mount, mountFile } from "@r3map/mount";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { startServer, type TestServer } from "../../../scripts/servers/harness.js";
-import { fioVerify, leftovers } from "../../mount/test/helpers.js";
+import { fioVerify } from "../../mount/test/helpers.js";
 import "../src/index.js"; // registers redis: for the direct checks in this thread
 
 const MiB = 1024 * 1024;
@@ -15,10 +16,20 @@ const CHUNK = 256 * 1024;
 const SCHEMES = ["@r3map/backend-redis"];
 
 const cleanups: Array<() => Promise<unknown>> = [];
+const mountPoints: string[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
-  expect(leftovers()).toEqual([]);
+  // Only this file's mounts: other packages' tests may hold FUSE mounts of their own meanwhile.
+  expect(mountPoints.splice(0).filter(mounted)).toEqual([]);
 });
+
+/** Whether `dir` is a mount point now (from /proc, which never blocks on a dead FUSE server). */
+function mounted(dir: string): boolean {
+  return fs
+    .readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .some((line) => line.split(" ")[4] === dir);
+}
 
 /** A fresh prefix on the server at `base`, chunked like the mount. */
 function storeUri(base: string, params: Record<string, string | number> = {}): string {
@@ -42,6 +53,8 @@ async function mount(uri: string, pull: { workers: number } | false): Promise<Mo
     managed: { pull, push: { intervalMs: null } },
   });
   cleanups.push(() => opened.close());
+  mountPoints.push(dirname(opened.path!));
+  expect(mounted(dirname(opened.path!))).toBe(true); // so the check after close can fail
   return opened;
 }
 
