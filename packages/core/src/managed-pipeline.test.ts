@@ -147,6 +147,28 @@ describe("ManagedPipeline", () => {
     await expect(pipeline.sync()).rejects.toMatchObject({ code: "ERR_CLOSED" });
   });
 
+  it("after a demand miss, the following chunks are pulled next (readahead), ahead of the sweep", async () => {
+    const size = 64 * chunkSize;
+    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 12)));
+    remote.latencyMs = 3;
+    const pipeline = new ManagedPipeline({
+      remote,
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: { workers: 1, readahead: 3 },
+      push: false,
+    });
+    pipeline.start();
+    await pipeline.backend.readAt(new Uint8Array(10), 40 * chunkSize);
+    await pipeline.pulled();
+    const order = remote.reads.map((offset) => offset / chunkSize);
+    const miss = order.indexOf(40);
+    // The single worker was busy with one sweep chunk at most, then took 41, 42, 43.
+    expect(order.slice(miss + 1, miss + 5).filter((chunk) => chunk > 40)).toEqual([41, 42, 43]);
+    expect(new Set(order).size).toBe(64);
+    await pipeline.close();
+  });
+
   it("with push disabled explicitly, writes never reach the remote", async () => {
     const size = 4 * chunkSize;
     const remote = new InstrumentedBackend(new MemoryBackend(size));

@@ -10,15 +10,21 @@ import { Pusher } from "./stages/pusher.js";
 import { type ChunkOrigin, SyncedStage } from "./stages/synced.js";
 
 export interface PullOptions {
-  /** Concurrent background pulls (default 8). */
+  /** Concurrent background pulls (default 32: enough to fill a link at tens of milliseconds of RTT). */
   workers?: number;
   /** Higher pulls first; gets the chunk index. Default: in order. */
   priority?: PullPriority;
+  /**
+   * After a read misses chunk i, chunks i+1 … i+readahead are pulled next, so
+   * a reader ahead of the background sweep finds its next chunks coming
+   * (default 4; 0 turns it off).
+   */
+  readahead?: number;
   retry?: RetryPolicy;
 }
 
 export interface PushOptions {
-  /** Concurrent pushes (default 8). */
+  /** Concurrent pushes (default 16). */
   workers?: number;
   /** Milliseconds between background pushes (default 20 000); `null` pushes only on sync and close. */
   intervalMs?: number | null;
@@ -75,6 +81,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
   readonly #options: ManagedPipelineOptions;
   readonly #stats = { bytesPulled: 0, bytesPushed: 0, fetches: 0, fetchMs: 0 };
   #chunksLocal = 0;
+  #misses = 0;
   #closing: Promise<void> | undefined;
 
   constructor(options: ManagedPipelineOptions) {
@@ -90,6 +97,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
         this.#report();
       },
       onWrite: (chunk) => this.pusher?.markDirty(chunk),
+      onMiss: (chunk) => this.#readAhead(chunk),
       onFetched: (_chunk, bytes, ms) => {
         this.#stats.bytesPulled += bytes;
         this.#stats.fetches++;
@@ -107,7 +115,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
       pull === false
         ? undefined
         : new Puller(this.synced, {
-            workers: pull.workers ?? 8,
+            workers: pull.workers ?? 32,
             ...(pull.priority ? { priority: pull.priority } : {}),
             ...(pull.retry ? { retry: pull.retry } : {}),
           });
@@ -117,7 +125,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
       push === false
         ? undefined
         : new Pusher(local, remote, this.layout, {
-            workers: push.workers ?? 8,
+            workers: push.workers ?? 16,
             intervalMs: push.intervalMs === undefined ? 20_000 : push.intervalMs,
             presence: this.presence,
             ...(push.retry ? { retry: push.retry } : {}),
@@ -194,6 +202,19 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** Queues the chunks after a demand miss ahead of the sweep; a later miss outranks an earlier one. */
+  #readAhead(chunk: number): void {
+    const puller = this.puller;
+    const pull = this.#options.pull;
+    const count = pull === false || pull === undefined ? 4 : (pull.readahead ?? 4);
+    if (!puller || count <= 0) return;
+    this.#misses++;
+    const base = 2 ** 40 + this.#misses * 1024;
+    for (let next = chunk + 1; next <= Math.min(this.layout.count - 1, chunk + count); next++) {
+      if (!this.presence.has(next)) puller.prioritize(next, base - (next - chunk));
+    }
   }
 
   #assertOpen(): void {

@@ -2,7 +2,7 @@ import { R3mapError } from "@r3map/core";
 
 /** Background pull of a managed mount. */
 export interface PullDescription {
-  /** Concurrent pulls (default 8). */
+  /** Concurrent pulls (default 32: a link at tens of milliseconds of RTT needs that many chunks in flight). */
   workers?: number;
   /**
    * Order: `"sequential"` (default), or a recorded access trace (chunk
@@ -15,7 +15,7 @@ export interface PullDescription {
 
 /** Write-back of a managed mount. */
 export interface PushDescription {
-  /** Concurrent pushes (default 8). */
+  /** Concurrent pushes (default 16). */
   workers?: number;
   /** Milliseconds between background pushes (default 5000); `null`: only on sync and close. */
   intervalMs?: number | null;

@@ -175,7 +175,7 @@ function pullOptions(managed: ManagedDescription) {
   const order = pull?.order;
   const trace = order && order !== "sequential" ? order.trace : undefined;
   return {
-    workers: pull?.workers ?? 8,
+    workers: pull?.workers ?? 32,
     ...(trace ? { priority: priorityFromTrace(trace) } : {}),
   };
 }
@@ -183,7 +183,10 @@ function pullOptions(managed: ManagedDescription) {
 function pushOptions(managed: ManagedDescription) {
   const push = managed.push;
   if (push === false) return false as const;
-  return { workers: push?.workers ?? 8, intervalMs: push?.intervalMs === undefined ? 5000 : push.intervalMs };
+  return {
+    workers: push?.workers ?? 16,
+    intervalMs: push?.intervalMs === undefined ? 5000 : push.intervalMs,
+  };
 }
 
 /** Chunks in a recorded access trace pull first, in the order they were first accessed; the rest follow in order. */

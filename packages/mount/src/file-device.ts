@@ -11,6 +11,12 @@ export interface FileDeviceOptions {
   fileName?: string;
   /** Refuse writes (default: the remote's own read-only flag). */
   readOnly?: boolean;
+  /**
+   * The kernel's readahead for the file, in KiB (default 16384). The kernel
+   * keeps about two readahead requests in flight, so a direct mount reads
+   * about 2 × readahead per round trip: a remote at 10 ms needs megabytes.
+   */
+  readAheadKb?: number;
 }
 
 /**

@@ -52,7 +52,7 @@ export class SliceDevice {
       ...description,
       managed: {
         ...(managed ?? { pull: false }),
-        push: push === false ? false : { workers: push?.workers ?? 8, intervalMs: null },
+        push: push === false ? false : { workers: push?.workers ?? 16, intervalMs: null },
       },
     };
     let region: UffdRegion | undefined;

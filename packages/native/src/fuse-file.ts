@@ -8,6 +8,7 @@
  * file (read it synchronously, mmap it, …) while a handler is needed to answer.
  * Run the engine on a worker thread (or touch the file from one).
  */
+import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import * as path from "node:path";
@@ -174,6 +175,8 @@ export class FuseFile {
     if (options.local !== undefined) nativeOptions.local = nativeLocal(options.local, options.size);
     const native = new (addon().FuseServer)(nativeOptions);
     const closing = new AbortController();
+    // Every request in flight listens for closing; there may be hundreds (a library must not warn).
+    setMaxListeners(0, closing.signal);
     const dispatcher: Dispatcher = {
       native,
       handlers,

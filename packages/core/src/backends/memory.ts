@@ -35,6 +35,17 @@ export class MemoryBackend extends StorageBackend {
     return backend;
   }
 
+  /**
+   * The backend's own memory for `[offset, offset + length)` when it lies in
+   * one segment (else undefined): a fetch can land there without a copy.
+   */
+  view(offset: number, length: number): Uint8Array | undefined {
+    if (this.closed || offset < 0 || offset + length > this.size) return undefined;
+    const start = offset % MEMORY_SEGMENT_SIZE;
+    if (start + length > MEMORY_SEGMENT_SIZE) return undefined;
+    return this.segments[Math.floor(offset / MEMORY_SEGMENT_SIZE)]!.subarray(start, start + length);
+  }
+
   protected read(buffer: Uint8Array, offset: number): void {
     this.#each(offset, buffer.length, (segment, start, end, at) =>
       buffer.set(segment.subarray(start, end), at),

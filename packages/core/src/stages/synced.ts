@@ -4,6 +4,16 @@ import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
 import { ChunkedStage } from "./chunked.js";
 
+/** A backend that can lend its own memory for a range (`MemoryBackend.view`). */
+interface Viewable {
+  view(offset: number, length: number): Uint8Array | undefined;
+}
+
+function viewOf(backend: Backend, offset: number, length: number): Uint8Array | undefined {
+  const view = (backend as Partial<Viewable>).view;
+  return typeof view === "function" ? view.call(backend, offset, length) : undefined;
+}
+
 /** Why a chunk became local. */
 export type ChunkOrigin = "fetch" | "write";
 
@@ -15,6 +25,8 @@ export interface SyncedStageOptions {
   onChunkLocal?: (chunk: number, origin: ChunkOrigin) => void;
   /** A write landed in the local copy of `chunk` (the pusher's dirty feed). */
   onWrite?: (chunk: number) => void;
+  /** A read found `chunk` not local and is about to fetch it (a demand miss, not a background pull). */
+  onMiss?: (chunk: number) => void;
   /** A chunk fetch finished; `ms` is its duration (for latency metrics). */
   onFetched?: (chunk: number, bytes: number, ms: number) => void;
 }
@@ -75,6 +87,7 @@ export class SyncedStage implements Backend {
 
   async readAt(buffer: Uint8Array, offset: number): Promise<void> {
     const chunk = this.#validator.check(offset, buffer.length);
+    if (!this.presence.has(chunk)) this.#options.onMiss?.(chunk);
     if (this.presence.has(chunk) || !(await this.#ensureLocal(chunk, buffer))) {
       await this.local.readAt(buffer, offset);
     }
@@ -144,11 +157,15 @@ export class SyncedStage implements Backend {
       await pending;
     }
     const offset = this.layout.offsetOf(chunk);
-    const buffer = into ?? new Uint8Array(this.layout.lengthOf(chunk));
+    const length = this.layout.lengthOf(chunk);
+    // A background fetch lands straight in a memory cache when it can (no buffer, no copy); the chunk
+    // is not marked present until the read completes, and writes to it wait for this fetch.
+    const direct = into ? undefined : viewOf(this.local, offset, length);
+    const buffer = into ?? direct ?? new Uint8Array(length);
     await this.#claim(chunk, async () => {
       const started = performance.now();
       await this.remote.readAt(buffer, offset);
-      await this.local.writeAt(buffer, offset);
+      if (!direct) await this.local.writeAt(buffer, offset);
       this.presence.set(chunk);
       this.#options.onFetched?.(chunk, buffer.length, performance.now() - started);
       this.#options.onChunkLocal?.(chunk, "fetch");
