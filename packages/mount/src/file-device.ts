@@ -44,6 +44,7 @@ export class FileDevice {
         size: engine.size,
         ...(options.fileName ? { fileName: options.fileName } : {}),
         readOnly,
+        readAheadKb: options.readAheadKb ?? 16384,
         ...(native
           ? { local: { chunkSize: engine.chunkSize, presence: native.presence, ...native.cache } }
           : {}),
