@@ -3,12 +3,11 @@
 // EIO without a hang while local writes are kept and pushed once it returns.
 import { randomBytes, randomUUID } from "node:crypto";
 import * as fs from "node:fs";
-import { dirname } from "node:path";
 import { type Backend, openBackend } from "@r3map/core";
 import { type Mount, mountFile } from "@r3map/mount";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { serverAction } from "../../../scripts/servers/harness.js";
-import { fioVerify } from "../../mount/test/helpers.js";
+import { fioVerify, readAt, syncUntil, TestScope, writeAt } from "../../mount/test/helpers.js";
 import "../src/index.js"; // registers cassandra: for the direct checks in this thread
 import { cassandraUri } from "./helpers.js";
 
@@ -17,26 +16,13 @@ const SIZE = 32 * MiB;
 const CHUNK = 256 * 1024;
 const SCHEMES = ["@r3map/backend-cassandra"];
 
-const cleanups: Array<() => Promise<unknown>> = [];
-const mountPoints: string[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
-  // Only this file's mounts: other packages' tests may hold FUSE mounts of their own meanwhile.
-  expect(mountPoints.splice(0).filter(mounted)).toEqual([]);
-});
-
-/** Whether `dir` is a mount point now (from /proc, which never blocks on a dead FUSE server). */
-function mounted(dir: string): boolean {
-  return fs
-    .readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .some((line) => line.split(" ")[4] === dir);
-}
+const scope = new TestScope();
+// Only this file's mounts are checked: other packages' tests may hold FUSE mounts of their own meanwhile.
+afterEach(async () => expect(await scope.cleanup()).toEqual([]));
 
 async function open(uri: string): Promise<Backend> {
   const backend = await openBackend(uri);
-  cleanups.push(() => backend.close());
-  return backend;
+  return scope.add(backend, () => backend.close());
 }
 
 async function mount(uri: string, pull: { workers: number } | false): Promise<Mount> {
@@ -46,30 +32,7 @@ async function mount(uri: string, pull: { workers: number } | false): Promise<Mo
     chunkSize: CHUNK,
     managed: { pull, push: { intervalMs: null } },
   });
-  cleanups.push(() => opened.close());
-  mountPoints.push(dirname(opened.path!));
-  expect(mounted(dirname(opened.path!))).toBe(true); // so the check after close can fail
-  return opened;
-}
-
-function readAt(file: string, offset: number, length: number): Buffer {
-  const fd = fs.openSync(file, "r");
-  try {
-    const buffer = Buffer.alloc(length);
-    fs.readSync(fd, buffer, 0, length, offset);
-    return buffer;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function writeAt(file: string, offset: number, data: Buffer): void {
-  const fd = fs.openSync(file, "r+");
-  try {
-    fs.writeSync(fd, data, 0, data.length, offset);
-  } finally {
-    fs.closeSync(fd);
-  }
+  return scope.mount(opened);
 }
 
 describe("a managed file mount over Cassandra", () => {
@@ -118,16 +81,7 @@ describe("a managed file mount whose Cassandra node stops", () => {
       await serverAction("cassandra", "start", state);
     }
 
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      try {
-        await file.sync();
-        break;
-      } catch (error) {
-        if (Date.now() > deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
+    await syncUntil(file, 60_000);
     // The rows survived the restart; chunk 0 now carries the write.
     const expected = Buffer.from(seed);
     update.copy(expected, 100);

@@ -40,7 +40,9 @@ export interface MountDescription {
   /**
    * Packages the engine imports before opening URIs, so their schemes are
    * registered (default: `["@r3map/nbd"]`; add `"@r3map/transport-connect"`,
-   * `"@r3map/backend-redis"`, … as needed).
+   * `"@r3map/backend-redis"`, … as needed). Names are resolved from this
+   * package, the application's main script, then the working directory; a
+   * resolved URL (`import.meta.resolve(name)`) always works.
    */
   schemes?: string[];
   /** Bytes fetched, cached and pushed as a unit (default 1 MiB). A multiple of 4096 for slices. */

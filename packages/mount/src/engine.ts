@@ -147,25 +147,34 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 }
 
 /**
- * Imports a package that registers backend URI schemes. Tried from this
- * package first, then from the application's working directory, so that a
- * scheme package the application installed is found under pnpm's strict layout.
+ * Imports a package that registers backend URI schemes: a package name, or a
+ * resolved file URL (`import.meta.resolve("@r3map/backend-redis")`). A name
+ * is tried from this package, then from the application's main script and its
+ * working directory, so that a package the application installed is found
+ * under pnpm's strict layout.
  */
 async function importSchemePackage(specifier: string): Promise<void> {
   try {
     await import(specifier);
+    return;
   } catch (error) {
-    let resolved: string;
-    try {
-      resolved = createRequire(path.join(process.cwd(), "noop.js")).resolve(specifier);
-    } catch {
-      throw new R3mapError(
-        "ERR_UNKNOWN_SCHEME",
-        `cannot load the scheme package "${specifier}": install it in your application`,
-        { cause: error },
-      );
+    const bases = [process.argv[1] ? path.dirname(path.resolve(process.argv[1])) : undefined, process.cwd()];
+    for (const base of bases) {
+      if (!base) continue;
+      let resolved: string;
+      try {
+        resolved = createRequire(path.join(base, "noop.js")).resolve(specifier);
+      } catch {
+        continue;
+      }
+      await import(pathToFileURL(resolved).href);
+      return;
     }
-    await import(pathToFileURL(resolved).href);
+    throw new R3mapError(
+      "ERR_UNKNOWN_SCHEME",
+      `cannot load the scheme package "${specifier}": install it in your application, or pass import.meta.resolve("${specifier}")`,
+      { cause: error },
+    );
   }
 }
 

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { type Mount, mountFile } from "../dist/index.js";
-import { leftovers, NbdkitRemote, randomImage, scratchDir } from "./helpers.js";
+import { leftovers, NbdkitRemote, randomImage, readAt, scratchDir, writeAt } from "./helpers.js";
 
 const size = 32 * 1024 * 1024;
 const chunkSize = 256 * 1024;
@@ -13,26 +13,6 @@ afterEach(async () => {
   expect(leftovers()).toEqual([]);
 });
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
-
-function readAt(file: string, offset: number, length: number): Buffer {
-  const fd = fs.openSync(file, "r");
-  try {
-    const buffer = Buffer.alloc(length);
-    fs.readSync(fd, buffer, 0, length, offset);
-    return buffer;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function writeAt(file: string, offset: number, data: Buffer): void {
-  const fd = fs.openSync(file, "r+");
-  try {
-    fs.writeSync(fd, data, 0, data.length, offset);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 describe("a managed file mount whose remote dies", () => {
   it("fails reads of missing chunks with EIO in bounded time, keeps writes, and pushes them once the remote returns", async () => {

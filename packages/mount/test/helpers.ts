@@ -157,3 +157,76 @@ export function leftovers(): string[] {
   }
   return [...mounts, ...loops];
 }
+
+/** Reads `length` bytes of `file` at `offset` with plain synchronous calls (as an application would). */
+export function readAt(file: string, offset: number, length: number): Buffer {
+  const fd = fs.openSync(file, "r");
+  try {
+    const buffer = Buffer.alloc(length);
+    fs.readSync(fd, buffer, 0, length, offset);
+    return buffer;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes `data` into `file` at `offset` with plain synchronous calls. */
+export function writeAt(file: string, offset: number, data: Uint8Array): void {
+  const fd = fs.openSync(file, "r+");
+  try {
+    fs.writeSync(fd, data, 0, data.length, offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Whether `dir` is a mount point now (from /proc, which never blocks on a dead FUSE server). */
+export function isMountPoint(dir: string): boolean {
+  return fs
+    .readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .some((line) => line.split(" ")[4] === dir);
+}
+
+/** Retries `sync()` until it succeeds or the deadline passes (a remote coming back takes a moment). */
+export async function syncUntil(mount: { sync(): Promise<void> }, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await mount.sync();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
+/**
+ * What one test opened — backends, mounts, anything with a cleanup — closed in
+ * reverse order by `cleanup()`, which returns this test's mount points that
+ * are still mounted (only its own: other packages' tests may run meanwhile).
+ */
+export class TestScope {
+  readonly #cleanups: Array<() => Promise<unknown>> = [];
+  readonly #mountPoints: string[] = [];
+
+  /** Registers a cleanup step and returns `value`. */
+  add<T>(value: T, cleanup: () => Promise<unknown>): T {
+    this.#cleanups.push(cleanup);
+    return value;
+  }
+
+  /** Registers a file or path mount; asserts it is mounted, so the check after close can fail. */
+  mount<T extends { path: string; close(): Promise<void> }>(mount: T): T {
+    const point = path.dirname(mount.path);
+    if (!isMountPoint(point)) throw new Error(`${point} is not mounted right after mounting`);
+    this.#mountPoints.push(point);
+    return this.add(mount, () => mount.close());
+  }
+
+  async cleanup(): Promise<string[]> {
+    for (const step of this.#cleanups.splice(0).reverse()) await step().catch(() => {});
+    return this.#mountPoints.splice(0).filter(isMountPoint);
+  }
+}

@@ -10,7 +10,7 @@
  * server cannot start is skipped with the reason). The main thread reads the
  * mounts synchronously; the engines run on their worker threads.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -20,9 +20,9 @@ import { openCassandraStore, quoteIdentifier } from "@r3map/backend-cassandra";
 import { openRedisStore } from "@r3map/backend-redis";
 import { openS3Store } from "@r3map/backend-s3";
 import { MemoryBackend, openBackend } from "@r3map/core";
-import { type MountDescription, mountFile } from "@r3map/mount";
 import { type Benchmark, type BenchResult, mibPerSecond, result } from "../harness.js";
 import { readFileSequentially } from "../mount-bench/workloads.js";
+import { ScratchMounts } from "../scratch-mounts.js";
 
 const MiB = 1024 * 1024;
 /** Throughput: a 64 MiB resource in 1 MiB chunks (the mount's default), pulled by 8 workers. */
@@ -303,26 +303,8 @@ function cassandraSubject(env: Env): Subject {
   };
 }
 
-/** Mounts go under the run's scratch directory, so leftovers can be found and removed. */
-let mountRoot = "";
-let mountCount = 0;
-
-function mountInScratch(description: MountDescription) {
-  const mountPoint = path.join(mountRoot, `m${mountCount++}`);
-  fs.mkdirSync(mountPoint);
-  return mountFile(description, { mountPoint });
-}
-
-/** Lazily unmounts whatever is still mounted under `root`; returns those mount points. */
-function unmountLeftovers(root: string): string[] {
-  const left = fs
-    .readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((line) => line.split(" ")[4])
-    .filter((point): point is string => point?.startsWith(`${root}/`) ?? false);
-  for (const point of left) execFileSync("umount", ["-l", point]);
-  return left;
-}
+/** The run's file mounts (set by `run`). */
+let mounts: ScratchMounts;
 
 /** Milliseconds to read every chunk with the raw client, `concurrency` at a time, into fresh memory. */
 async function rawReadAll(
@@ -352,7 +334,7 @@ async function rawReadAll(
 
 /** Milliseconds of a managed mount's cold sequential read (open and close excluded). */
 async function mountReadAll(subject: Subject, prepared: Prepared): Promise<{ ms: number; bytes: number }> {
-  const mount = await mountInScratch({
+  const mount = await mounts.mountFile({
     remote: prepared.uri,
     schemes: subject.schemes,
     chunkSize: CHUNK,
@@ -378,7 +360,7 @@ function median(values: number[]): number {
 
 /** Median µs of the first 4 KiB O_DIRECT read of cold chunks of a demand-only managed mount. */
 async function mountFirstChunkUs(subject: Subject, prepared: Prepared): Promise<number> {
-  const mount = await mountInScratch({
+  const mount = await mounts.mountFile({
     remote: prepared.uri,
     schemes: subject.schemes,
     chunkSize: LATENCY_CHUNK,
@@ -487,7 +469,7 @@ const benchmark: Benchmark = {
         "ScyllaDB 698/3/1125, Redis 439/114/200, directory 264/79/75, S3 (Minio) 44/8/745; " +
         "here: 1 MiB chunks for throughput (MiB/s), 4 KiB chunks for latency, Cassandra 5 instead of ScyllaDB, Ceph radosgw instead of Minio",
     );
-    mountRoot = fs.mkdtempSync(path.join(scratch, "mounts-"));
+    mounts = new ScratchMounts(scratch);
     // The servers boot in parallel (radosgw ≈ 12 s, Cassandra ≈ 8 s) while nothing is measured.
     const started = await Promise.all(
       SERVERS.map(async (server) => {
@@ -516,8 +498,7 @@ const benchmark: Benchmark = {
       await Promise.allSettled(
         started.map(({ server, state }) => runServerScript(server.script, "stop", state)),
       );
-      const left = unmountLeftovers(mountRoot);
-      if (left.length > 0) throw new Error(`mounts were left behind (now unmounted): ${left.join(", ")}`);
+      mounts.checkNoneLeft();
     }
     return rows;
   },

@@ -1,19 +1,3 @@
-/**
- * The thesis' §4 experiments on our mounts: first-chunk latency, sequential
- * read throughput (uffd slice, direct file, managed file), managed write
- * throughput and managed throughput vs pull workers, at RTTs of about 0, 2,
- * 10 and 25 ms added by a DelayProxy in front of `nbdkit memory` (a separate
- * process, filled with random bytes). Baselines come from the same run:
- * nbdcopy through the same proxy, the mount's own 0 ms figure, and RTT + 0.3 ms
- * for latency (thesis §4.3: userfaultfd ≈ RTT + 0.3 ms). At 0 ms it also
- * measures, without the proxy, the managed read's parts (background pull
- * alone, the FUSE path over a fully local cache), to show where time goes.
- * About 80 s on a 2-core machine.
- *
- * The main thread reads the mounts synchronously (the engines run on their
- * worker threads), so the proxy runs on a thread of its own.
- */
-import { execFileSync } from "node:child_process";
 import { randomFillSync } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -30,6 +14,7 @@ import {
   type Transfer,
   writeFileSequentially,
 } from "../mount-bench/workloads.js";
+import { ScratchMounts } from "../scratch-mounts.js";
 
 // On the proxy thread this module is loaded only to run the proxy.
 await serveProxyIfWorker();
@@ -77,27 +62,12 @@ function describe(kind: Kind, remote: string, chunkSize?: number, workers = PULL
   return { remote, chunkSize: chunkSize ?? MANAGED_CHUNK, managed: { pull: { workers } } };
 }
 
-/** File mounts go under this run's scratch directory, so leftovers can be found and removed (see `unmountLeftovers`). */
-let mountRoot: string | undefined;
-let mountCount = 0;
+/** The run's file mounts (set by `run`). */
+let mounts: ScratchMounts | undefined;
 
 function open(kind: Kind, description: MountDescription): Promise<Mount> {
   if (kind === "slice") return mountSlice(description);
-  if (!mountRoot) return mountFile(description);
-  const mountPoint = path.join(mountRoot, `m${mountCount++}`);
-  fs.mkdirSync(mountPoint);
-  return mountFile(description, { mountPoint });
-}
-
-/** FUSE mounts still under `root` (a close that failed): lazily unmounted, and returned so the run can say so. */
-function unmountLeftovers(root: string): string[] {
-  const left = fs
-    .readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((line) => line.split(" ")[4])
-    .filter((point): point is string => point?.startsWith(`${root}/`) ?? false);
-  for (const point of left) execFileSync("umount", ["-l", point]);
-  return left;
+  return mounts ? mounts.mountFile(description) : mountFile(description);
 }
 
 async function closeBounded(mount: Mount): Promise<void> {
@@ -364,7 +334,7 @@ const benchmark: Benchmark = {
   async run({ scratch, log }) {
     const rows: BenchResult[] = [];
     const image = randomImage(scratch);
-    mountRoot = fs.mkdtempSync(path.join(scratch, "mounts-"));
+    mounts = new ScratchMounts(scratch);
     const remote = await NbdkitMemory.start(scratch, SIZE);
     try {
       await remote.fill(image.file);
@@ -376,8 +346,7 @@ const benchmark: Benchmark = {
       }
     } finally {
       await remote.kill();
-      const left = unmountLeftovers(mountRoot);
-      if (left.length > 0) throw new Error(`mounts were left behind (now unmounted): ${left.join(", ")}`);
+      mounts.checkNoneLeft();
     }
     return rows;
   },
