@@ -18,7 +18,7 @@ program
   )
   .option("--size <bytes>", "resource size", "256MiB")
   .option("--chunk-size <bytes>", "chunk size", "1MiB")
-  .option("--pull-workers <n>", "background pull workers", "8")
+  .option("--pull-workers <n>", "background pull workers", "32")
   .action(demo);
 
 program
@@ -48,7 +48,7 @@ program
   .option("--managed", "keep a local cache, pull in the background, push writes back")
   .option("--local <uri>", "managed: local cache URI (default: memory of the remote's size)")
   .option("--chunk-size <bytes>", "chunk size", "1MiB")
-  .option("--pull-workers <n>", "managed: background pull workers; 0 pulls only on demand", "8")
+  .option("--pull-workers <n>", "managed: background pull workers; 0 pulls only on demand", "32")
   .option("--push-interval <ms>", "managed: milliseconds between background pushes", "5000")
   .option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)")
   .option("--scheme <package>", "extra package registering backend URI schemes (repeatable)", collect)
