@@ -1,6 +1,7 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { type Backend, checkRange, type Extent, type Progress, R3mapError } from "@r3map/core";
 import { Caller, type CallerOptions, type PerCallOptions } from "./caller.js";
+import type { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
 import { BackendService, Capability } from "./gen/r3map/v1/r3map_pb.js";
 import { DEFAULT_MAX_REQUEST_BYTES, MESSAGE_OVERHEAD_BYTES, positiveInteger } from "./limits.js";
@@ -130,6 +131,44 @@ async function fetchInfo(caller: Caller): Promise<RemoteInfo> {
   };
 }
 
+/** The ReadAt of the original protocol, served by both its Backend and its Seeder service. */
+type ReadAtService = typeof BackendServiceDesc | typeof SeederServiceDesc;
+
+/**
+ * Fills `buffer` from `offset` with ReadAt calls of at most the server's cap,
+ * concurrently, checking each reply is exactly as long as asked.
+ */
+export async function readAtInPieces(
+  caller: Caller,
+  info: RemoteInfo,
+  service: ReadAtService,
+  what: string,
+  buffer: Uint8Array,
+  offset: number,
+  options: PerCallOptions,
+): Promise<void> {
+  caller.assertOpen("readAt");
+  checkRange(info.size, offset, buffer.length);
+  await Promise.all(
+    pieces(offset, buffer.length, info.maxRequestBytes).map(async ([start, length]) => {
+      const reply = await caller.call(
+        service,
+        what,
+        "idempotent",
+        (client, call) => client.readAt({ Length: length, Off: BigInt(start) }, call),
+        options,
+      );
+      if (reply.N !== length || reply.P.length !== length) {
+        throw new R3mapError(
+          "ERR_PROTOCOL",
+          `${what} of ${length} bytes at ${start} returned ${reply.P.length} bytes (N=${reply.N})`,
+        );
+      }
+      buffer.set(reply.P, start - offset);
+    }),
+  );
+}
+
 /** Splits `[offset, offset + length)` into pieces of at most `cap` bytes. */
 export function pieces(offset: number, length: number, cap: number): Array<[start: number, length: number]> {
   const out: Array<[number, number]> = [];
@@ -227,26 +266,7 @@ export class ConnectBackend implements Backend {
   }
 
   async readAt(buffer: Uint8Array, offset: number, options: PerCallOptions = {}): Promise<void> {
-    this.#caller.assertOpen("readAt");
-    checkRange(this.size, offset, buffer.length);
-    await Promise.all(
-      pieces(offset, buffer.length, this.info.maxRequestBytes).map(async ([start, length]) => {
-        const reply = await this.#caller.call(
-          BackendServiceDesc,
-          "ReadAt",
-          "idempotent",
-          (client, call) => client.readAt({ Length: length, Off: BigInt(start) }, call),
-          options,
-        );
-        if (reply.N !== length || reply.P.length !== length) {
-          throw new R3mapError(
-            "ERR_PROTOCOL",
-            `ReadAt of ${length} bytes at ${start} returned ${reply.P.length} bytes (N=${reply.N})`,
-          );
-        }
-        buffer.set(reply.P, start - offset);
-      }),
-    );
+    await readAtInPieces(this.#caller, this.info, BackendServiceDesc, "ReadAt", buffer, offset, options);
   }
 
   async writeAt(buffer: Uint8Array, offset: number, options: PerCallOptions = {}): Promise<void> {

@@ -1,6 +1,5 @@
-import { checkRange, R3mapError } from "@r3map/core";
 import type { Caller, PerCallOptions } from "./caller.js";
-import { type ConnectClientOptions, openCaller, pieces, type RemoteInfo } from "./client.js";
+import { type ConnectClientOptions, openCaller, type RemoteInfo, readAtInPieces } from "./client.js";
 import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { MigrationService } from "./gen/r3map/v1/r3map_pb.js";
 
@@ -39,25 +38,14 @@ export class SeederClient {
 
   /** Fills `buffer` from `offset` with the seeder's bytes (Seeder.ReadAt, split under the cap). */
   async readAt(buffer: Uint8Array, offset: number, options: PerCallOptions = {}): Promise<void> {
-    this.#caller.assertOpen("readAt");
-    checkRange(this.size, offset, buffer.length);
-    await Promise.all(
-      pieces(offset, buffer.length, this.info.maxRequestBytes).map(async ([start, length]) => {
-        const reply = await this.#caller.call(
-          SeederServiceDesc,
-          "Seeder.ReadAt",
-          "idempotent",
-          (client, call) => client.readAt({ Length: length, Off: BigInt(start) }, call),
-          options,
-        );
-        if (reply.N !== length || reply.P.length !== length) {
-          throw new R3mapError(
-            "ERR_PROTOCOL",
-            `Seeder.ReadAt of ${length} bytes at ${start} returned ${reply.P.length} bytes`,
-          );
-        }
-        buffer.set(reply.P, start - offset);
-      }),
+    await readAtInPieces(
+      this.#caller,
+      this.info,
+      SeederServiceDesc,
+      "Seeder.ReadAt",
+      buffer,
+      offset,
+      options,
     );
   }
 
