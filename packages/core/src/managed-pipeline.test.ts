@@ -169,6 +169,32 @@ describe("ManagedPipeline", () => {
     await pipeline.close();
   });
 
+  it("pulls over pullRemote and fetches demand misses over remote, so a reader never queues behind the pull", async () => {
+    const size = 16 * chunkSize;
+    const shared = MemoryBackend.from(patternBytes(size, 5));
+    const demand = new InstrumentedBackend(shared);
+    const background = new InstrumentedBackend(shared);
+    background.latencyMs = 5;
+    const pipeline = new ManagedPipeline({
+      remote: demand,
+      pullRemote: background,
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: { workers: 2, readahead: 0 },
+      push: false,
+    });
+    pipeline.start();
+    const back = new Uint8Array(100);
+    await pipeline.backend.readAt(back, 12 * chunkSize);
+    expect(Buffer.compare(back, patternBytes(size, 5).subarray(12 * chunkSize, 12 * chunkSize + 100))).toBe(
+      0,
+    );
+    await pipeline.pulled();
+    expect(demand.reads).toEqual([12 * chunkSize]);
+    expect(background.reads.length).toBe(15);
+    await pipeline.close();
+  });
+
   it("with push disabled explicitly, writes never reach the remote", async () => {
     const size = 4 * chunkSize;
     const remote = new InstrumentedBackend(new MemoryBackend(size));

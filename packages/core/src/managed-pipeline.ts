@@ -35,6 +35,12 @@ export interface ManagedPipelineOptions {
   remote: Backend;
   /** The local cache; must be at least as large as the remote. */
   local: Backend;
+  /**
+   * Optional second connection to the same remote for the background pull, so
+   * that a demand fetch never waits behind the puller's requests (closed with
+   * the pipeline).
+   */
+  pullRemote?: Backend;
   chunkSize: number;
   /** A presence bitmap to fill (e.g. shared with native code); one is created otherwise. */
   presence?: ChunkBitmap;
@@ -98,6 +104,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
       },
       onWrite: (chunk) => this.pusher?.markDirty(chunk),
       onMiss: (chunk) => this.#readAhead(chunk),
+      ...(options.pullRemote ? { background: options.pullRemote } : {}),
       onFetched: (_chunk, bytes, ms) => {
         this.#stats.bytesPulled += bytes;
         this.#stats.fetches++;

@@ -33,6 +33,8 @@ export interface EngineParts {
   local?: Backend;
   /** Managed only: the presence bitmap to fill (shared with a device created before the engine). */
   presence?: ChunkBitmap;
+  /** Managed only: a second connection to the remote for the background pull. */
+  pullRemote?: Backend;
 }
 
 /** Makes the local cache once the remote's size is known (a slice: its memfd). */
@@ -62,6 +64,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         local: parts.local,
         chunkSize: this.chunkSize,
         ...(parts.presence ? { presence: parts.presence } : {}),
+        ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
         pull: pullOptions(managed),
         push: pushOptions(managed),
       });
@@ -90,13 +93,23 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       for (const scheme of description.schemes ?? ["@r3map/nbd"]) await importSchemePackage(scheme);
       remote = await openBackend(description.remote);
     }
+    let pullRemote: Backend | undefined;
     try {
       if (!description.managed) return new MountEngine(description, { remote });
-      if (makeLocal) return new MountEngine(description, { remote, ...makeLocal(remote.size) });
+      // The background pull gets its own connection, so a reader's miss never queues behind dozens of
+      // pulled chunks (the first-chunk latency of a cold mount depends on it). Only for remotes reached
+      // over a network: a Backend object cannot be opened twice, a second `memory:` would be another
+      // resource, and local files gain nothing.
+      if (description.managed.pull !== false && !given.remote && isNetworkUri(description.remote)) {
+        pullRemote = await openBackend(description.remote);
+      }
+      const pulling = pullRemote ? { pullRemote } : {};
+      if (makeLocal) return new MountEngine(description, { remote, ...pulling, ...makeLocal(remote.size) });
       const local = await openBackend(description.managed.local ?? `memory:?size=${remote.size}`);
-      return new MountEngine(description, { remote, local });
+      return new MountEngine(description, { remote, local, ...pulling });
     } catch (error) {
       await remote.close().catch(() => {});
+      await pullRemote?.close().catch(() => {});
       throw error;
     }
   }
@@ -144,6 +157,12 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     this.#closing ??= this.pipeline ? this.pipeline.close() : this.remote.close();
     return this.#closing;
   }
+}
+
+/** Remotes opened twice are two connections to one resource (not `memory:`, `file:`, `dir:`). */
+function isNetworkUri(uri: string): boolean {
+  const scheme = uri.slice(0, Math.max(0, uri.indexOf(":"))).toLowerCase();
+  return !["memory", "file", "dir"].includes(scheme);
 }
 
 /**

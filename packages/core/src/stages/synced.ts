@@ -25,6 +25,12 @@ export interface SyncedStageOptions {
   onChunkLocal?: (chunk: number, origin: ChunkOrigin) => void;
   /** A write landed in the local copy of `chunk` (the pusher's dirty feed). */
   onWrite?: (chunk: number) => void;
+  /**
+   * A second connection to the same remote for background fetches
+   * (`ensureLocal`), so a reader's fetch never queues behind many pulled
+   * chunks on one connection. Closed with the stage.
+   */
+  background?: Backend;
   /** A read found `chunk` not local and is about to fetch it (a demand miss, not a background pull). */
   onMiss?: (chunk: number) => void;
   /** A chunk fetch finished; `ms` is its duration (for latency metrics). */
@@ -140,7 +146,7 @@ export class SyncedStage implements Backend {
     try {
       await this.local.close();
     } finally {
-      await this.remote.close();
+      await Promise.all([this.remote.close(), this.#options.background?.close()]);
     }
   }
 
@@ -164,7 +170,9 @@ export class SyncedStage implements Backend {
     const buffer = into ?? direct ?? new Uint8Array(length);
     await this.#claim(chunk, async () => {
       const started = performance.now();
-      await this.remote.readAt(buffer, offset);
+      // A reader's fetch (`into`) takes the demand connection; the puller's, the background one.
+      const source = into ? this.remote : (this.#options.background ?? this.remote);
+      await source.readAt(buffer, offset);
       if (!direct) await this.local.writeAt(buffer, offset);
       this.presence.set(chunk);
       this.#options.onFetched?.(chunk, buffer.length, performance.now() - started);
