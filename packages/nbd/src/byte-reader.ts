@@ -77,6 +77,11 @@ export class ByteReader {
     if (this.#buffered >= this.#highWater && !this.#waiter) this.#stream.pause();
   };
 
+  /** Feeds bytes received outside `'data'` events (a socket read with `onread`; see SocketInput). */
+  push(chunk: Buffer): void {
+    this.#onData(chunk);
+  }
+
   #onEnd = (): void => this.#fail(new R3mapError("ERR_REMOTE_UNREACHABLE", "the peer closed the connection"));
   #onError = (error: Error): void => this.#fail(error);
 

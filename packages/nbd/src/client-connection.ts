@@ -1,29 +1,13 @@
 import type { Duplex } from "node:stream";
 import { type ErrorCode, R3mapError } from "@r3map/core";
-import type { ByteReader } from "./byte-reader.js";
 import type { ExportInfo, Negotiated } from "./client-handshake.js";
-import {
-  CMD,
-  errnoName,
-  REPLY_FLAG_DONE,
-  REPLY_TYPE,
-  SIMPLE_REPLY_MAGIC,
-  STRUCTURED_REPLY_MAGIC,
-} from "./protocol.js";
-import { readUInt64, writeRequestHeader } from "./wire.js";
+import { CMD, errnoName } from "./protocol.js";
+import { type AwaitedReply, ReplyReceiver, type StatusDescriptor } from "./reply-receiver.js";
+import { writeRequestHeader } from "./wire.js";
 
-/** One `base:allocation` descriptor: length and NBD_STATE_* flags. */
-export type StatusDescriptor = [length: number, flags: number];
+export type { StatusDescriptor };
 
-interface Pending {
-  command: number;
-  offset: number;
-  length: number;
-  /** Where READ data goes; replaced by scratch space once the caller gave up (timeout). */
-  target: Uint8Array | undefined;
-  covered: number;
-  error: R3mapError | undefined;
-  descriptors: StatusDescriptor[] | undefined;
+interface Pending extends AwaitedReply {
   abandoned: boolean;
   timer: NodeJS.Timeout | undefined;
   resolve: (descriptors: StatusDescriptor[] | undefined) => void;
@@ -56,7 +40,7 @@ export function remoteError(errno: number, message: string, command: number, tar
 export class NbdConnection {
   readonly info: ExportInfo;
   readonly #stream: Duplex;
-  readonly #reader: ByteReader;
+  readonly #receiver: ReplyReceiver;
   readonly #target: string;
   readonly #timeoutMs: number;
   readonly #maxInFlight: number;
@@ -69,12 +53,38 @@ export class NbdConnection {
   constructor(negotiated: Negotiated, options: { target: string; timeoutMs: number; maxInFlight: number }) {
     this.info = negotiated.info;
     this.#stream = negotiated.stream;
-    this.#reader = negotiated.reader;
     this.#target = options.target;
     this.#timeoutMs = options.timeoutMs;
     this.#maxInFlight = options.maxInFlight;
-    this.#stream.on("error", () => {}); // surfaced through the reader
-    void this.#readReplies();
+    this.#receiver = new ReplyReceiver({
+      structured: this.info.structured,
+      allocationContext: this.info.allocationContext,
+      lookup: (high, low) => this.#lookup(high, low),
+      complete: (cookie, reply) => this.#finish(cookie, reply as Pending),
+      protocolError: (message) => this.#protocol(message),
+      remoteError: (errno, message, command) => remoteError(errno, message, command, this.#target),
+      fail: (error) => this.#fail(error),
+    });
+    this.#receive(negotiated);
+  }
+
+  /** Hands the stream to the reply receiver: read straight into destinations where the socket allows it. */
+  #receive(negotiated: Negotiated): void {
+    const stream = this.#stream;
+    const early = negotiated.reader.detach(); // normally empty: replies only follow requests
+    const ended = (error?: Error) =>
+      this.#fail(
+        this.#receiver.midFrame
+          ? this.#protocol("the server closed the connection in the middle of a reply (truncated frame)")
+          : (error ?? new R3mapError("ERR_REMOTE_UNREACHABLE", `${this.#target} closed the connection`)),
+      );
+    stream.on("error", ended);
+    stream.on("end", () => ended());
+    stream.on("close", () => ended());
+    if (negotiated.input) negotiated.input.sink = this.#receiver;
+    else stream.on("data", (chunk: Buffer) => this.#receiver.received(chunk, chunk.length));
+    if (early.length > 0) this.#receiver.received(early, early.length);
+    stream.resume();
   }
 
   /** Requests awaiting a reply (for least-loaded scheduling). */
@@ -118,15 +128,18 @@ export class NbdConnection {
       };
       if (this.#timeoutMs > 0) {
         pending.timer = setTimeout(() => {
-          // The reply may still come; it is then read into scratch space and dropped.
+          const error = new R3mapError(
+            "ERR_TIMEOUT",
+            `${this.#target}: no reply to command ${command} at ${offset}+${length} within ${this.#timeoutMs} ms`,
+          );
+          // Its data is arriving and the socket may already be told to put the
+          // next bytes into the caller's buffer: only ending the connection
+          // guarantees nothing lands there after we gave up.
+          if (this.#receiver.receiving === pending) return this.#fail(error);
+          // Otherwise the reply may still come; its data is then dropped.
           pending.abandoned = true;
           pending.target = undefined;
-          reject(
-            new R3mapError(
-              "ERR_TIMEOUT",
-              `${this.#target}: no reply to command ${command} at ${offset}+${length} within ${this.#timeoutMs} ms`,
-            ),
-          );
+          reject(error);
         }, this.#timeoutMs);
       }
       this.#pending.set(cookie, pending);
@@ -209,108 +222,5 @@ export class NbdConnection {
     } else if (pending.command === CMD.BLOCK_STATUS && !pending.descriptors) {
       pending.reject(this.#protocol("block status reply without base:allocation descriptors"));
     } else pending.resolve(pending.descriptors);
-  }
-
-  async #readReplies(): Promise<void> {
-    const reader = this.#reader;
-    try {
-      for (;;) {
-        const magic = (reader.tryTake(4) ?? (await reader.take(4))).readUInt32BE(0);
-        if (magic === SIMPLE_REPLY_MAGIC) await this.#simpleReply();
-        else if (magic === STRUCTURED_REPLY_MAGIC) {
-          if (!this.info.structured) throw this.#protocol("structured reply without negotiation");
-          await this.#structuredChunk();
-        } else throw this.#protocol(`bad reply magic 0x${magic.toString(16)}`);
-      }
-    } catch (error) {
-      this.#fail(error instanceof Error ? error : new Error(String(error)));
-    }
-  }
-
-  async #simpleReply(): Promise<void> {
-    const reader = this.#reader;
-    const rest = reader.tryTake(12) ?? (await reader.take(12));
-    const error = rest.readUInt32BE(0);
-    const high = rest.readUInt32BE(4);
-    const low = rest.readUInt32BE(8);
-    const pending = this.#lookup(high, low);
-    if (error !== 0) pending.error = remoteError(error, "", pending.command, this.#target);
-    else if (pending.command === CMD.READ) {
-      if (this.info.structured)
-        throw this.#protocol("simple reply to READ after structured replies were negotiated");
-      await reader.takeInto(pending.target ?? new Uint8Array(pending.length));
-      pending.covered = pending.length;
-    } else if (pending.command === CMD.BLOCK_STATUS) throw this.#protocol("simple reply to BLOCK_STATUS");
-    this.#finish(low, pending);
-  }
-
-  async #structuredChunk(): Promise<void> {
-    const reader = this.#reader;
-    const header = reader.tryTake(16) ?? (await reader.take(16));
-    const flags = header.readUInt16BE(0);
-    const type = header.readUInt16BE(2);
-    const high = header.readUInt32BE(4);
-    const low = header.readUInt32BE(8);
-    const length = header.readUInt32BE(12);
-    const pending = this.#lookup(high, low);
-    const within = (offset: number, n: number) =>
-      offset >= pending.offset && offset + n <= pending.offset + pending.length && n > 0;
-
-    switch (type) {
-      case REPLY_TYPE.NONE:
-        if (length !== 0) throw this.#protocol("NONE chunk with a payload");
-        break;
-      case REPLY_TYPE.OFFSET_DATA: {
-        if (pending.command !== CMD.READ || length < 9) throw this.#protocol("unexpected OFFSET_DATA chunk");
-        const offset = readUInt64(await reader.take(8), 0);
-        const n = length - 8;
-        if (!within(offset, n)) throw this.#protocol(`data chunk ${offset}+${n} outside the request`);
-        const start = offset - pending.offset;
-        if (pending.target) await reader.takeInto(pending.target.subarray(start, start + n));
-        else await reader.skip(n);
-        pending.covered += n;
-        break;
-      }
-      case REPLY_TYPE.OFFSET_HOLE: {
-        if (pending.command !== CMD.READ || length !== 12)
-          throw this.#protocol("unexpected OFFSET_HOLE chunk");
-        const body = await reader.take(12);
-        const offset = readUInt64(body, 0);
-        const n = body.readUInt32BE(8);
-        if (!within(offset, n)) throw this.#protocol(`hole chunk ${offset}+${n} outside the request`);
-        pending.target?.fill(0, offset - pending.offset, offset - pending.offset + n);
-        pending.covered += n;
-        break;
-      }
-      case REPLY_TYPE.BLOCK_STATUS: {
-        if (pending.command !== CMD.BLOCK_STATUS || length < 12 || (length - 4) % 8 !== 0) {
-          throw this.#protocol("malformed BLOCK_STATUS chunk");
-        }
-        const body = await reader.take(length);
-        if (body.readUInt32BE(0) === this.info.allocationContext) {
-          const descriptors: StatusDescriptor[] = [];
-          for (let at = 4; at < length; at += 8)
-            descriptors.push([body.readUInt32BE(at), body.readUInt32BE(at + 4)]);
-          if (descriptors.some(([n]) => n === 0)) throw this.#protocol("zero-length block status descriptor");
-          pending.descriptors = descriptors;
-        }
-        break;
-      }
-      default: {
-        if ((type & 0x8000) === 0) throw this.#protocol(`unknown chunk type ${type}`);
-        if (length < 6) throw this.#protocol("error chunk too short");
-        const body = await reader.take(length);
-        const errno = body.readUInt32BE(0);
-        const messageLength = body.readUInt16BE(4);
-        if (6 + messageLength > length) throw this.#protocol("error message longer than its chunk");
-        pending.error ??= remoteError(
-          errno,
-          body.toString("utf8", 6, 6 + messageLength),
-          pending.command,
-          this.#target,
-        );
-      }
-    }
-    if (flags & REPLY_FLAG_DONE) this.#finish(low, pending);
   }
 }

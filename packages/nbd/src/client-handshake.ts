@@ -19,6 +19,7 @@ import {
   REP,
   TF,
 } from "./protocol.js";
+import { CopyIntoReader, SocketInput } from "./socket-input.js";
 import { lengthPrefixed, optionRequest, readUInt64 } from "./wire.js";
 
 /** What negotiation established about the export. */
@@ -36,7 +37,16 @@ export interface ExportInfo {
 export interface Negotiated {
   stream: Duplex;
   reader: ByteReader;
+  /** Set for plain sockets: lets the transmission phase choose where each read lands. */
+  input?: SocketInput | undefined;
   info: ExportInfo;
+}
+
+/** A connected socket with the reader the handshake uses. */
+interface Dialed {
+  socket: net.Socket;
+  reader: ByteReader;
+  input: SocketInput | undefined;
 }
 
 interface OptionReply {
@@ -47,13 +57,29 @@ interface OptionReply {
 const OLDSTYLE_MAGIC = 0x00420281861253n;
 const MAX_OPTION_REPLY = 16 * 1024 * 1024;
 
-/** Opens the socket (TCP or UNIX) within the connect deadline. */
-export function dial(o: ResolvedClientOptions): Promise<net.Socket> {
+/**
+ * Opens the socket (TCP or UNIX) within the connect deadline. Without TLS it
+ * is read through a SocketInput (TLS needs node's own reads of the socket).
+ */
+export function dial(o: ResolvedClientOptions): Promise<Dialed> {
   return new Promise((resolve, reject) => {
+    let input: SocketInput | undefined;
+    let reader: ByteReader | undefined;
+    // Node asks for the first read's buffer while connecting, before the reader exists; the greeting fits.
+    if (!o.tls) input = new SocketInput({ nextBuffer: () => new Uint8Array(64), received: () => true });
+    const onread = input ? { onread: input.onread } : {};
     const socket = o.path
-      ? net.connect({ path: o.path })
+      ? net.connect({ path: o.path, ...onread })
       : // Never getaddrinfo: it runs on the libuv threadpool, which mount readers can exhaust.
-        net.connect({ host: o.host, port: o.port, noDelay: true, lookup: lookupWithoutThreadpool });
+        net.connect({
+          host: o.host,
+          port: o.port,
+          noDelay: true,
+          lookup: lookupWithoutThreadpool,
+          ...onread,
+        });
+    reader = new ByteReader(socket);
+    if (input) input.sink = new CopyIntoReader(reader);
     const timer = setTimeout(() => {
       socket.destroy();
       reject(
@@ -66,7 +92,7 @@ export function dial(o: ResolvedClientOptions): Promise<net.Socket> {
     socket.once("connect", () => {
       clearTimeout(timer);
       socket.off("error", onError);
-      resolve(socket);
+      resolve({ socket, reader: reader!, input });
     });
     const onError = (error: Error) => {
       clearTimeout(timer);
@@ -158,7 +184,8 @@ async function greet(
 
 /** Connects and negotiates up to the transmission phase. */
 export async function clientHandshake(o: ResolvedClientOptions): Promise<Negotiated> {
-  const socket = await dial(o);
+  const dialed = await dial(o);
+  const { socket } = dialed;
   const target = describeTarget(o);
   const timer = setTimeout(
     () =>
@@ -168,7 +195,7 @@ export async function clientHandshake(o: ResolvedClientOptions): Promise<Negotia
     o.connectTimeoutMs,
   );
   try {
-    return await negotiate(socket, o, target);
+    return await negotiate(dialed, o, target);
   } catch (error) {
     socket.destroy();
     throw error;
@@ -177,8 +204,8 @@ export async function clientHandshake(o: ResolvedClientOptions): Promise<Negotia
   }
 }
 
-async function negotiate(socket: net.Socket, o: ResolvedClientOptions, target: string): Promise<Negotiated> {
-  const n = new Negotiation(socket, new ByteReader(socket), target);
+async function negotiate(dialed: Dialed, o: ResolvedClientOptions, target: string): Promise<Negotiated> {
+  const n = new Negotiation(dialed.socket, dialed.reader, target);
   const { fixed, noZeroes } = await greet(n.stream, n.reader, target);
   if (!fixed && o.tls)
     throw new R3mapError(
@@ -197,7 +224,12 @@ async function negotiate(socket: net.Socket, o: ResolvedClientOptions, target: s
   }
   const info = fixed ? await go(n, o.export, target) : undefined;
   const resolved = info ?? (await exportName(n, o.export, noZeroes, target));
-  return { stream: n.stream, reader: n.reader, info: { ...resolved, structured, allocationContext } };
+  return {
+    stream: n.stream,
+    reader: n.reader,
+    input: dialed.input,
+    info: { ...resolved, structured, allocationContext },
+  };
 }
 
 function tlsRequired(target: string): R3mapError {
@@ -357,10 +389,10 @@ async function exportName(
 export async function listExports(
   o: ResolvedClientOptions,
 ): Promise<Array<{ name: string; description: string }>> {
-  const socket = await dial(o);
+  const { socket, reader } = await dial(o);
   const target = describeTarget(o);
   try {
-    const n = new Negotiation(socket, new ByteReader(socket), target);
+    const n = new Negotiation(socket, reader, target);
     const { fixed } = await greet(n.stream, n.reader, target);
     if (!fixed)
       throw new R3mapError(
