@@ -129,7 +129,10 @@ export class ReplyReceiver implements ReceiveSink {
   }
 
   #receivePayload(reply: AwaitedReply, into: Uint8Array | undefined, n: number, then: () => void): void {
-    if (n === 0) return then();
+    if (n === 0) {
+      then();
+      return;
+    }
     this.receiving = reply;
     this.#payload = into;
     this.#payloadFilled = 0;
@@ -197,10 +200,11 @@ export class ReplyReceiver implements ReceiveSink {
     switch (type) {
       case REPLY_TYPE.NONE:
         if (length !== 0) throw protocol("NONE chunk with a payload");
-        return done();
+        done();
+        return;
       case REPLY_TYPE.OFFSET_DATA:
         if (reply.command !== CMD.READ || length < 9) throw protocol("unexpected OFFSET_DATA chunk");
-        return this.#expect(8, (body) => {
+        this.#expect(8, (body) => {
           const offset = readUInt64(body, 0);
           const n = length - 8;
           if (!within(offset, n)) throw protocol(`data chunk ${offset}+${n} outside the request`);
@@ -210,9 +214,10 @@ export class ReplyReceiver implements ReceiveSink {
             done();
           });
         });
+        return;
       case REPLY_TYPE.OFFSET_HOLE:
         if (reply.command !== CMD.READ || length !== 12) throw protocol("unexpected OFFSET_HOLE chunk");
-        return this.#expect(12, (body) => {
+        this.#expect(12, (body) => {
           const offset = readUInt64(body, 0);
           const n = body.readUInt32BE(8);
           if (!within(offset, n)) throw protocol(`hole chunk ${offset}+${n} outside the request`);
@@ -220,11 +225,12 @@ export class ReplyReceiver implements ReceiveSink {
           reply.covered += n;
           done();
         });
+        return;
       case REPLY_TYPE.BLOCK_STATUS:
         if (reply.command !== CMD.BLOCK_STATUS || length < 12 || (length - 4) % 8 !== 0) {
           throw protocol("malformed BLOCK_STATUS chunk");
         }
-        return this.#expect(length, (body) => {
+        this.#expect(length, (body) => {
           if (body.readUInt32BE(0) === this.#owner.allocationContext) {
             const descriptors: StatusDescriptor[] = [];
             for (let at = 4; at < length; at += 8)
@@ -234,10 +240,11 @@ export class ReplyReceiver implements ReceiveSink {
           }
           done();
         });
+        return;
       default:
         if ((type & 0x8000) === 0) throw protocol(`unknown chunk type ${type}`);
         if (length < 6) throw protocol("error chunk too short");
-        return this.#expect(length, (body) => {
+        this.#expect(length, (body) => {
           const errno = body.readUInt32BE(0);
           const messageLength = body.readUInt16BE(4);
           if (6 + messageLength > length) throw protocol("error message longer than its chunk");
