@@ -2,10 +2,8 @@ import * as net from "node:net";
 import { isR3mapError, MemoryBackend } from "@r3map/core";
 import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ByteReader } from "../src/byte-reader.js";
 import { connectNbd, listNbdExports, NbdServer } from "../src/index.js";
-import { CMD, IHAVEOPT, INFO, NBD_MAGIC, OPT, REP, REPLY_TYPE } from "../src/protocol.js";
-import { optionReply, writeStructuredHeader } from "../src/wire.js";
+import { CMD, IHAVEOPT, OPT, REP, REPLY_TYPE } from "../src/protocol.js";
 import { waitFor } from "./helpers.js";
 import { RawClient } from "./raw-client.js";
 
