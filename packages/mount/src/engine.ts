@@ -14,6 +14,7 @@ import {
   R3mapError,
   TypedEmitter,
 } from "@r3map/core";
+import { type Population, populateInBackground } from "@r3map/native";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
 
 export interface MountEngineEvents {
@@ -51,6 +52,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   readonly chunkSize: number;
   readonly remote: Backend;
   #closing: Promise<void> | undefined;
+  #population: Population | undefined;
 
   private constructor(description: MountDescription, parts: EngineParts) {
     super();
@@ -132,8 +134,13 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   /** Starts the background pull and push; with `pull.first`, resolves once everything is local. */
   async start(description: MountDescription): Promise<void> {
     if (!this.pipeline) return;
-    this.pipeline.start();
     const pull = description.managed?.pull;
+    // The pull will write every page of a memory cache: fault them in on another core, ahead of the data,
+    // rather than one at a time on the thread receiving it. Without a pull, memory is committed as used.
+    const local = this.pipeline.synced.local;
+    if (pull !== false && local instanceof MemoryBackend)
+      this.#population = populateInBackground(local.segments);
+    this.pipeline.start();
     if (pull !== false && pull?.first) await this.pipeline.pulled();
   }
 
@@ -154,7 +161,15 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 
   /** Final push, then closes the backends. Idempotent. */
   close(): Promise<void> {
-    this.#closing ??= this.pipeline ? this.pipeline.close() : this.remote.close();
+    this.#closing ??= (async () => {
+      this.#population?.stop();
+      try {
+        await (this.pipeline ? this.pipeline.close() : this.remote.close());
+      } finally {
+        // Its native thread ends within a step; a worker hosting the engine may exit right after this.
+        await this.#population?.done;
+      }
+    })();
     return this.#closing;
   }
 }

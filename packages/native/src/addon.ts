@@ -126,6 +126,9 @@ export interface NativeAddon {
   mtStatus(fd: number): Promise<NativeMtStatus>;
   mtPosition(fd: number): Promise<number>;
   mtOperations: Record<string, number>;
+
+  /** Resolves with the bytes populated once done, or once `cancel[0]` is non-zero. */
+  populateMemory(view: Uint8Array, cancel: Int32Array): Promise<number>;
 }
 
 let loaded: NativeAddon | undefined;

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "fuse_thread_promise.h"
+#include "typed_array.h"
 #include "module.h"
 
 namespace r3map::fuse {
@@ -99,16 +100,6 @@ std::vector<std::pair<std::string, std::string>> MountsAt(const std::string& pat
     found.emplace_back(dev, fstype);
   }
   return found;
-}
-
-// Start of a typed array's bytes, also for SharedArrayBuffer-backed arrays.
-uint8_t* TypedArrayBytes(Napi::TypedArray array) {
-  napi_typedarray_type type;
-  size_t count = 0, offset = 0;
-  void* data = nullptr;
-  napi_value buffer;
-  if (napi_get_typedarray_info(array.Env(), array, &type, &count, &data, &buffer, &offset) != napi_ok) return nullptr;
-  return static_cast<uint8_t*>(data);
 }
 
 // Asks for transparent huge pages on the 2 MiB-aligned interior of a memory

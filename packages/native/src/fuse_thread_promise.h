@@ -42,8 +42,19 @@ struct ThreadJob {
   Napi::Promise::Deferred deferred;
 };
 
+// False while a worker thread is being terminated: every call that could run
+// JavaScript then fails, and node-addon-api (built without C++ exceptions)
+// turns such a failure into a fatal error. A property read is such a call, and
+// harmless.
+inline bool CanRunJavaScript(napi_env env) {
+  napi_value global, ignored;
+  return napi_get_global(env, &global) == napi_ok &&
+         napi_get_named_property(env, global, "undefined", &ignored) == napi_ok;
+}
+
 inline void SettleOnJsThread(Napi::Env env, Napi::Function, ThreadJob* job, ThreadResult* result) {
-  if (env != nullptr) {
+  // A terminating worker has nobody left to settle for.
+  if (env != nullptr && CanRunJavaScript(env)) {
     Napi::HandleScope scope(env);
     if (result->err != 0) {
       job->deferred.Reject(SystemError(env, result->err, result->syscall).Value());

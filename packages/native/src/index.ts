@@ -24,6 +24,7 @@ export {
   KernelNbdDevice,
   type KernelNbdOptions,
 } from "./nbd-kernel.js";
+export { type Population, populateInBackground } from "./populate.js";
 export {
   TapeDrive,
   type TapeOperation,

@@ -40,7 +40,7 @@ const DIRECT_CHUNK = MiB;
 const LATENCY_CHUNK = 4096;
 const LATENCY_SAMPLES = 5;
 /** Sequential transfers run this often at each point; the best counts (the machine is shared and noisy). */
-const RUNS = 2;
+const RUNS = 3;
 const PULL_WORKERS = 32; // the mount default
 const SWEEP_WORKERS = [1, 4, 16, 64];
 const SWEEP_RTT = 10;

@@ -1,0 +1,86 @@
+// populateMemory(view, cancel): faults a range of memory in ahead of use, on a
+// native thread of its own.
+//
+// A managed mount's memory cache is written once per chunk as the chunk is
+// pulled, and on a virtual machine the first touch of each 4 KiB page costs
+// microseconds — with data arriving at gigabytes per second, the page faults
+// become the pull's bottleneck on the thread that receives the data.
+// MADV_POPULATE_WRITE maps the pages in bulk (about twice as cheap as taking
+// the faults one by one) and here on another core, ahead of the data. It never
+// changes a byte: pages that are already there stay as they are, so it can
+// run while the cache is being filled.
+#include <napi.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "fuse_thread_promise.h"
+#include "module.h"
+#include "typed_array.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+namespace {
+
+// Small steps, so a cancel (the mount closing) takes effect quickly and the
+// puller finds the front of the cache ready early.
+constexpr uint64_t kStep = 4u << 20;
+
+Napi::Value PopulateMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray()) {
+    Napi::TypeError::New(env, "populateMemory(view: Uint8Array, cancel: Int32Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto view = info[0].As<Napi::TypedArray>();
+  auto cancel = info[1].As<Napi::TypedArray>();
+  if (cancel.TypedArrayType() != napi_int32_array || cancel.ElementLength() < 1) {
+    Napi::TypeError::New(env, "cancel must be an Int32Array over shared memory").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uint8_t* base = r3map::TypedArrayBytes(view);
+  const uint64_t length = view.ByteLength();
+  auto* stop = reinterpret_cast<std::atomic<int32_t>*>(r3map::TypedArrayBytes(cancel));
+  if (base == nullptr || stop == nullptr) {
+    Napi::TypeError::New(env, "populateMemory: cannot reach the arrays' memory").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  // Both buffers stay alive until the thread is done: the references are
+  // dropped on the JS thread when the promise settles.
+  auto keep = std::make_shared<std::pair<Napi::Reference<Napi::Value>, Napi::Reference<Napi::Value>>>(
+      Napi::Persistent(info[0]), Napi::Persistent(info[1]));
+  // Released explicitly on the JS thread; never from a destructor on this
+  // thread (after a worker's environment is gone they are simply dropped).
+  keep->first.SuppressDestruct();
+  keep->second.SuppressDestruct();
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t start = (reinterpret_cast<uint64_t>(base) + page - 1) / page * page;
+  const uint64_t end = (reinterpret_cast<uint64_t>(base) + length) / page * page;
+  return r3map::RunOnThread(env, "r3map-populate", [start, end, stop, keep]() {
+    uint64_t done = 0;
+    for (uint64_t at = start; at < end && stop->load(std::memory_order_relaxed) == 0; at += kStep) {
+      const uint64_t n = std::min(kStep, end - at);
+      // Unsupported (before 5.14) or out of memory: stop quietly, the pages
+      // are then faulted in as they are written, as without this.
+      if (madvise(reinterpret_cast<void*>(at), n, MADV_POPULATE_WRITE) != 0) break;
+      done += n;
+    }
+    return r3map::ThreadResult{0, "", [keep, done](Napi::Env env) mutable {
+                                 keep->first.Reset();
+                                 keep->second.Reset();
+                                 return Napi::Number::New(env, static_cast<double>(done));
+                               }};
+  });
+}
+
+void Init(Napi::Env env, Napi::Object exports) { exports.Set("populateMemory", Napi::Function::New(env, PopulateMemory)); }
+
+}  // namespace
+
+R3MAP_MODULE(populate, Init);
