@@ -133,15 +133,42 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 
   /** Starts the background pull and push; with `pull.first`, resolves once everything is local. */
   async start(description: MountDescription): Promise<void> {
+    await this.#prime();
     if (!this.pipeline) return;
     const pull = description.managed?.pull;
     // The pull will write every page of a memory cache: fault them in on another core, ahead of the data,
-    // rather than one at a time on the thread receiving it. Without a pull, memory is committed as used.
+    // rather than one at a time on the thread receiving it — as huge pages, whose assembly (zeroing, at
+    // times compaction) then never lands on a reader's miss. Without a pull, memory is committed as used,
+    // in 4 KiB pages (a miss never waits for a 2 MiB page).
     const local = this.pipeline.synced.local;
-    if (pull !== false && local instanceof MemoryBackend)
-      this.#population = populateInBackground(local.segments);
+    if (pull !== false && local instanceof MemoryBackend) {
+      this.#population = populateInBackground(local.segments, { hugePages: true });
+    }
     this.pipeline.start();
     if (pull !== false && pull?.first) await this.pipeline.pulled();
+  }
+
+  /**
+   * Takes one chunk through the path a miss takes (a remote read; for a
+   * managed mount, into the cache), so that the first real miss does not pay
+   * V8's lazy compilation of that path — 1 to 4 ms here, several round trips
+   * on a fast network. The last chunk: the background pull reaches it last,
+   * so nothing is fetched twice. A failure is left for the first real miss
+   * to report.
+   */
+  async #prime(): Promise<void> {
+    const chunks = Math.ceil(this.size / this.chunkSize);
+    if (chunks === 0) return;
+    const last = chunks - 1;
+    try {
+      if (this.pipeline) await this.pipeline.synced.ensureLocal(last);
+      else {
+        const length = Math.min(this.chunkSize, this.size - last * this.chunkSize);
+        await this.backend.readAt(new Uint8Array(length), last * this.chunkSize);
+      }
+    } catch {
+      // reported by the first read that needs the remote
+    }
   }
 
   /** Reports a background failure to listeners (devices use it for their own background work). */

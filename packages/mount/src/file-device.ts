@@ -46,7 +46,8 @@ export class FileDevice {
         readOnly,
         readAheadKb: options.readAheadKb ?? 16384,
         ...(native
-          ? { local: { chunkSize: engine.chunkSize, presence: native.presence, ...native.cache } }
+          ? // Huge pages are the engine's call: it advises them where it populates the cache in the background.
+            { local: { chunkSize: engine.chunkSize, presence: native.presence, hugePages: false, ...native.cache } }
           : {}),
         onRead: async (offset, length) => {
           const buffer = new Uint8Array(length);

@@ -128,7 +128,7 @@ export interface NativeAddon {
   mtOperations: Record<string, number>;
 
   /** Resolves with the bytes populated once done, or once `cancel[0]` is non-zero. */
-  populateMemory(view: Uint8Array, cancel: Int32Array): Promise<number>;
+  populateMemory(view: Uint8Array, cancel: Int32Array, hugePages?: boolean): Promise<number>;
 }
 
 let loaded: NativeAddon | undefined;

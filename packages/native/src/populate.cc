@@ -1,4 +1,4 @@
-// populateMemory(view, cancel): faults a range of memory in ahead of use, on a
+// populateMemory(view, cancel, hugePages): faults a range of memory in ahead of use, on a
 // native thread of its own.
 //
 // A managed mount's memory cache is written once per chunk as the chunk is
@@ -8,7 +8,10 @@
 // MADV_POPULATE_WRITE maps the pages in bulk (about twice as cheap as taking
 // the faults one by one) and here on another core, ahead of the data. It never
 // changes a byte: pages that are already there stay as they are, so it can
-// run while the cache is being filled.
+// run while the cache is being filled. With hugePages the range is first
+// advised for transparent huge pages: 512 times fewer faults, and the cost of
+// assembling each 2 MiB page (zeroing, sometimes compaction: milliseconds)
+// is paid here rather than by a reader's miss.
 #include <napi.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -35,7 +38,8 @@ constexpr uint64_t kStep = 4u << 20;
 Napi::Value PopulateMemory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray()) {
-    Napi::TypeError::New(env, "populateMemory(view: Uint8Array, cancel: Int32Array)").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "populateMemory(view: Uint8Array, cancel: Int32Array, hugePages?: boolean)")
+        .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   auto view = info[0].As<Napi::TypedArray>();
@@ -62,6 +66,12 @@ Napi::Value PopulateMemory(const Napi::CallbackInfo& info) {
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t start = (reinterpret_cast<uint64_t>(base) + page - 1) / page * page;
   const uint64_t end = (reinterpret_cast<uint64_t>(base) + length) / page * page;
+  if (info.Length() > 2 && info[2].ToBoolean()) {
+    constexpr uint64_t kHuge = 2u << 20;
+    const uint64_t hugeStart = (start + kHuge - 1) / kHuge * kHuge;
+    const uint64_t hugeEnd = end / kHuge * kHuge;
+    if (hugeEnd > hugeStart) madvise(reinterpret_cast<void*>(hugeStart), hugeEnd - hugeStart, MADV_HUGEPAGE);
+  }
   return r3map::RunOnThread(env, "r3map-populate", [start, end, stop, keep]() {
     uint64_t done = 0;
     for (uint64_t at = start; at < end && stop->load(std::memory_order_relaxed) == 0; at += kStep) {

@@ -13,6 +13,8 @@ export interface Population {
  * first use (MADV_POPULATE_WRITE: no byte changes, so the memory can be
  * written meanwhile). For a cache that is about to be filled at gigabytes per
  * second, this takes the page faults off the thread that receives the data.
+ * `hugePages` first advises transparent huge pages for the ranges: far fewer
+ * faults, each assembled here instead of on a reader's miss.
  *
  * ```js
  * const cache = new Uint8Array(new SharedArrayBuffer(256 * 1024 * 1024));
@@ -22,13 +24,16 @@ export interface Population {
  * await population.done;
  * ```
  */
-export function populateInBackground(ranges: readonly Uint8Array[]): Population {
+export function populateInBackground(
+  ranges: readonly Uint8Array[],
+  options: { hugePages?: boolean } = {},
+): Population {
   const cancel = new Int32Array(new SharedArrayBuffer(4));
   const done = (async () => {
     let total = 0;
     for (const range of ranges) {
       if (Atomics.load(cancel, 0) !== 0) break;
-      total += await addon().populateMemory(range, cancel);
+      total += await addon().populateMemory(range, cancel, options.hugePages ?? false);
     }
     return total;
   })();
