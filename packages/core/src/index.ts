@@ -2,7 +2,12 @@ export type { Backend, Extent } from "./backend.js";
 export { StorageBackend } from "./backend.js";
 export { DirectoryBackend, type DirectoryBackendOptions } from "./backends/directory.js";
 export { FileBackend, type FileBackendOptions, sizeOfOpenFile } from "./backends/file.js";
-export { MEMORY_SEGMENT_SIZE, MemoryBackend, type MemoryBackendOptions } from "./backends/memory.js";
+export {
+  type ExternalMemoryOptions,
+  MEMORY_SEGMENT_SIZE,
+  MemoryBackend,
+  type MemoryBackendOptions,
+} from "./backends/memory.js";
 export { ChunkBitmap } from "./chunk-bitmap.js";
 export { ChunkLayout, checkRange } from "./chunk-layout.js";
 export {

@@ -47,7 +47,14 @@ export class FileDevice {
         readAheadKb: options.readAheadKb ?? 16384,
         ...(native
           ? // Huge pages are the engine's call: it advises them where it populates the cache in the background.
-            { local: { chunkSize: engine.chunkSize, presence: native.presence, hugePages: false, ...native.cache } }
+            {
+              local: {
+                chunkSize: engine.chunkSize,
+                presence: native.presence,
+                hugePages: false,
+                ...native.cache,
+              },
+            }
           : {}),
         onRead: async (offset, length) => {
           const buffer = new Uint8Array(length);

@@ -1,5 +1,5 @@
-import { type Backend, ChunkBitmap, FileBackend, R3mapError } from "@r3map/core";
-import { UffdRegion } from "@r3map/native";
+import { type Backend, ChunkBitmap, MEMORY_SEGMENT_SIZE, MemoryBackend, R3mapError } from "@r3map/core";
+import { mapFile, UffdRegion } from "@r3map/native";
 import type { MountDescription } from "./description.js";
 import { chunkSizeOf } from "./description.js";
 import { MountEngine } from "./engine.js";
@@ -14,6 +14,10 @@ const PAGE_SIZE = 4096;
  * the chunk into the memfd. Writes to the memory land in the memfd directly;
  * asynchronous write-protect finds them (`scanDirty`), and the pusher sends
  * them from the memfd to the remote.
+ *
+ * The engine reaches the memfd through a shared mapping of its own (a
+ * MemoryBackend over it), so a fetch is received from the socket straight
+ * into the memfd, with no intermediate buffer and no pwrite.
  *
  * A direct slice is the same with no background pull and pushes only on
  * `sync()` and close: the memory itself is the only copy kept locally.
@@ -71,7 +75,7 @@ export class SliceDevice {
             dirtyTracking: push !== false,
             onMiss: (chunk) => engine!.pipeline!.synced.ensureLocal(chunk),
           });
-          return { local: FileBackend.open(`/proc/self/fd/${region.memfd}`, { size }), presence };
+          return { local: mappedCache(region.memfd, size), presence };
         },
         remote ? { remote } : {},
       );
@@ -120,4 +124,15 @@ export class SliceDevice {
     })();
     return this.#closing;
   }
+}
+
+/** The memfd, mapped shared into this thread, as the engine's memory cache. */
+function mappedCache(memfd: number, size: number): MemoryBackend {
+  if (size === 0) return new MemoryBackend(0);
+  const mapping = mapFile(memfd, { writable: true, length: Math.ceil(size / PAGE_SIZE) * PAGE_SIZE });
+  const segments: Uint8Array[] = [];
+  for (let start = 0; start < size; start += MEMORY_SEGMENT_SIZE) {
+    segments.push(mapping.view(start, Math.min(MEMORY_SEGMENT_SIZE, size - start)));
+  }
+  return MemoryBackend.over(segments, { onClose: () => mapping.close() });
 }

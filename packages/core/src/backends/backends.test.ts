@@ -68,6 +68,28 @@ describe("MemoryBackend", () => {
     await backend.readAt(back, 0);
     expect(Buffer.compare(back, patternBytes(4096, 1))).toBe(0);
   });
+
+  it("serves memory it was given (over), in place, and runs onClose once closed", async () => {
+    const memory = Buffer.from(patternBytes(8192, 2));
+    let closed = 0;
+    const backend = MemoryBackend.over([memory], { onClose: () => closed++ });
+    expect(backend.size).toBe(8192);
+    const back = new Uint8Array(100);
+    await backend.readAt(back, 4000);
+    expect(Buffer.compare(back, memory.subarray(4000, 4100))).toBe(0);
+    await backend.writeAt(new Uint8Array(10).fill(9), 10);
+    expect(memory[10]).toBe(9); // written where the caller can see it
+    expect(backend.view(0, 8192)?.buffer).toBe(memory.buffer);
+    await backend.close();
+    await backend.close();
+    expect(closed).toBe(1);
+  });
+
+  it("refuses given segments of the wrong size", () => {
+    expect(() => MemoryBackend.over([new Uint8Array(4096), new Uint8Array(4096)])).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }),
+    );
+  });
 });
 
 describe("FileBackend", () => {

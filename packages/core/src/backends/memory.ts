@@ -8,24 +8,54 @@ export interface MemoryBackendOptions {
   readOnly?: boolean;
 }
 
+export interface ExternalMemoryOptions extends MemoryBackendOptions {
+  /** Runs when the backend is closed (unmap the memory there). */
+  onClose?: () => void;
+}
+
 /**
  * Bytes in RAM, held in `SharedArrayBuffer` segments of `MEMORY_SEGMENT_SIZE`
  * bytes so that worker threads and native code can read and write them in
- * place. Zero-filled on creation.
+ * place. Zero-filled on creation. `MemoryBackend.over` serves memory someone
+ * else allocated instead (a mapping).
  */
 export class MemoryBackend extends StorageBackend {
   readonly segments: readonly Uint8Array[];
+  readonly #onClose: (() => void) | undefined;
 
-  constructor(size: number, options: MemoryBackendOptions = {}) {
+  /** `external` is for `MemoryBackend.over`, which checks it. */
+  constructor(size: number, options: MemoryBackendOptions = {}, external?: readonly Uint8Array[]) {
     super(size, options.readOnly);
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new R3mapError("ERR_INVALID_ARGUMENT", `memory size must be a non-negative integer, got ${size}`);
+    }
+    this.#onClose = (options as ExternalMemoryOptions).onClose;
+    if (external) {
+      this.segments = external;
+      return;
     }
     const segments: Uint8Array[] = [];
     for (let start = 0; start < size; start += MEMORY_SEGMENT_SIZE) {
       segments.push(new Uint8Array(new SharedArrayBuffer(Math.min(MEMORY_SEGMENT_SIZE, size - start))));
     }
     this.segments = segments;
+  }
+
+  /**
+   * A backend over existing memory, e.g. a shared mapping of a file: every
+   * segment but the last must be `MEMORY_SEGMENT_SIZE` bytes. Its content is
+   * kept as it is.
+   */
+  static over(segments: readonly Uint8Array[], options: ExternalMemoryOptions = {}): MemoryBackend {
+    const last = segments.length - 1;
+    if (segments.some((segment, i) => i < last && segment.length !== MEMORY_SEGMENT_SIZE)) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `every memory segment but the last must be ${MEMORY_SEGMENT_SIZE} bytes`,
+      );
+    }
+    const size = segments.reduce((sum, segment) => sum + segment.length, 0);
+    return new MemoryBackend(size, options, segments);
   }
 
   /** A backend over a copy of `bytes`. */
@@ -60,7 +90,9 @@ export class MemoryBackend extends StorageBackend {
 
   protected flush(): void {}
 
-  protected release(): void {}
+  protected release(): void {
+    this.#onClose?.();
+  }
 
   async trim(offset: number, length: number): Promise<void> {
     await this.writeZeroes(offset, length);
