@@ -44,6 +44,16 @@ export interface Backend {
  * Base for backends that own their bytes: checks ranges, refuses calls after
  * close, makes close idempotent, and leaves the storage to three methods.
  */
+/**
+ * The backend's own memory for `[offset, offset + length)` when it can lend
+ * it (a `MemoryBackend` whose segment holds the whole range), else undefined:
+ * data can then be received into it or sent from it without a copy.
+ */
+export function memoryView(backend: Backend, offset: number, length: number): Uint8Array | undefined {
+  const view = (backend as { view?: (offset: number, length: number) => Uint8Array | undefined }).view;
+  return typeof view === "function" ? view.call(backend, offset, length) : undefined;
+}
+
 export abstract class StorageBackend implements Backend {
   #closed = false;
   #closing: Promise<void> | undefined;

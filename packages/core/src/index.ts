@@ -1,5 +1,5 @@
 export type { Backend, Extent } from "./backend.js";
-export { StorageBackend } from "./backend.js";
+export { memoryView, StorageBackend } from "./backend.js";
 export { DirectoryBackend, type DirectoryBackendOptions } from "./backends/directory.js";
 export { FileBackend, type FileBackendOptions, sizeOfOpenFile } from "./backends/file.js";
 export {

@@ -112,7 +112,7 @@ const benchmark: Benchmark = {
       await run("nbdcopy", [source, theirs]);
 
       log("nbdcopy reads");
-      const copyRead = async (uri: string) => bestMs(5, () => run("nbdcopy", [uri, "null:"]));
+      const copyRead = async (uri: string) => bestMs(8, () => run("nbdcopy", [uri, "null:"]));
       const kitRead = await copyRead(theirs);
       const ourRead = await copyRead(ours);
       rows.push(

@@ -1,18 +1,8 @@
-import type { Backend } from "../backend.js";
+import { type Backend, memoryView } from "../backend.js";
 import { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
 import { ChunkedStage } from "./chunked.js";
-
-/** A backend that can lend its own memory for a range (`MemoryBackend.view`). */
-interface Viewable {
-  view(offset: number, length: number): Uint8Array | undefined;
-}
-
-function viewOf(backend: Backend, offset: number, length: number): Uint8Array | undefined {
-  const view = (backend as Partial<Viewable>).view;
-  return typeof view === "function" ? view.call(backend, offset, length) : undefined;
-}
 
 /** Why a chunk became local. */
 export type ChunkOrigin = "fetch" | "write";
@@ -166,7 +156,7 @@ export class SyncedStage implements Backend {
     const length = this.layout.lengthOf(chunk);
     // A background fetch lands straight in a memory cache when it can (no buffer, no copy); the chunk
     // is not marked present until the read completes, and writes to it wait for this fetch.
-    const direct = into ? undefined : viewOf(this.local, offset, length);
+    const direct = into ? undefined : memoryView(this.local, offset, length);
     const buffer = into ?? direct ?? new Uint8Array(length);
     await this.#claim(chunk, async () => {
       const started = performance.now();
