@@ -31,9 +31,10 @@
 
 namespace {
 
-// Small steps, so a cancel (the mount closing) takes effect quickly and the
-// puller finds the front of the cache ready early.
-constexpr uint64_t kStep = 4u << 20;
+// Small steps (one huge page), so a cancel (the mount closing) takes effect
+// quickly, the puller finds the front of the cache ready early, and the
+// kernel locks each step holds are not held long against a reader's fault.
+constexpr uint64_t kStep = 2u << 20;
 
 Napi::Value PopulateMemory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
