@@ -155,7 +155,7 @@ describe("ManagedPipeline", () => {
       remote,
       local: new MemoryBackend(size),
       chunkSize,
-      pull: { workers: 1, readahead: 3 },
+      pull: { workers: 1, readahead: 3, requestBytes: chunkSize },
       push: false,
     });
     pipeline.start();
@@ -180,7 +180,7 @@ describe("ManagedPipeline", () => {
       pullRemote: background,
       local: new MemoryBackend(size),
       chunkSize,
-      pull: { workers: 2, readahead: 0 },
+      pull: { workers: 2, readahead: 0, requestBytes: chunkSize },
       push: false,
     });
     pipeline.start();
@@ -193,6 +193,47 @@ describe("ManagedPipeline", () => {
     expect(demand.reads).toEqual([12 * chunkSize]);
     expect(background.reads.length).toBe(15);
     await pipeline.close();
+  });
+
+  it("pulls runs of small chunks with one request each, and a reader of a chunk in a run waits for it", async () => {
+    const size = 64 * chunkSize;
+    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 7)));
+    remote.latencyMs = 5;
+    const chunksLocal: number[] = [];
+    const pipeline = new ManagedPipeline({
+      remote,
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: { workers: 2, requestBytes: 16 * chunkSize },
+      push: false,
+    });
+    pipeline.on("chunk-local", (chunk) => chunksLocal.push(chunk));
+    pipeline.start();
+    // Chunk 3 is in the first run: the reader joins that fetch instead of asking the remote again.
+    const back = new Uint8Array(100);
+    await pipeline.backend.readAt(back, 3 * chunkSize + 50);
+    expect(
+      Buffer.compare(back, patternBytes(size, 7).subarray(3 * chunkSize + 50, 3 * chunkSize + 150)),
+    ).toBe(0);
+    await pipeline.pulled();
+    expect(remote.reads).toEqual([0, 16, 32, 48].map((chunk) => chunk * chunkSize));
+    expect(new Set(chunksLocal).size).toBe(64);
+    const all = new Uint8Array(size);
+    await pipeline.backend.readAt(all, 0);
+    expect(Buffer.compare(all, patternBytes(size, 7))).toBe(0);
+    expect(pipeline.progress()).toMatchObject({ chunksLocal: 64, bytesPulled: size });
+    await pipeline.close();
+  });
+
+  it("refuses a pull request size that is not a positive integer", () => {
+    const make = () =>
+      new ManagedPipeline({
+        remote: new MemoryBackend(4096),
+        local: new MemoryBackend(4096),
+        chunkSize: 4096,
+        pull: { requestBytes: 0 },
+      });
+    expect(make).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
   });
 
   it("with push disabled explicitly, writes never reach the remote", async () => {

@@ -11,6 +11,8 @@ export interface PullDescription {
   order?: "sequential" | { trace: number[] };
   /** Pull everything before `open` resolves (default false: open returns at once, pulling has begun). */
   first?: boolean;
+  /** Bytes per pull request: runs of consecutive small chunks are fetched together (default 1 MiB). */
+  requestBytes?: number;
 }
 
 /** Write-back of a managed mount. */

@@ -161,7 +161,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     if (chunks === 0) return;
     const last = chunks - 1;
     try {
-      if (this.pipeline) await this.pipeline.synced.ensureLocal(last);
+      if (this.pipeline) await this.pipeline.synced.ensureLocalForReader(last);
       else {
         const length = Math.min(this.chunkSize, this.size - last * this.chunkSize);
         await this.backend.readAt(new Uint8Array(length), last * this.chunkSize);
@@ -246,6 +246,7 @@ function pullOptions(managed: ManagedDescription) {
   const trace = order && order !== "sequential" ? order.trace : undefined;
   return {
     workers: pull?.workers ?? 32,
+    ...(pull?.requestBytes !== undefined ? { requestBytes: pull.requestBytes } : {}),
     ...(trace ? { priority: priorityFromTrace(trace) } : {}),
   };
 }

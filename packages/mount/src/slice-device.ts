@@ -73,7 +73,7 @@ export class SliceDevice {
             cacheInMemfd: true,
             presence,
             dirtyTracking: push !== false,
-            onMiss: (chunk) => engine!.pipeline!.synced.ensureLocal(chunk),
+            onMiss: (chunk) => engine!.pipeline!.synced.ensureLocalForReader(chunk),
           });
           return { local: mappedCache(region.memfd, size), presence };
         },

@@ -64,6 +64,14 @@ export class NbdConnection {
       protocolError: (message) => this.#protocol(message),
       remoteError: (errno, message, command) => remoteError(errno, message, command, this.#target),
       fail: (error) => this.#fail(error),
+      ...(negotiated.input
+        ? {
+            yieldReads: () =>
+              setImmediate(() => {
+                if (!this.#stream.destroyed) this.#stream.resume();
+              }),
+          }
+        : {}),
     });
     this.#receive(negotiated);
   }

@@ -30,8 +30,21 @@ export interface ReplyOwner {
   remoteError(errno: number, message: string, command: number): R3mapError;
   /** The stream can no longer be parsed; the connection must end. */
   fail(error: Error): void;
+  /**
+   * Reading was paused to let other work of the event loop run; resume it on
+   * a later turn. Only for sockets read through SocketInput.
+   */
+  yieldReads?(): void;
 }
 
+/**
+ * Bytes one connection may receive in one turn of the event loop before it
+ * yields. libuv reads a readable socket up to 32 times per turn while each
+ * read fills its buffer, and READ data is read in pieces as large as the
+ * request: a background pull with 32 MiB in flight kept the engine's thread
+ * on one socket for the whole window, while a reader's miss waited.
+ */
+const TURN_BUDGET = 1024 * 1024;
 /** A server that announces more than this for one chunk body is not believed. */
 const MAX_CHUNK_BODY = 64 * 1024 * 1024;
 const MAGIC = 4;
@@ -60,6 +73,7 @@ export class ReplyReceiver implements ReceiveSink {
   #afterPayload: () => void = () => {};
   #given: Uint8Array | undefined;
   #failed = false;
+  #turnBytes = 0;
   /** The request whose data is arriving now: its destination may already be handed to the socket. */
   receiving: AwaitedReply | undefined;
 
@@ -92,7 +106,11 @@ export class ReplyReceiver implements ReceiveSink {
       this.#owner.fail(error instanceof Error ? error : new Error(String(error)));
       return false;
     }
-    return true;
+    this.#turnBytes += n;
+    if (this.#turnBytes < TURN_BUDGET || !this.#owner.yieldReads) return true;
+    this.#turnBytes = 0;
+    this.#owner.yieldReads();
+    return false;
   }
 
   /** Parses bytes that arrived somewhere else (copying READ data into place). */

@@ -7,6 +7,8 @@ export interface ChunkSource {
   readonly layout: { readonly count: number };
   isLocal(chunk: number): boolean;
   ensureLocal(chunk: number): Promise<void>;
+  /** Claims and fetches a run of chunks from `chunk` in one request (see SyncedStage.claimRun). */
+  claimRun?(chunk: number, maxChunks: number): { count: number; done: Promise<void> };
 }
 
 /** Higher pulls first. Receives the chunk index (not a byte offset). */
@@ -26,6 +28,12 @@ export interface PullerOptions {
   retry?: RetryPolicy;
   /** A chunk was pulled by the puller (not by a demand read). */
   onPulled?: (chunk: number) => void;
+  /**
+   * Chunks fetched together at most, when the source can (`claimRun`): with
+   * small chunks, one request per chunk costs more in per-request work than
+   * the bytes (and a reader's miss would queue behind that work). Default 1.
+   */
+  runChunks?: number;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, backoffMs: 50 };
@@ -157,13 +165,27 @@ export class Puller {
     const retry = this.#options.retry ?? DEFAULT_RETRY;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#source.ensureLocal(chunk);
+        await this.#fetch(chunk);
         return;
       } catch (error) {
         if (attempt >= retry.attempts || signal.aborted) throw error;
         await delay(retry.backoffMs * 2 ** (attempt - 1), signal);
       }
     }
+  }
+
+  /**
+   * One request: `chunk` alone, or the run of small chunks from it, which the
+   * sweep then skips (the claim is made before the first await, so no other
+   * worker has moved the cursor in between).
+   */
+  async #fetch(chunk: number): Promise<void> {
+    const runChunks = this.#options.runChunks ?? 1;
+    if (runChunks <= 1 || !this.#source.claimRun) return this.#source.ensureLocal(chunk);
+    const { count, done } = this.#source.claimRun(chunk, runChunks);
+    if (this.#sweep && this.#cursor === chunk + 1) this.#cursor = chunk + Math.max(1, count);
+    await done;
+    for (let next = chunk + 1; next < chunk + count; next++) this.#options.onPulled?.(next);
   }
 
   /** The next chunk to pull: explicitly prioritized ones first, then the in-order sweep. */

@@ -70,6 +70,53 @@ describe("SyncedStage", () => {
     expect(Buffer.compare(back, data)).toBe(0);
   });
 
+  it("claimRun fetches consecutive remote chunks with one read, stops at a local one, and a write into the run wins", async () => {
+    const { remote, synced, remoteData, events } = setup();
+    await synced.readAt(new Uint8Array(chunkSize), 5 * chunkSize); // chunk 5 is local
+    remote.reads.length = 0;
+    remote.latencyMs = 30;
+    const run = synced.claimRun(1, 16);
+    expect(run.count).toBe(4); // 1, 2, 3, 4: stops before local chunk 5
+    expect(synced.claimRun(2, 16)).toMatchObject({ count: 0 }); // already claimed
+    const data = patternBytes(chunkSize, 9);
+    await Promise.all([run.done, synced.writeAt(data, 3 * chunkSize)]);
+    expect(remote.reads).toEqual([chunkSize]);
+    expect([1, 2, 3, 4].every((chunk) => synced.isLocal(chunk))).toBe(true);
+    const back = new Uint8Array(5 * chunkSize);
+    await synced.readAt(back.subarray(0, chunkSize), chunkSize);
+    expect(Buffer.compare(back.subarray(0, chunkSize), remoteData.subarray(chunkSize, 2 * chunkSize))).toBe(
+      0,
+    );
+    await synced.readAt(back.subarray(0, chunkSize), 3 * chunkSize);
+    expect(Buffer.compare(back.subarray(0, chunkSize), data)).toBe(0); // the fetched bytes did not overwrite it
+    expect(events.filter(([, origin]) => origin === "fetch").map(([chunk]) => chunk)).toEqual([
+      5, 1, 2, 3, 4,
+    ]);
+    expect(synced.claimRun(5, 4)).toMatchObject({ count: 0 });
+  });
+
+  it("ensureLocalForReader fetches over the demand connection and reports the miss; ensureLocal uses the background one", async () => {
+    const size = 8 * chunkSize;
+    const shared = MemoryBackend.from(patternBytes(size, 3));
+    const demand = new InstrumentedBackend(shared);
+    const background = new InstrumentedBackend(shared);
+    const misses: number[] = [];
+    const synced = new SyncedStage(demand, new MemoryBackend(size), {
+      chunkSize,
+      background,
+      onMiss: (chunk) => misses.push(chunk),
+    });
+    await synced.ensureLocalForReader(2);
+    await synced.ensureLocal(5);
+    await synced.ensureLocalForReader(5); // local already: nothing fetched, no miss
+    expect(demand.reads).toEqual([2 * chunkSize]);
+    expect(background.reads).toEqual([5 * chunkSize]);
+    expect(misses).toEqual([2]);
+    const back = new Uint8Array(chunkSize);
+    await synced.readAt(back, 2 * chunkSize);
+    expect(Buffer.compare(back, patternBytes(size, 3).subarray(2 * chunkSize, 3 * chunkSize))).toBe(0);
+  });
+
   it("markRemote makes the next read fetch again", async () => {
     const { remote, synced } = setup();
     await synced.readAt(new Uint8Array(chunkSize), 0);

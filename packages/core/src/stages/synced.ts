@@ -106,9 +106,55 @@ export class SyncedStage implements Backend {
     this.#options.onWrite?.(chunk);
   }
 
-  /** Fetches `chunk` if it is not local yet (the puller's entry point). */
+  /** Fetches `chunk` if it is not local yet, over the background connection (the puller's entry point). */
   async ensureLocal(chunk: number): Promise<void> {
     if (!this.presence.has(chunk)) await this.#ensureLocal(chunk);
+  }
+
+  /**
+   * A reader is blocked on `chunk` outside `readAt` (a page fault in a
+   * slice): fetches it if needed as a read miss would — over the demand
+   * connection, never queued behind the background pull — and reports the miss.
+   */
+  async ensureLocalForReader(chunk: number): Promise<void> {
+    if (this.presence.has(chunk)) return;
+    this.#options.onMiss?.(chunk);
+    await this.#ensureLocal(chunk, undefined, true);
+  }
+
+  /**
+   * The puller's entry point when chunks are small: claims `chunk` and the
+   * chunks after it that are neither local nor being fetched — at most
+   * `maxChunks`, stopping at the first that is — and fetches them all with
+   * one remote read. The claim is made before this returns (readers and
+   * writers of those chunks wait for the fetch), so a caller sweeping in
+   * order can skip `count` chunks at once. A `chunk` that is local or already
+   * being fetched is not claimed: `count` is 0 and `done` settles with that
+   * other fetch.
+   */
+  claimRun(chunk: number, maxChunks: number): { count: number; done: Promise<void> } {
+    if (this.presence.has(chunk)) return { count: 0, done: Promise.resolve() };
+    const other = this.#pending.get(chunk);
+    if (other) return { count: 0, done: other };
+    let count = 1;
+    const limit = Math.min(maxChunks, this.layout.count - chunk);
+    while (count < limit && !this.presence.has(chunk + count) && !this.#pending.has(chunk + count)) count++;
+    const offset = this.layout.offsetOf(chunk);
+    const last = chunk + count - 1;
+    const length = this.layout.offsetOf(last) + this.layout.lengthOf(last) - offset;
+    const direct = memoryView(this.local, offset, length);
+    const done = this.#claimAll(chunk, count, async () => {
+      const started = performance.now();
+      const buffer = direct ?? new Uint8Array(length);
+      await (this.#options.background ?? this.remote).readAt(buffer, offset);
+      if (!direct) await this.local.writeAt(buffer, offset);
+      this.#options.onFetched?.(chunk, length, performance.now() - started);
+      for (let at = chunk; at <= last; at++) {
+        this.presence.set(at);
+        this.#options.onChunkLocal?.(at, "fetch");
+      }
+    });
+    return { count, done };
   }
 
   /**
@@ -143,9 +189,10 @@ export class SyncedStage implements Backend {
   /**
    * Makes `chunk` local, joining a fetch already under way. When this call
    * starts the fetch and `into` is given, the remote bytes land straight in
-   * `into` and the result is true (the caller needs no local read).
+   * `into` and the result is true (the caller needs no local read). A
+   * `demand` fetch (a reader waits) uses the demand connection.
    */
-  async #ensureLocal(chunk: number, into?: Uint8Array): Promise<boolean> {
+  async #ensureLocal(chunk: number, into?: Uint8Array, demand = into !== undefined): Promise<boolean> {
     for (;;) {
       if (this.presence.has(chunk)) return false;
       const pending = this.#pending.get(chunk);
@@ -160,8 +207,8 @@ export class SyncedStage implements Backend {
     const buffer = into ?? direct ?? new Uint8Array(length);
     await this.#claim(chunk, async () => {
       const started = performance.now();
-      // A reader's fetch (`into`) takes the demand connection; the puller's, the background one.
-      const source = into ? this.remote : (this.#options.background ?? this.remote);
+      // A reader's fetch takes the demand connection; the puller's, the background one.
+      const source = demand ? this.remote : (this.#options.background ?? this.remote);
       await source.readAt(buffer, offset);
       if (!direct) await this.local.writeAt(buffer, offset);
       this.presence.set(chunk);
@@ -172,13 +219,20 @@ export class SyncedStage implements Backend {
   }
 
   /** Runs `operation` as the one pending operation of `chunk`. */
-  async #claim(chunk: number, operation: () => Promise<void>): Promise<void> {
+  #claim(chunk: number, operation: () => Promise<void>): Promise<void> {
+    return this.#claimAll(chunk, 1, operation);
+  }
+
+  /** Runs `operation` as the one pending operation of `count` chunks from `first` (registered at once). */
+  async #claimAll(first: number, count: number, operation: () => Promise<void>): Promise<void> {
     const running = operation();
-    this.#pending.set(chunk, running);
+    for (let chunk = first; chunk < first + count; chunk++) this.#pending.set(chunk, running);
     try {
       await running;
     } finally {
-      if (this.#pending.get(chunk) === running) this.#pending.delete(chunk);
+      for (let chunk = first; chunk < first + count; chunk++) {
+        if (this.#pending.get(chunk) === running) this.#pending.delete(chunk);
+      }
     }
   }
 }
