@@ -133,9 +133,9 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 
   /** Starts the background pull and push; with `pull.first`, resolves once everything is local. */
   async start(description: MountDescription): Promise<void> {
-    await this.#prime();
-    if (!this.pipeline) return;
     const pull = description.managed?.pull;
+    await this.#prime(pull !== false);
+    if (!this.pipeline) return;
     // The pull will write every page of a memory cache: fault them in on another core, ahead of the data,
     // rather than one at a time on the thread receiving it — as huge pages, whose assembly (zeroing, at
     // times compaction) then never lands on a reader's miss. Without a pull, memory is committed as used,
@@ -149,22 +149,24 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   }
 
   /**
-   * Takes one chunk through the path a miss takes (a remote read; for a
-   * managed mount, into the cache), so that the first real miss does not pay
-   * V8's lazy compilation of that path — 1 to 4 ms here, several round trips
-   * on a fast network. The last chunk: the background pull reaches it last,
-   * so nothing is fetched twice. A failure is left for the first real miss
-   * to report.
+   * Takes one chunk through the path a miss takes, so that the first real
+   * miss does not pay V8's lazy compilation of that path — 1 to 4 ms here,
+   * several round trips on a fast network. The last chunk: a managed mount
+   * that pulls fetches it into the cache (the pull reaches it last, so
+   * nothing is fetched twice); one that does not pull must only hold what was
+   * touched, so it, like a direct mount, reads the chunk and drops it. A
+   * failure is left for the first real miss to report.
    */
-  async #prime(): Promise<void> {
+  async #prime(pulls: boolean): Promise<void> {
     const chunks = Math.ceil(this.size / this.chunkSize);
     if (chunks === 0) return;
     const last = chunks - 1;
     try {
-      if (this.pipeline) await this.pipeline.synced.ensureLocalForReader(last);
+      if (this.pipeline && pulls) await this.pipeline.synced.ensureLocalForReader(last);
       else {
         const length = Math.min(this.chunkSize, this.size - last * this.chunkSize);
-        await this.backend.readAt(new Uint8Array(length), last * this.chunkSize);
+        const source = this.pipeline ? this.remote : this.backend;
+        await source.readAt(new Uint8Array(length), last * this.chunkSize);
       }
     } catch {
       // reported by the first read that needs the remote
