@@ -53,6 +53,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   readonly remote: Backend;
   #closing: Promise<void> | undefined;
   #population: Population | undefined;
+  #pulls = false;
 
   private constructor(description: MountDescription, parts: EngineParts) {
     super();
@@ -134,7 +135,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   /** Starts the background pull and push; with `pull.first`, resolves once everything is local. */
   async start(description: MountDescription): Promise<void> {
     const pull = description.managed?.pull;
-    await this.#prime(pull !== false);
+    this.#pulls = this.pipeline !== undefined && pull !== false;
     if (!this.pipeline) return;
     // The pull will write every page of a memory cache: fault them in on another core, ahead of the data,
     // rather than one at a time on the thread receiving it — as huge pages, whose assembly (zeroing, at
@@ -149,24 +150,33 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   }
 
   /**
-   * Takes one chunk through the path a miss takes, so that the first real
-   * miss does not pay V8's lazy compilation of that path — 1 to 4 ms here,
-   * several round trips on a fast network. The last chunk: a managed mount
-   * that pulls fetches it into the cache (the pull reaches it last, so
-   * nothing is fetched twice); one that does not pull must only hold what was
-   * touched, so it, like a direct mount, reads the chunk and drops it. A
-   * failure is left for the first real miss to report.
+   * Takes the last chunk through the path a miss takes, before the device is
+   * handed out, so that the first real miss does not pay V8's lazy
+   * compilation of that path — 1 to 4 ms here, several round trips on a fast
+   * network. `throughDevice` reads through the device itself (a FUSE file, on
+   * a native thread), which warms the device's JavaScript too. A managed
+   * mount that pulls keeps the chunk (the pull reaches it last, so nothing is
+   * fetched twice); one that does not must hold only what the user touched,
+   * so it marks the chunk remote again, or just reads it from the remote and
+   * drops it, as a direct mount does. A failure is left for the first real
+   * miss to report. Call after `start`.
    */
-  async #prime(pulls: boolean): Promise<void> {
+  async prime(throughDevice?: (offset: number, length: number) => Promise<unknown>): Promise<void> {
     const chunks = Math.ceil(this.size / this.chunkSize);
     if (chunks === 0) return;
     const last = chunks - 1;
+    const offset = last * this.chunkSize;
     try {
-      if (this.pipeline && pulls) await this.pipeline.synced.ensureLocalForReader(last);
-      else {
-        const length = Math.min(this.chunkSize, this.size - last * this.chunkSize);
-        const source = this.pipeline ? this.remote : this.backend;
-        await source.readAt(new Uint8Array(length), last * this.chunkSize);
+      if (throughDevice) {
+        await throughDevice(Math.floor(offset / 4096) * 4096, 4096);
+        // Touched, so cached: forget it again when only the user's touches may be kept.
+        if (this.pipeline && !this.#pulls) this.pipeline.synced.markRemote([last]);
+      } else if (this.pipeline && !this.#pulls) {
+        await this.remote.readAt(new Uint8Array(this.size - offset), offset);
+      } else if (this.pipeline) {
+        await this.pipeline.synced.ensureLocalForReader(last);
+      } else {
+        await this.backend.readAt(new Uint8Array(this.size - offset), offset);
       }
     } catch {
       // reported by the first read that needs the remote

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FuseFile } from "@r3map/native";
+import { FuseFile, readOnThread } from "@r3map/native";
 import type { MountEngine } from "./engine.js";
 
 export interface FileDeviceOptions {
@@ -66,6 +66,8 @@ export class FileDevice {
           : { onWrite: (offset: number, data: Uint8Array) => engine.backend.writeAt(data, offset) }),
         onFsync: () => engine.sync(),
       });
+      // Warm the whole miss path, FUSE dispatch included, with one real read on a native thread.
+      await engine.prime((offset, length) => readOnThread(fuse.path, offset, length));
       return new FileDevice(fuse, owned);
     } catch (error) {
       if (owned) fs.rmSync(owned, { recursive: true, force: true });

@@ -83,6 +83,7 @@ export class SliceDevice {
         !managed || push === false ? null : push?.intervalMs === undefined ? 5000 : push.intervalMs;
       const device = new SliceDevice(engine, region!, engine.size, interval);
       await engine.start(engineDescription);
+      await engine.prime();
       return device;
     } catch (error) {
       region?.close();

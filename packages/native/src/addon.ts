@@ -129,6 +129,8 @@ export interface NativeAddon {
 
   /** Resolves with the bytes populated once done, or once `cancel[0]` is non-zero. */
   populateMemory(view: Uint8Array, cancel: Int32Array, hugePages?: boolean): Promise<number>;
+
+  readOnThread(path: string, offset: number, length: number): Promise<number>;
 }
 
 let loaded: NativeAddon | undefined;

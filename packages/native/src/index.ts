@@ -34,6 +34,7 @@ export {
   tapePosition,
   tapeStatus,
 } from "./tape.js";
+export { readOnThread } from "./thread-read.js";
 export { nativeAddonPath } from "./uffd-native.js";
 export {
   type UffdAdoptOptions,

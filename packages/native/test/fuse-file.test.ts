@@ -4,6 +4,7 @@ import { promisify } from "node:util";
 import { ChunkBitmap, MemoryBackend } from "@r3map/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { backendHandlers, FuseFile } from "../src/fuse-file.js";
+import { readOnThread } from "../src/thread-read.js";
 import { forceCleanup, isRoot, mountsUnder, patternAt, scratchDirectory } from "./helpers.js";
 
 const run = promisify(execFile);
@@ -63,6 +64,22 @@ describe.skipIf(!isRoot())("FuseFile", () => {
     await run("dd", [`if=${file.path}`, "of=/dev/null", "bs=128k", "iflag=direct", "status=none"]);
     expect(r.calls.length).toBe(jsCalls);
     expect(file.stats().nativeReads - before).toBe(SIZE / (128 * 1024));
+  });
+
+  it("is read from a native thread (readOnThread) while this thread answers the miss", async () => {
+    const resource = cachedResource();
+    await using file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      local: { chunkSize: CHUNK, segments: resource.local.segments, presence: resource.presence },
+      onRead: resource.onRead,
+    });
+    // A synchronous read here would deadlock: this thread serves the miss.
+    expect(await readOnThread(file.path, 3 * CHUNK, 8192)).toBe(8192);
+    expect(resource.calls.length).toBe(1);
+    expect(resource.presence.has(3)).toBe(true);
+    await expect(readOnThread(file.path, 1000, 4096)).rejects.toMatchObject({ code: "ERR_MISALIGNED" });
+    await expect(readOnThread(`${dir}/missing`, 0, 4096)).rejects.toMatchObject({ errno: "ENOENT" });
   });
 
   it("answers present chunks from a file descriptor cache", async () => {
