@@ -44,7 +44,7 @@ export interface ReplyOwner {
  * request: a background pull with 32 MiB in flight kept the engine's thread
  * on one socket for the whole window, while a reader's miss waited.
  */
-const TURN_BUDGET = 1024 * 1024;
+const TURN_BUDGET = 256 * 1024;
 /** A server that announces more than this for one chunk body is not believed. */
 const MAX_CHUNK_BODY = 64 * 1024 * 1024;
 const MAGIC = 4;
