@@ -1,6 +1,3 @@
-import { createRequire } from "node:module";
-import * as path from "node:path";
-import { pathToFileURL } from "node:url";
 import {
   ArbitraryStage,
   type Backend,
@@ -16,6 +13,7 @@ import {
 } from "@r3map/core";
 import { type Population, populateInBackground } from "@r3map/native";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
+import { importSchemePackages } from "./schemes.js";
 
 export interface MountEngineEvents {
   progress: [Progress];
@@ -93,7 +91,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   ): Promise<MountEngine> {
     let remote = given.remote;
     if (!remote) {
-      for (const scheme of description.schemes ?? ["@r3map/nbd"]) await importSchemePackage(scheme);
+      await importSchemePackages(description.schemes);
       remote = await openBackend(description.remote);
     }
     let pullRemote: Backend | undefined;
@@ -217,38 +215,6 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 function isNetworkUri(uri: string): boolean {
   const scheme = uri.slice(0, Math.max(0, uri.indexOf(":"))).toLowerCase();
   return !["memory", "file", "dir"].includes(scheme);
-}
-
-/**
- * Imports a package that registers backend URI schemes: a package name, or a
- * resolved file URL (`import.meta.resolve("@r3map/backend-redis")`). A name
- * is tried from this package, then from the application's main script and its
- * working directory, so that a package the application installed is found
- * under pnpm's strict layout.
- */
-async function importSchemePackage(specifier: string): Promise<void> {
-  try {
-    await import(specifier);
-    return;
-  } catch (error) {
-    const bases = [process.argv[1] ? path.dirname(path.resolve(process.argv[1])) : undefined, process.cwd()];
-    for (const base of bases) {
-      if (!base) continue;
-      let resolved: string;
-      try {
-        resolved = createRequire(path.join(base, "noop.js")).resolve(specifier);
-      } catch {
-        continue;
-      }
-      await import(pathToFileURL(resolved).href);
-      return;
-    }
-    throw new R3mapError(
-      "ERR_UNKNOWN_SCHEME",
-      `cannot load the scheme package "${specifier}": install it in your application, or pass import.meta.resolve("${specifier}")`,
-      { cause: error },
-    );
-  }
 }
 
 function pullOptions(managed: ManagedDescription) {
