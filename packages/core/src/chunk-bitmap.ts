@@ -62,6 +62,19 @@ export class ChunkBitmap {
     for (let chunk = 0; chunk < this.count; chunk++) this.set(chunk);
   }
 
+  /** Clears every bit, a word at a time atomically, and calls `visit` for each bit that was set. */
+  takeAll(visit: (chunk: number) => void): void {
+    for (let i = 0; i < this.words.length; i++) {
+      if (Atomics.load(this.words, i) === 0) continue;
+      let bits = Atomics.exchange(this.words, i, 0) >>> 0;
+      while (bits !== 0) {
+        const bit = 31 - Math.clz32(bits & -bits);
+        visit(i * 32 + bit);
+        bits = (bits & (bits - 1)) >>> 0;
+      }
+    }
+  }
+
   /** Number of set bits. */
   cardinality(): number {
     let total = 0;

@@ -53,6 +53,12 @@ export interface ManagedPipelineOptions {
   chunkSize: number;
   /** A presence bitmap to fill (e.g. shared with native code); one is created otherwise. */
   presence?: ChunkBitmap;
+  /**
+   * Chunks written behind the pipeline's back — by native code storing
+   * writes to present chunks in `local` — one bit each; the pusher takes them
+   * on every flush. Only writes to present chunks may be made that way.
+   */
+  written?: ChunkBitmap;
   /** Background pull; `false` fetches chunks only when they are read. */
   pull?: PullOptions | false;
   /** Write-back; `false` keeps writes local only (they never reach the remote). */
@@ -145,6 +151,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
             workers: push.workers ?? 16,
             intervalMs: push.intervalMs === undefined ? 20_000 : push.intervalMs,
             presence: this.presence,
+            ...(options.written ? { written: options.written } : {}),
             ...(push.retry ? { retry: push.retry } : {}),
             onPushed: (_chunk, bytes) => {
               this.#stats.bytesPushed += bytes;

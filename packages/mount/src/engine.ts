@@ -1,7 +1,7 @@
 import {
   ArbitraryStage,
   type Backend,
-  type ChunkBitmap,
+  ChunkBitmap,
   type ChunkOrigin,
   FileBackend,
   ManagedPipeline,
@@ -51,6 +51,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   readonly remote: Backend;
   #closing: Promise<void> | undefined;
   #population: Population | undefined;
+  #written: ChunkBitmap | undefined;
   #pulls = false;
 
   private constructor(description: MountDescription, parts: EngineParts) {
@@ -60,11 +61,15 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     const managed = description.managed;
     if (managed) {
       if (!parts.local) throw new R3mapError("ERR_INVALID_ARGUMENT", "a managed mount needs a local cache");
+      // Native code may store writes to present chunks in a memory or file cache itself, marking them here.
+      const nativeWrites = managed.push !== false && isNativeCache(parts.local);
+      if (nativeWrites) this.#written = new ChunkBitmap(Math.ceil(parts.remote.size / this.chunkSize));
       this.pipeline = new ManagedPipeline({
         remote: parts.remote,
         local: parts.local,
         chunkSize: this.chunkSize,
         ...(parts.presence ? { presence: parts.presence } : {}),
+        ...(this.#written ? { written: this.#written } : {}),
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
         pull: pullOptions(managed),
         push: pushOptions(managed),
@@ -120,13 +125,17 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   }
 
   /** For a managed mount whose cache native code can read: the presence bitmap and where the bytes are. */
-  nativeCache(): { presence: NonNullable<ManagedPipeline["presence"]>; cache: NativeCache } | undefined {
+  nativeCache():
+    | { presence: NonNullable<ManagedPipeline["presence"]>; cache: NativeCache; written?: ChunkBitmap }
+    | undefined {
     const pipeline = this.pipeline;
     if (!pipeline) return undefined;
     const local = pipeline.synced.local;
+    const written = this.#written ? { written: this.#written } : {};
     if (local instanceof MemoryBackend)
-      return { presence: pipeline.presence, cache: { segments: local.segments } };
-    if (local instanceof FileBackend) return { presence: pipeline.presence, cache: { fd: local.fd } };
+      return { presence: pipeline.presence, cache: { segments: local.segments }, ...written };
+    if (local instanceof FileBackend)
+      return { presence: pipeline.presence, cache: { fd: local.fd }, ...written };
     return undefined;
   }
 
@@ -209,6 +218,10 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     })();
     return this.#closing;
   }
+}
+
+function isNativeCache(local: Backend | undefined): boolean {
+  return local instanceof MemoryBackend || local instanceof FileBackend;
 }
 
 /** Remotes opened twice are two connections to one resource (not `memory:`, `file:`, `dir:`). */

@@ -53,6 +53,8 @@ export class FileDevice {
                 presence: native.presence,
                 hugePages: false,
                 ...native.cache,
+                // Writes to present chunks are stored natively; the pusher takes their bits.
+                ...(native.written ? { dirty: native.written } : {}),
               },
             }
           : {}),

@@ -31,6 +31,7 @@ export interface NativeFuseOptions {
     segmentSize?: number;
     hugePages?: boolean;
     fd?: number;
+    dirty?: Int32Array | Uint32Array;
   };
   dispatch(
     kind: FuseRequestKind,
@@ -46,6 +47,7 @@ export interface NativeFuseStats {
   nativeReads: number;
   forwardedReads: number;
   forwardedWrites: number;
+  nativeWrites: number;
   channels: number;
 }
 

@@ -53,6 +53,13 @@ export interface FuseLocalCache {
   hugePages?: boolean;
   /** Or a file descriptor to pread from (kept open by the caller). */
   fd?: number;
+  /**
+   * Given, a WRITE whose chunks are all present is stored in the cache
+   * natively and its chunks' bits set here (an atomic OR after the bytes are
+   * stored); `onWrite` gets only the others. Whoever pushes changes takes the
+   * bits from this bitmap. Without it, every WRITE goes to `onWrite`.
+   */
+  dirty?: ChunkBitmap;
 }
 
 export interface FuseFileOptions extends FuseFileHandlers {
@@ -87,6 +94,8 @@ export interface FuseFileStats {
   forwardedReads: number;
   /** WRITEs handed to `onWrite`. */
   forwardedWrites: number;
+  /** WRITEs stored natively in the local cache (`local.dirty`). */
+  nativeWrites: number;
 }
 
 const open = new Set<FuseFile>();
@@ -205,8 +214,8 @@ export class FuseFile {
   }
 
   stats(): FuseFileStats {
-    const { nativeReads, forwardedReads, forwardedWrites } = this.#native.stats();
-    return { nativeReads, forwardedReads, forwardedWrites };
+    const { nativeReads, forwardedReads, forwardedWrites, nativeWrites } = this.#native.stats();
+    return { nativeReads, forwardedReads, forwardedWrites, nativeWrites };
   }
 
   /** Lets the process exit while mounted (it is then unmounted at exit). */
@@ -376,6 +385,15 @@ function nativeLocal(local: FuseLocalCache, size: number): NonNullable<NativeFus
     out.fd = local.fd;
   } else {
     throw new R3mapError("ERR_INVALID_ARGUMENT", "local needs segments or fd");
+  }
+  if (local.dirty !== undefined) {
+    if (local.dirty.count < Math.ceil(size / local.chunkSize)) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", "local.dirty has fewer bits than the file has chunks");
+    }
+    if (!(local.dirty.buffer instanceof SharedArrayBuffer)) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", "local.dirty must live in a SharedArrayBuffer");
+    }
+    out.dirty = local.dirty.words;
   }
   return out;
 }

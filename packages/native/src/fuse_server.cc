@@ -75,6 +75,11 @@ struct LocalCache {
   uint64_t segmentSize = 0;
   int fd = -1;  // or an fd cache
   bool present = false;
+  // Written chunks, one bit each (atomic OR after the bytes are stored): set,
+  // WRITEs to present chunks are stored here natively and JavaScript finds
+  // them in this bitmap instead of being called.
+  uint32_t* dirty = nullptr;
+  size_t dirtyWords = 0;
 
   bool HasData() const { return !segments.empty() || fd >= 0; }
 };
@@ -181,6 +186,13 @@ class Server : public Napi::ObjectWrap<Server> {
       }
       Napi::Value fd = l.Get("fd");
       if (fd.IsNumber()) cache_.fd = fd.As<Napi::Number>().Int32Value();
+      Napi::Value dirty = l.Get("dirty");
+      if (dirty.IsTypedArray()) {
+        Napi::TypedArray t = dirty.As<Napi::TypedArray>();
+        cache_.dirty = reinterpret_cast<uint32_t*>(TypedArrayBytes(t));
+        cache_.dirtyWords = t.ByteLength() / 4;
+        keep_.push_back(Napi::Persistent(t.As<Napi::Object>()));
+      }
     }
     dispatch_ = DispatchFn::New(env, o.Get("dispatch").As<Napi::Function>(), "r3map-fuse", 0, 1, nullptr);
     dispatchLive_ = true;
@@ -239,6 +251,39 @@ class Server : public Napi::ObjectWrap<Server> {
       if (word >= cache_.bitmapWords) return false;
       uint32_t bits = __atomic_load_n(&cache_.bitmap[word], __ATOMIC_ACQUIRE);
       if (((bits >> (chunk & 31)) & 1) == 0) return false;
+    }
+    return true;
+  }
+
+  // Stores a WRITE of present chunks in the local cache and marks them
+  // written; false when it cannot (then JavaScript gets the write).
+  bool StoreLocal(uint64_t offset, uint32_t length, const uint8_t* data) {
+    if (cache_.dirty == nullptr || !cache_.HasData() || length == 0 || !Present(offset, length)) return false;
+    uint64_t last = (offset + length - 1) / cache_.chunkSize;
+    if ((last >> 5) >= cache_.dirtyWords) return false;
+    if (!cache_.segments.empty()) {
+      uint64_t done = 0;
+      while (done < length) {
+        uint64_t position = offset + done;
+        uint64_t index = position / cache_.segmentSize;
+        uint64_t start = position % cache_.segmentSize;
+        if (index >= cache_.segments.size()) return false;
+        auto [base, bytes] = cache_.segments[index];
+        uint64_t take = std::min<uint64_t>(length - done, bytes - start);
+        std::memcpy(base + start, data + done, take);
+        done += take;
+      }
+    } else {
+      uint32_t done = 0;
+      while (done < length) {
+        ssize_t n = pwrite(cache_.fd, data + done, length - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;  // JavaScript retries it and reports the error
+        done += static_cast<uint32_t>(n);
+      }
+    }
+    for (uint64_t chunk = offset / cache_.chunkSize; chunk <= last; chunk++) {
+      __atomic_fetch_or(&cache_.dirty[chunk >> 5], uint32_t{1} << (chunk & 31), __ATOMIC_RELEASE);
     }
     return true;
   }
@@ -429,6 +474,12 @@ class Server : public Napi::ObjectWrap<Server> {
           return Send(fd, unique, EINVAL, nullptr, 0);
         }
         uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(w->size, size_ - w->offset));
+        if (StoreLocal(w->offset, count, data)) {
+          nativeWrites_.fetch_add(1, std::memory_order_relaxed);
+          fuse_write_out out{};
+          out.size = count;
+          return Send(fd, unique, 0, &out, sizeof(out));
+        }
         forwardedWrites_.fetch_add(1, std::memory_order_relaxed);
         return Forward(channel, Kind::kWrite, unique, w->offset, count, data);
       }
@@ -726,6 +777,7 @@ class Server : public Napi::ObjectWrap<Server> {
     o.Set("nativeReads", Napi::Number::New(env, static_cast<double>(nativeReads_.load())));
     o.Set("forwardedReads", Napi::Number::New(env, static_cast<double>(forwardedReads_.load())));
     o.Set("forwardedWrites", Napi::Number::New(env, static_cast<double>(forwardedWrites_.load())));
+    o.Set("nativeWrites", Napi::Number::New(env, static_cast<double>(nativeWrites_.load())));
     o.Set("channels", Napi::Number::New(env, static_cast<double>(fds_.size())));
     return o;
   }
@@ -762,7 +814,7 @@ class Server : public Napi::ObjectWrap<Server> {
   std::mutex exitMutex_;
   std::condition_variable exitCv_;
   size_t exited_ = 0;
-  std::atomic<uint64_t> nativeReads_{0}, forwardedReads_{0}, forwardedWrites_{0};
+  std::atomic<uint64_t> nativeReads_{0}, forwardedReads_{0}, forwardedWrites_{0}, nativeWrites_{0};
 
   friend void CallJs(Napi::Env, Napi::Function, void*, Call*);
 };

@@ -66,6 +66,49 @@ describe.skipIf(!isRoot())("FuseFile", () => {
     expect(file.stats().nativeReads - before).toBe(SIZE / (128 * 1024));
   });
 
+  it("stores writes to present chunks natively and marks them in local.dirty; others go to onWrite", async () => {
+    const r = cachedResource();
+    const dirty = new ChunkBitmap(SIZE / CHUNK);
+    for (const chunk of [2, 3]) {
+      await r.local.writeAt(r.remote.subarray(chunk * CHUNK, (chunk + 1) * CHUNK), chunk * CHUNK);
+      r.presence.set(chunk);
+    }
+    const forwarded: Array<[number, number]> = [];
+    await using file = await FuseFile.mount({
+      mountPoint: dir,
+      size: SIZE,
+      local: { chunkSize: CHUNK, presence: r.presence, segments: r.local.segments, dirty },
+      onRead: r.onRead,
+      onWrite: async (offset, data) => {
+        forwarded.push([offset, data.length]);
+      },
+    });
+    // Writes come from dd, another process: a forwarded one is answered by this thread.
+    const write = async (data: Buffer, offset: number) => {
+      const source = `${dir}.write`;
+      fs.writeFileSync(source, data);
+      await run("dd", [
+        `if=${source}`,
+        `of=${file.path}`,
+        `bs=${data.length}`,
+        `seek=${offset}`,
+        "oflag=direct,seek_bytes",
+        "conv=notrunc",
+        "status=none",
+      ]);
+      fs.rmSync(source);
+    };
+    const data = Buffer.alloc(CHUNK + 8192, 0x6b);
+    await write(data, 2 * CHUNK + 4096); // spans chunks 2 and 3, both present: stored here, no JavaScript
+    expect(file.stats().nativeWrites).toBe(1);
+    expect(forwarded).toEqual([]);
+    expect([2, 3].every((chunk) => dirty.has(chunk))).toBe(true);
+    expect(Buffer.compare(Buffer.from(r.local.view(2 * CHUNK + 4096, data.length)!), data)).toBe(0);
+    await write(Buffer.alloc(4096, 1), 7 * CHUNK); // chunk 7 is not present: onWrite gets it, no bit is set
+    expect(forwarded).toEqual([[7 * CHUNK, 4096]]);
+    expect(dirty.has(7)).toBe(false);
+  });
+
   it("is read from a native thread (readOnThread) while this thread answers the miss", async () => {
     const resource = cachedResource();
     await using file = await FuseFile.mount({

@@ -33,6 +33,28 @@ async function remoteChunk(remote: InstrumentedBackend, chunk: number): Promise<
 }
 
 describe("Pusher", () => {
+  it("takes chunks written behind its back from the written bitmap on every flush", async () => {
+    const size = 40 * chunkSize;
+    const local = MemoryBackend.from(patternBytes(size, 6));
+    const remote = new InstrumentedBackend(new MemoryBackend(size));
+    const written = new ChunkBitmap(40);
+    const pusher = new Pusher(local, remote, new ChunkLayout(size, chunkSize), {
+      workers: 2,
+      intervalMs: null,
+      written,
+    });
+    for (const chunk of [0, 31, 32, 39]) written.set(chunk); // across word boundaries
+    pusher.markDirty(5);
+    expect(pusher.dirtyCount).toBe(5);
+    await pusher.flush();
+    expect([...remote.writes].sort((a, b) => a - b)).toEqual([0, 5, 31, 32, 39].map((c) => c * chunkSize));
+    expect(written.cardinality()).toBe(0);
+    expect(pusher.dirtyCount).toBe(0);
+    written.set(7);
+    await pusher.close(); // the final push takes them too
+    expect(remote.writes.at(-1)).toBe(7 * chunkSize);
+  });
+
   it("pushes each dirty chunk once however often it was marked, then syncs the remote", async () => {
     const { local, remote, pusher } = setup();
     for (const chunk of [3, 1, 3, 3, 1]) pusher.markDirty(chunk);

@@ -14,6 +14,12 @@ export interface PusherOptions {
   /** When given, a chunk that is not present locally is never pushed (it holds no data of ours). */
   presence?: ChunkBitmap;
   onPushed?: (chunk: number, bytes: number) => void;
+  /**
+   * Chunks written by someone who does not call `markDirty` — native code
+   * storing writes in the cache — one bit each; every flush takes the bits
+   * (atomically) and pushes those chunks too.
+   */
+  written?: ChunkBitmap;
   /** A background (interval) push failed; the chunks stay dirty and are retried. */
   onError?: (error: unknown) => void;
 }
@@ -58,7 +64,7 @@ export class Pusher {
 
   /** Chunks changed and not yet pushed (in flight ones excluded). */
   get dirtyCount(): number {
-    return this.#dirty.size;
+    return this.#dirty.size + (this.options.written?.cardinality() ?? 0);
   }
 
   /** Starts the periodic push. */
@@ -82,6 +88,7 @@ export class Pusher {
    * remote when it resolves. Rejects if any of those chunks could not be pushed.
    */
   async flush(): Promise<void> {
+    this.options.written?.takeAll((chunk) => this.#dirty.add(chunk));
     const earlier = [...this.#flushes];
     const own = this.#pushAll([...this.#dirty]);
     this.#dirty.clear();
