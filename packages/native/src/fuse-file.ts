@@ -358,15 +358,8 @@ async function serve(
 function nativeLocal(local: FuseLocalCache, size: number): NonNullable<NativeFuseOptions["local"]> {
   checkPositiveInteger(local.chunkSize, "local.chunkSize");
   const out: NonNullable<NativeFuseOptions["local"]> = { chunkSize: local.chunkSize };
-  if (local.presence !== undefined) {
-    if (local.presence.count < Math.ceil(size / local.chunkSize)) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", "local.presence has fewer bits than the file has chunks");
-    }
-    if (!(local.presence.buffer instanceof SharedArrayBuffer)) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", "local.presence must live in a SharedArrayBuffer");
-    }
-    out.bitmap = local.presence.words;
-  }
+  if (local.presence !== undefined)
+    out.bitmap = sharedBitmap(local.presence, "local.presence", size, local.chunkSize);
   if (local.segments !== undefined) {
     const segmentSize = local.segmentSize ?? local.segments[0]?.byteLength ?? 0;
     const total = local.segments.reduce((sum, s) => sum + s.byteLength, 0);
@@ -386,14 +379,17 @@ function nativeLocal(local: FuseLocalCache, size: number): NonNullable<NativeFus
   } else {
     throw new R3mapError("ERR_INVALID_ARGUMENT", "local needs segments or fd");
   }
-  if (local.dirty !== undefined) {
-    if (local.dirty.count < Math.ceil(size / local.chunkSize)) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", "local.dirty has fewer bits than the file has chunks");
-    }
-    if (!(local.dirty.buffer instanceof SharedArrayBuffer)) {
-      throw new R3mapError("ERR_INVALID_ARGUMENT", "local.dirty must live in a SharedArrayBuffer");
-    }
-    out.dirty = local.dirty.words;
-  }
+  if (local.dirty !== undefined) out.dirty = sharedBitmap(local.dirty, "local.dirty", size, local.chunkSize);
   return out;
+}
+
+/** The words of a bitmap native threads will use: one bit per chunk of the file, in shared memory. */
+function sharedBitmap(bitmap: ChunkBitmap, name: string, size: number, chunkSize: number): Int32Array {
+  if (bitmap.count < Math.ceil(size / chunkSize)) {
+    throw new R3mapError("ERR_INVALID_ARGUMENT", `${name} has fewer bits than the file has chunks`);
+  }
+  if (!(bitmap.buffer instanceof SharedArrayBuffer)) {
+    throw new R3mapError("ERR_INVALID_ARGUMENT", `${name} must live in a SharedArrayBuffer`);
+  }
+  return bitmap.words;
 }
