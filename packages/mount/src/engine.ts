@@ -11,7 +11,7 @@ import {
   R3mapError,
   TypedEmitter,
 } from "@r3map/core";
-import { type Population, populateInBackground } from "@r3map/native";
+import { keepBackendFromChildren, type Population, populateInBackground } from "@r3map/native";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
 import { importSchemePackages } from "./schemes.js";
 
@@ -61,6 +61,8 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     const managed = description.managed;
     if (managed) {
       if (!parts.local) throw new R3mapError("ERR_INVALID_ARGUMENT", "a managed mount needs a local cache");
+      // A child process spawned by this one would otherwise make every cache page copy-on-write here.
+      if (parts.local) keepBackendFromChildren(parts.local);
       // Native code may store writes to present chunks in a memory or file cache itself, marking them here.
       const nativeWrites = managed.push !== false && isNativeCache(parts.local);
       if (nativeWrites) this.#written = new ChunkBitmap(Math.ceil(parts.remote.size / this.chunkSize));

@@ -133,6 +133,8 @@ export interface NativeAddon {
   populateMemory(view: Uint8Array, cancel: Int32Array, hugePages?: boolean): Promise<number>;
 
   readOnThread(path: string, offset: number, length: number): Promise<number>;
+
+  keepFromChildren(view: Uint8Array): boolean;
 }
 
 let loaded: NativeAddon | undefined;

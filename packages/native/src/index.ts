@@ -24,7 +24,12 @@ export {
   KernelNbdDevice,
   type KernelNbdOptions,
 } from "./nbd-kernel.js";
-export { type Population, populateInBackground } from "./populate.js";
+export {
+  keepBackendFromChildren,
+  keepFromChildren,
+  type Population,
+  populateInBackground,
+} from "./populate.js";
 export {
   TapeDrive,
   type TapeOperation,

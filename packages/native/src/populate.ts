@@ -1,3 +1,4 @@
+import { type Backend, MemoryBackend } from "@r3map/core";
 import { addon } from "./addon.js";
 
 /** Memory being faulted in on a native thread; see `populateInBackground`. */
@@ -38,4 +39,25 @@ export function populateInBackground(
     return total;
   })();
   return { done, stop: () => Atomics.store(cancel, 0, 1) };
+}
+
+/**
+ * Keeps `ranges` out of child processes (MADV_DONTFORK on their whole pages).
+ * Every `child_process` spawn forks, and a fork marks all private memory
+ * copy-on-write in this process too: the next write to each 4 KiB page of a
+ * cache then takes a fault. A spawned child execs at once and never needs
+ * this memory. Returns false where the kernel refused.
+ *
+ * ```js
+ * const cache = new MemoryBackend(1 << 30);
+ * for (const segment of cache.segments) keepFromChildren(segment);
+ * ```
+ */
+export function keepFromChildren(range: Uint8Array): boolean {
+  return addon().keepFromChildren(range);
+}
+
+/** `keepFromChildren` for every segment of a memory backend (any other backend holds no memory of ours). */
+export function keepBackendFromChildren(backend: Backend): void {
+  if (backend instanceof MemoryBackend) for (const segment of backend.segments) keepFromChildren(segment);
 }

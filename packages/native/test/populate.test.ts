@@ -1,7 +1,10 @@
 /** populateInBackground: faults memory in on a native thread without changing a byte. */
+
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import { MemoryBackend } from "@r3map/core";
 import { describe, expect, it } from "vitest";
-import { populateInBackground } from "../src/populate.js";
+import { keepBackendFromChildren, keepFromChildren, populateInBackground } from "../src/populate.js";
 
 const MiB = 1024 * 1024;
 
@@ -10,6 +13,33 @@ function residentKib(): number {
   const text = fs.readFileSync("/proc/self/status", "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(text)![1]);
 }
+
+/** Minor page faults this process has taken (field 10 of /proc/self/stat). */
+function minorFaults(): number {
+  const fields = fs.readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ");
+  return Number(fields[7]);
+}
+
+/** Faults taken while writing one byte per page of `memory` right after a child process was spawned. */
+function faultsOfWritesAfterSpawn(memory: Uint8Array): number {
+  spawnSync("true");
+  const before = minorFaults();
+  for (let at = 0; at < memory.length; at += 4096) memory[at] = 1;
+  return minorFaults() - before;
+}
+
+describe("keepFromChildren", () => {
+  it("spares a cache the copy-on-write faults a spawned child would cost it", () => {
+    const pages = (32 * MiB) / 4096;
+    const plain = new Uint8Array(new SharedArrayBuffer(32 * MiB)).fill(7);
+    expect(faultsOfWritesAfterSpawn(plain)).toBeGreaterThan(pages / 2);
+    const kept = new MemoryBackend(32 * MiB);
+    kept.segments[0]!.fill(7);
+    keepBackendFromChildren(kept);
+    expect(faultsOfWritesAfterSpawn(kept.segments[0]!)).toBeLessThan(pages / 8);
+    expect(keepFromChildren(new Uint8Array(100))).toBe(true); // less than a page: nothing to advise
+  });
+});
 
 describe("populateInBackground", () => {
   it("makes every page resident and leaves the content alone", async () => {

@@ -1,4 +1,5 @@
 import { openBackend } from "@r3map/core";
+import { keepBackendFromChildren } from "@r3map/native";
 import { NbdServer } from "@r3map/nbd";
 import { ConnectServer } from "@r3map/transport-connect";
 import { importSchemes, parseAddress } from "../options.js";
@@ -19,6 +20,7 @@ const say = (text: string) => process.stderr.write(`${text}\n`);
 export async function serve(uri: string, options: ServeOptions): Promise<void> {
   await importSchemes(options.schemes);
   const backend = await openBackend(uri);
+  keepBackendFromChildren(backend); // a memory export stays out of any child this process spawns
   const endpoints: Record<string, string> = {};
   const closers: Array<() => Promise<void>> = [];
   if (options.nbd !== undefined || options.connect === undefined) {
