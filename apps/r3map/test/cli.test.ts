@@ -12,7 +12,9 @@ afterEach(() => {
 });
 
 /** Starts the CLI and resolves with its child process and the first JSON line it prints. */
-async function start(args: string[]): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
+async function start(
+  args: string[],
+): Promise<{ child: ChildProcess; info: Record<string, unknown>; stderr: () => string }> {
   const child = spawn(process.execPath, [cli, ...args, "--json"], { stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   let stderr = "";
@@ -27,11 +29,14 @@ async function start(args: string[]): Promise<{ child: ChildProcess; info: Recor
     });
     child.once("exit", (code) => reject(new Error(`r3map ${args[0]} exited with ${code}: ${stderr}`)));
   });
-  return { child, info };
+  return { child, info, stderr: () => stderr };
 }
 
-async function stop(child: ChildProcess): Promise<number | null> {
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+/** SIGTERM, then how the process ended: its exit code, or the signal that killed it. */
+async function stop(child: ChildProcess): Promise<number | string> {
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? `killed by ${signal}`)),
+  );
   child.kill("SIGTERM");
   return exited;
 }
@@ -64,7 +69,7 @@ describe("r3map serve and r3map mount", () => {
     const fd = fs.openSync(file, "r+");
     fs.writeSync(fd, data, 0, data.length, 12345);
     fs.closeSync(fd);
-    expect(await stop(managed.child)).toBe(0);
+    expect(await stop(managed.child), managed.stderr()).toBe(0);
     expect(mountedFuse().filter((line) => line.includes(path.dirname(file)))).toEqual([]);
 
     const direct = await start(["mount", remote, "--as", "file"]);

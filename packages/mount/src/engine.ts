@@ -126,7 +126,11 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     return this.remote.size;
   }
 
-  /** For a managed mount whose cache native code can read: the presence bitmap and where the bytes are. */
+  /**
+   * For a managed mount whose cache native code can use: the presence bitmap,
+   * where the bytes are, and (when changes are pushed) the bitmap in which
+   * native code marks the chunks it wrote, which every push takes.
+   */
   nativeCache():
     | { presence: NonNullable<ManagedPipeline["presence"]>; cache: NativeCache; written?: ChunkBitmap }
     | undefined {

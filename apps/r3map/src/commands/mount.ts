@@ -37,6 +37,8 @@ export async function mount(remote: string, options: MountCommandOptions): Promi
     options.as === "path"
       ? await mountPath(description, deviceOptions)
       : await mountFile(description, deviceOptions);
+  // Before announcing the mount: a signal sent as soon as the announcement is read must close it gracefully.
+  closeOnSignals(() => mounted.close(), say);
   if (options.json) process.stdout.write(`${JSON.stringify({ path: mounted.path, size: mounted.size })}\n`);
   say(
     `${remote} mounted ${options.managed ? "managed" : "direct"} as ${options.as}: ${mounted.path} (${formatBytes(mounted.size)})`,
@@ -53,5 +55,4 @@ export async function mount(remote: string, options: MountCommandOptions): Promi
   mounted.on("error", (error) =>
     say(`  background: ${error instanceof Error ? error.message : String(error)}`),
   );
-  closeOnSignals(() => mounted.close(), say);
 }

@@ -43,10 +43,11 @@ export async function serve(uri: string, options: ServeOptions): Promise<void> {
     endpoints.connect = server.url;
     closers.push(() => server.close());
   }
-  if (options.json) process.stdout.write(`${JSON.stringify({ size: backend.size, ...endpoints })}\n`);
-  for (const [kind, endpoint] of Object.entries(endpoints)) say(`serving ${uri} over ${kind} at ${endpoint}`);
+  // Before announcing the endpoints: a signal sent as soon as they are read must close gracefully.
   closeOnSignals(async () => {
     await Promise.all(closers.map((close) => close()));
     await backend.close();
   }, say);
+  if (options.json) process.stdout.write(`${JSON.stringify({ size: backend.size, ...endpoints })}\n`);
+  for (const [kind, endpoint] of Object.entries(endpoints)) say(`serving ${uri} over ${kind} at ${endpoint}`);
 }
