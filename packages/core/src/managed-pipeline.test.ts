@@ -112,8 +112,8 @@ describe("ManagedPipeline", () => {
     }
     await Promise.all(tasks);
     await pipeline.pulled();
-    // Each chunk was fetched from the remote at most once, whoever asked first.
-    expect(new Set(remote.reads).size).toBe(remote.reads.length);
+    // Each read fetched its chunk at most once: by the pull's run, or alone when it overtook that run.
+    expect(remote.reads.length).toBeLessThanOrEqual(chunks + 1);
     await pipeline.close();
     expect(Buffer.compare(contents(remote.inner as MemoryBackend), model)).toBe(0);
   });
@@ -195,7 +195,7 @@ describe("ManagedPipeline", () => {
     await pipeline.close();
   });
 
-  it("pulls runs of small chunks with one request each, and a reader of a chunk in a run waits for it", async () => {
+  it("pulls runs of small chunks with one request each, and a reader of a chunk in a run fetches it alone", async () => {
     const size = 64 * chunkSize;
     const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 7)));
     remote.latencyMs = 5;
@@ -209,14 +209,16 @@ describe("ManagedPipeline", () => {
     });
     pipeline.on("chunk-local", (chunk) => chunksLocal.push(chunk));
     pipeline.start();
-    // Chunk 3 is in the first run: the reader joins that fetch instead of asking the remote again.
+    // Chunk 3 is in the first run: the reader does not wait for the whole run, it fetches chunk 3 alone.
     const back = new Uint8Array(100);
     await pipeline.backend.readAt(back, 3 * chunkSize + 50);
     expect(
       Buffer.compare(back, patternBytes(size, 7).subarray(3 * chunkSize + 50, 3 * chunkSize + 150)),
     ).toBe(0);
     await pipeline.pulled();
-    expect(remote.reads).toEqual([0, 16, 32, 48].map((chunk) => chunk * chunkSize));
+    expect([...remote.reads].sort((a, b) => a - b)).toEqual(
+      [0, 3, 16, 32, 48].map((chunk) => chunk * chunkSize),
+    );
     expect(new Set(chunksLocal).size).toBe(64);
     const all = new Uint8Array(size);
     await pipeline.backend.readAt(all, 0);

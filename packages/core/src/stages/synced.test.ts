@@ -117,6 +117,34 @@ describe("SyncedStage", () => {
     expect(Buffer.compare(back, patternBytes(size, 3).subarray(2 * chunkSize, 3 * chunkSize))).toBe(0);
   });
 
+  it("a reader overtakes a slow background run for its chunk; a write to it still waits for the run, and wins", async () => {
+    const size = 8 * chunkSize;
+    const shared = MemoryBackend.from(patternBytes(size, 4));
+    const demand = new InstrumentedBackend(shared);
+    const background = new InstrumentedBackend(shared);
+    background.latencyMs = 60;
+    const chunksLocal: number[] = [];
+    const synced = new SyncedStage(demand, new MemoryBackend(size), {
+      chunkSize,
+      background,
+      onChunkLocal: (chunk) => chunksLocal.push(chunk),
+    });
+    const run = synced.claimRun(0, 8);
+    const started = performance.now();
+    const back = new Uint8Array(chunkSize);
+    await synced.readAt(back, 5 * chunkSize);
+    expect(performance.now() - started).toBeLessThan(50); // did not wait for the run
+    expect(Buffer.compare(back, patternBytes(size, 4).subarray(5 * chunkSize, 6 * chunkSize))).toBe(0);
+    expect(demand.reads).toEqual([5 * chunkSize]);
+    const data = patternBytes(chunkSize, 11);
+    const write = synced.writeAt(data, 5 * chunkSize); // waits for the run, whose bytes land first
+    await Promise.all([run.done, write]);
+    const after = new Uint8Array(chunkSize);
+    await synced.readAt(after, 5 * chunkSize);
+    expect(Buffer.compare(after, data)).toBe(0);
+    expect(chunksLocal.filter((chunk) => chunk === 5)).toEqual([5]); // reported once
+  });
+
   it("markRemote makes the next read fetch again", async () => {
     const { remote, synced } = setup();
     await synced.readAt(new Uint8Array(chunkSize), 0);

@@ -44,6 +44,8 @@ export class SyncedStage implements Backend {
   readonly #validator: ChunkedStage;
   /** The fetch or first write in progress per chunk; other operations on the chunk wait for it. */
   readonly #pending = new Map<number, Promise<void>>();
+  /** Which of those are background runs (`claimRun`): a reader's miss does not wait behind one. */
+  readonly #runs = new WeakSet<Promise<void>>();
   readonly #options: SyncedStageOptions;
 
   constructor(
@@ -143,15 +145,15 @@ export class SyncedStage implements Backend {
     const last = chunk + count - 1;
     const length = this.layout.offsetOf(last) + this.layout.lengthOf(last) - offset;
     const direct = memoryView(this.local, offset, length);
-    const done = this.#claimAll(chunk, count, async () => {
+    const done = this.#claimAll(chunk, count, true, async () => {
       const started = performance.now();
       const buffer = direct ?? new Uint8Array(length);
       await (this.#options.background ?? this.remote).readAt(buffer, offset);
       if (!direct) await this.local.writeAt(buffer, offset);
       this.#options.onFetched?.(chunk, length, performance.now() - started);
       for (let at = chunk; at <= last; at++) {
-        this.presence.set(at);
-        this.#options.onChunkLocal?.(at, "fetch");
+        // A reader may have overtaken this run for one of its chunks (`#overtake`): that chunk is local already.
+        if (this.presence.set(at)) this.#options.onChunkLocal?.(at, "fetch");
       }
     });
     return { count, done };
@@ -197,6 +199,10 @@ export class SyncedStage implements Backend {
       if (this.presence.has(chunk)) return false;
       const pending = this.#pending.get(chunk);
       if (!pending) break;
+      if (demand && this.#runs.has(pending)) {
+        const overtaken = await this.#overtake(chunk, into);
+        if (overtaken !== undefined) return overtaken;
+      }
       await pending;
     }
     const offset = this.layout.offsetOf(chunk);
@@ -218,14 +224,42 @@ export class SyncedStage implements Backend {
     return into !== undefined;
   }
 
+  /**
+   * A reader's miss on a chunk that a background run is still fetching:
+   * fetches the chunk alone over the demand connection instead of waiting for
+   * the run, which may be queued behind megabytes of others. Both bring the
+   * remote's bytes, and writers wait for the run, so whichever lands second
+   * changes nothing — provided the bytes are stored in the same turn as the
+   * presence check, which only a cache that lends its memory guarantees;
+   * otherwise (undefined) the caller waits for the run. Resolves like
+   * `#ensureLocal`.
+   */
+  async #overtake(chunk: number, into?: Uint8Array): Promise<boolean | undefined> {
+    const offset = this.layout.offsetOf(chunk);
+    const length = this.layout.lengthOf(chunk);
+    if (!memoryView(this.local, offset, length)) return undefined;
+    const buffer = into ?? new Uint8Array(length);
+    const started = performance.now();
+    await this.remote.readAt(buffer, offset);
+    if (!this.presence.has(chunk)) {
+      memoryView(this.local, offset, length)?.set(buffer);
+      if (this.presence.set(chunk)) {
+        this.#options.onFetched?.(chunk, length, performance.now() - started);
+        this.#options.onChunkLocal?.(chunk, "fetch");
+      }
+    }
+    return into !== undefined;
+  }
+
   /** Runs `operation` as the one pending operation of `chunk`. */
   #claim(chunk: number, operation: () => Promise<void>): Promise<void> {
-    return this.#claimAll(chunk, 1, operation);
+    return this.#claimAll(chunk, 1, false, operation);
   }
 
   /** Runs `operation` as the one pending operation of `count` chunks from `first` (registered at once). */
-  async #claimAll(first: number, count: number, operation: () => Promise<void>): Promise<void> {
+  async #claimAll(first: number, count: number, run: boolean, operation: () => Promise<void>): Promise<void> {
     const running = operation();
+    if (run) this.#runs.add(running);
     for (let chunk = first; chunk < first + count; chunk++) this.#pending.set(chunk, running);
     try {
       await running;
