@@ -136,6 +136,9 @@ describe("SyncedStage", () => {
     expect(performance.now() - started).toBeLessThan(50); // did not wait for the run
     expect(Buffer.compare(back, patternBytes(size, 4).subarray(5 * chunkSize, 6 * chunkSize))).toBe(0);
     expect(demand.reads).toEqual([5 * chunkSize]);
+    // A second miss on the same run waits for it: walking a run must not fetch it twice.
+    await synced.readAt(new Uint8Array(chunkSize), 6 * chunkSize);
+    expect(demand.reads).toEqual([5 * chunkSize]);
     const data = patternBytes(chunkSize, 11);
     const write = synced.writeAt(data, 5 * chunkSize); // waits for the run, whose bytes land first
     await Promise.all([run.done, write]);

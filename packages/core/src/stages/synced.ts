@@ -44,7 +44,7 @@ export class SyncedStage implements Backend {
   readonly #validator: ChunkedStage;
   /** The fetch or first write in progress per chunk; other operations on the chunk wait for it. */
   readonly #pending = new Map<number, Promise<void>>();
-  /** Which of those are background runs (`claimRun`): a reader's miss does not wait behind one. */
+  /** Background runs (`claimRun`) no reader has overtaken yet: the first reader's miss need not wait for one. */
   readonly #runs = new WeakSet<Promise<void>>();
   readonly #options: SyncedStageOptions;
 
@@ -199,7 +199,8 @@ export class SyncedStage implements Backend {
       if (this.presence.has(chunk)) return false;
       const pending = this.#pending.get(chunk);
       if (!pending) break;
-      if (demand && this.#runs.has(pending)) {
+      // Once per run: a reader walking through a run would otherwise fetch every chunk of it twice.
+      if (demand && this.#runs.delete(pending)) {
         const overtaken = await this.#overtake(chunk, into);
         if (overtaken !== undefined) return overtaken;
       }
@@ -227,7 +228,8 @@ export class SyncedStage implements Backend {
   /**
    * A reader's miss on a chunk that a background run is still fetching:
    * fetches the chunk alone over the demand connection instead of waiting for
-   * the run, which may be queued behind megabytes of others. Both bring the
+   * the run, which may be queued behind megabytes of others. The first miss
+   * on a run only: the chunks after it arrive with the run. Both bring the
    * remote's bytes, and writers wait for the run, so whichever lands second
    * changes nothing — provided the bytes are stored in the same turn as the
    * presence check, which only a cache that lends its memory guarantees;
