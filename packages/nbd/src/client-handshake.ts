@@ -63,10 +63,10 @@ const MAX_OPTION_REPLY = 16 * 1024 * 1024;
  */
 export function dial(o: ResolvedClientOptions): Promise<Dialed> {
   return new Promise((resolve, reject) => {
-    let input: SocketInput | undefined;
-    let reader: ByteReader | undefined;
     // Node asks for the first read's buffer while connecting, before the reader exists; the greeting fits.
-    if (!o.tls) input = new SocketInput({ nextBuffer: () => new Uint8Array(64), received: () => true });
+    const input = o.tls
+      ? undefined
+      : new SocketInput({ nextBuffer: () => new Uint8Array(64), received: () => true });
     const onread = input ? { onread: input.onread } : {};
     const socket = o.path
       ? net.connect({ path: o.path, ...onread })
@@ -78,7 +78,7 @@ export function dial(o: ResolvedClientOptions): Promise<Dialed> {
           lookup: lookupWithoutThreadpool,
           ...onread,
         });
-    reader = new ByteReader(socket);
+    const reader = new ByteReader(socket);
     if (input) input.sink = new CopyIntoReader(reader);
     const timer = setTimeout(() => {
       socket.destroy();
@@ -92,7 +92,7 @@ export function dial(o: ResolvedClientOptions): Promise<Dialed> {
     socket.once("connect", () => {
       clearTimeout(timer);
       socket.off("error", onError);
-      resolve({ socket, reader: reader!, input });
+      resolve({ socket, reader, input });
     });
     const onError = (error: Error) => {
       clearTimeout(timer);

@@ -38,11 +38,12 @@ export interface ReplyOwner {
 }
 
 /**
- * Bytes one connection may receive in one turn of the event loop before it
- * yields. libuv reads a readable socket up to 32 times per turn while each
- * read fills its buffer, and READ data is read in pieces as large as the
- * request: a background pull with 32 MiB in flight kept the engine's thread
- * on one socket for the whole window, while a reader's miss waited.
+ * Bytes a connection receives before it pauses and lets the event loop take a
+ * turn (it resumes from setImmediate). libuv reads a readable socket up to 32
+ * times per turn while each read fills its buffer, and READ data is read in
+ * pieces as large as the request: a background pull with 32 MiB in flight kept
+ * the engine's thread on one socket for the whole window, while a reader's
+ * miss waited. Counted across turns: a quiet connection pauses rarely anyway.
  */
 const TURN_BUDGET = 256 * 1024;
 /** A server that announces more than this for one chunk body is not believed. */

@@ -298,7 +298,7 @@ export class ServerSession {
     if (this.#structured && length === 0) return this.#replyOk(request);
     const lent = memoryView(this.#served.backend, offset, length);
     if (lent) return this.#replyFrom(request, lent);
-    const head = this.#structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+    const head = this.#readHeaderSize();
     // The data starts 8-byte aligned: copies out of a SharedArrayBuffer into a
     // misaligned destination go byte by byte (about 4x slower).
     const whole = this.#pool.get(DATA_ALIGN + length);
@@ -309,19 +309,31 @@ export class ServerSession {
       this.#pool.release(whole);
       throw error;
     }
-    if (this.#structured) {
-      writeStructuredHeader(
-        out,
-        REPLY_FLAG_DONE,
-        REPLY_TYPE.OFFSET_DATA,
-        request.cookieHigh,
-        request.cookieLow,
-        8 + length,
-      );
-      out.writeUInt32BE(Math.floor(offset / 0x100000000), STRUCTURED_HEADER_SIZE);
-      out.writeUInt32BE(offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
-    } else writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
+    this.#writeReadHeader(out, request);
     this.#send(out, () => this.#pool.release(whole));
+  }
+
+  /** Bytes before a READ reply's data: a simple reply, or a structured OFFSET_DATA chunk's header and offset. */
+  #readHeaderSize(): number {
+    return this.#structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+  }
+
+  /** Writes the header of a successful READ reply at the start of `out`. */
+  #writeReadHeader(out: Buffer, request: Request): void {
+    if (!this.#structured) {
+      writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
+      return;
+    }
+    writeStructuredHeader(
+      out,
+      REPLY_FLAG_DONE,
+      REPLY_TYPE.OFFSET_DATA,
+      request.cookieHigh,
+      request.cookieLow,
+      8 + request.length,
+    );
+    out.writeUInt32BE(Math.floor(request.offset / 0x100000000), STRUCTURED_HEADER_SIZE);
+    out.writeUInt32BE(request.offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
   }
 
   /**
@@ -332,19 +344,8 @@ export class ServerSession {
    * issue a later one before it has this reply.
    */
   #replyFrom(request: Request, memory: Uint8Array): void {
-    const head = Buffer.allocUnsafe(this.#structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE);
-    if (this.#structured) {
-      writeStructuredHeader(
-        head,
-        REPLY_FLAG_DONE,
-        REPLY_TYPE.OFFSET_DATA,
-        request.cookieHigh,
-        request.cookieLow,
-        8 + request.length,
-      );
-      head.writeUInt32BE(Math.floor(request.offset / 0x100000000), STRUCTURED_HEADER_SIZE);
-      head.writeUInt32BE(request.offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
-    } else writeSimpleReply(head, 0, request.cookieHigh, request.cookieLow);
+    const head = Buffer.allocUnsafe(this.#readHeaderSize());
+    this.#writeReadHeader(head, request);
     if (this.#stream.destroyed || !this.#stream.writable) return;
     this.#stream.cork();
     this.#stream.write(head);
