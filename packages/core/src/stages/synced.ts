@@ -141,21 +141,8 @@ export class SyncedStage implements Backend {
     let count = 1;
     const limit = Math.min(maxChunks, this.layout.count - chunk);
     while (count < limit && !this.presence.has(chunk + count) && !this.#pending.has(chunk + count)) count++;
-    const offset = this.layout.offsetOf(chunk);
-    const last = chunk + count - 1;
-    const length = this.layout.offsetOf(last) + this.layout.lengthOf(last) - offset;
-    const direct = memoryView(this.local, offset, length);
-    const done = this.#claimAll(chunk, count, true, async () => {
-      const started = performance.now();
-      const buffer = direct ?? new Uint8Array(length);
-      await (this.#options.background ?? this.remote).readAt(buffer, offset);
-      if (!direct) await this.local.writeAt(buffer, offset);
-      this.#options.onFetched?.(chunk, length, performance.now() - started);
-      for (let at = chunk; at <= last; at++) {
-        // A reader may have overtaken this run for one of its chunks (`#overtake`): that chunk is local already.
-        if (this.presence.set(at)) this.#options.onChunkLocal?.(at, "fetch");
-      }
-    });
+    const source = this.#options.background ?? this.remote;
+    const done = this.#claimAll(chunk, count, true, () => this.#fetch(chunk, count, source));
     return { count, done };
   }
 
@@ -206,23 +193,33 @@ export class SyncedStage implements Backend {
       }
       await pending;
     }
-    const offset = this.layout.offsetOf(chunk);
-    const length = this.layout.lengthOf(chunk);
-    // A background fetch lands straight in a memory cache when it can (no buffer, no copy); the chunk
-    // is not marked present until the read completes, and writes to it wait for this fetch.
+    // A reader's fetch takes the demand connection; the puller's, the background one.
+    const source = demand ? this.remote : (this.#options.background ?? this.remote);
+    await this.#claim(chunk, () => this.#fetch(chunk, 1, source, into));
+    return into !== undefined;
+  }
+
+  /**
+   * Fetches `count` chunks from `first` with one read of `source` and marks
+   * them local. The bytes land straight in a memory cache when it lends its
+   * memory (no buffer, no copy), else in `into` (a reader's buffer) or a fresh
+   * one that is then written to the cache; the chunks are marked present only
+   * once stored. The caller holds the chunks' claim, so writes wait for this.
+   */
+  async #fetch(first: number, count: number, source: Backend, into?: Uint8Array): Promise<void> {
+    const offset = this.layout.offsetOf(first);
+    const last = first + count - 1;
+    const length = this.layout.offsetOf(last) + this.layout.lengthOf(last) - offset;
     const direct = into ? undefined : memoryView(this.local, offset, length);
     const buffer = into ?? direct ?? new Uint8Array(length);
-    await this.#claim(chunk, async () => {
-      const started = performance.now();
-      // A reader's fetch takes the demand connection; the puller's, the background one.
-      const source = demand ? this.remote : (this.#options.background ?? this.remote);
-      await source.readAt(buffer, offset);
-      if (!direct) await this.local.writeAt(buffer, offset);
-      this.presence.set(chunk);
-      this.#options.onFetched?.(chunk, buffer.length, performance.now() - started);
-      this.#options.onChunkLocal?.(chunk, "fetch");
-    });
-    return into !== undefined;
+    const started = performance.now();
+    await source.readAt(buffer, offset);
+    if (!direct) await this.local.writeAt(buffer, offset);
+    this.#options.onFetched?.(first, length, performance.now() - started);
+    for (let chunk = first; chunk <= last; chunk++) {
+      // A reader may have overtaken a run for one of its chunks (`#overtake`): that chunk is local already.
+      if (this.presence.set(chunk)) this.#options.onChunkLocal?.(chunk, "fetch");
+    }
   }
 
   /**
