@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { memoryView } from "../backend.js";
 import { MemoryBackend } from "../backends/memory.js";
 import { ChunkBitmap } from "../chunk-bitmap.js";
 import { InstrumentedBackend, patternBytes } from "../testing/index.js";
@@ -117,18 +118,24 @@ describe("SyncedStage", () => {
     expect(Buffer.compare(back, patternBytes(size, 3).subarray(2 * chunkSize, 3 * chunkSize))).toBe(0);
   });
 
-  it("a reader overtakes a slow background run for its chunk; a write to it still waits for the run, and wins", async () => {
+  it("a reader overtakes a slow background run for its chunk without storing it; writes, native or not, still win over the run", async () => {
     const size = 8 * chunkSize;
     const shared = MemoryBackend.from(patternBytes(size, 4));
     const demand = new InstrumentedBackend(shared);
     const background = new InstrumentedBackend(shared);
     background.latencyMs = 60;
     const chunksLocal: number[] = [];
-    const synced = new SyncedStage(demand, new MemoryBackend(size), {
+    const local = new MemoryBackend(size);
+    const synced = new SyncedStage(demand, local, {
       chunkSize,
       background,
       onChunkLocal: (chunk) => chunksLocal.push(chunk),
     });
+    // A writer that stores into present chunks itself, as the FUSE server does, and asks the stage otherwise.
+    const nativeWrite = async (data: Uint8Array, chunk: number) => {
+      if (synced.isLocal(chunk)) memoryView(local, chunk * chunkSize, chunkSize)!.set(data);
+      else await synced.writeAt(data, chunk * chunkSize);
+    };
     const run = synced.claimRun(0, 8);
     const started = performance.now();
     const back = new Uint8Array(chunkSize);
@@ -136,16 +143,41 @@ describe("SyncedStage", () => {
     expect(performance.now() - started).toBeLessThan(50); // did not wait for the run
     expect(Buffer.compare(back, patternBytes(size, 4).subarray(5 * chunkSize, 6 * chunkSize))).toBe(0);
     expect(demand.reads).toEqual([5 * chunkSize]);
+    // Still the run's: the run writes its bytes into the cache when it lands.
+    expect(synced.isLocal(5)).toBe(false);
     // A second miss on the same run waits for it: walking a run must not fetch it twice.
     await synced.readAt(new Uint8Array(chunkSize), 6 * chunkSize);
     expect(demand.reads).toEqual([5 * chunkSize]);
+    expect(synced.isLocal(5)).toBe(true);
     const data = patternBytes(chunkSize, 11);
-    const write = synced.writeAt(data, 5 * chunkSize); // waits for the run, whose bytes land first
-    await Promise.all([run.done, write]);
-    const after = new Uint8Array(chunkSize);
-    await synced.readAt(after, 5 * chunkSize);
-    expect(Buffer.compare(after, data)).toBe(0);
+    const other = patternBytes(chunkSize, 12);
+    const run2 = synced.claimRun(7, 1);
+    // Not present: waits for the run, whose bytes land first.
+    await Promise.all([run2.done, nativeWrite(other, 7)]);
+    await Promise.all([run.done, nativeWrite(data, 5)]);
+    for (const [chunk, expected] of [
+      [5, data],
+      [7, other],
+    ] as const) {
+      const after = new Uint8Array(chunkSize);
+      await synced.readAt(after, chunk * chunkSize);
+      expect(Buffer.compare(after, expected)).toBe(0);
+    }
     expect(chunksLocal.filter((chunk) => chunk === 5)).toEqual([5]); // reported once
+  });
+
+  it("a slice's fault on a chunk a background run is fetching waits for the run (it has no buffer to overtake with)", async () => {
+    const size = 4 * chunkSize;
+    const shared = MemoryBackend.from(patternBytes(size, 6));
+    const demand = new InstrumentedBackend(shared);
+    const background = new InstrumentedBackend(shared);
+    background.latencyMs = 20;
+    const synced = new SyncedStage(demand, new MemoryBackend(size), { chunkSize, background });
+    const run = synced.claimRun(0, 4);
+    await synced.ensureLocalForReader(2);
+    expect(synced.isLocal(2)).toBe(true);
+    expect(demand.reads).toEqual([]);
+    await run.done;
   });
 
   it("markRemote makes the next read fetch again", async () => {

@@ -44,7 +44,7 @@ export class SyncedStage implements Backend {
   readonly #validator: ChunkedStage;
   /** The fetch or first write in progress per chunk; other operations on the chunk wait for it. */
   readonly #pending = new Map<number, Promise<void>>();
-  /** Background runs (`claimRun`) no reader has overtaken yet: the first reader's miss need not wait for one. */
+  /** Background runs (`claimRun`) no reader has overtaken yet: the first reader's miss with a buffer need not wait for one. */
   readonly #runs = new WeakSet<Promise<void>>();
   readonly #options: SyncedStageOptions;
 
@@ -116,7 +116,9 @@ export class SyncedStage implements Backend {
   /**
    * A reader is blocked on `chunk` outside `readAt` (a page fault in a
    * slice): fetches it if needed as a read miss would — over the demand
-   * connection, never queued behind the background pull — and reports the miss.
+   * connection, never queued behind the background pull — and reports the
+   * miss. A chunk that a background run is fetching arrives with the run:
+   * the reader has no buffer of its own to overtake it with.
    */
   async ensureLocalForReader(chunk: number): Promise<void> {
     if (this.presence.has(chunk)) return;
@@ -187,9 +189,9 @@ export class SyncedStage implements Backend {
       const pending = this.#pending.get(chunk);
       if (!pending) break;
       // Once per run: a reader walking through a run would otherwise fetch every chunk of it twice.
-      if (demand && this.#runs.delete(pending)) {
-        const overtaken = await this.#overtake(chunk, into);
-        if (overtaken !== undefined) return overtaken;
+      if (into && this.#runs.delete(pending)) {
+        await this.#overtake(chunk, into);
+        return true;
       }
       await pending;
     }
@@ -223,31 +225,23 @@ export class SyncedStage implements Backend {
   }
 
   /**
-   * A reader's miss on a chunk that a background run is still fetching:
-   * fetches the chunk alone over the demand connection instead of waiting for
-   * the run, which may be queued behind megabytes of others. The first miss
-   * on a run only: the chunks after it arrive with the run. Both bring the
-   * remote's bytes, and writers wait for the run, so whichever lands second
-   * changes nothing — provided the bytes are stored in the same turn as the
-   * presence check, which only a cache that lends its memory guarantees;
-   * otherwise (undefined) the caller waits for the run. Resolves like
-   * `#ensureLocal`.
+   * A reader's miss on a chunk that a background run is still fetching: reads
+   * the chunk alone over the demand connection into the reader's own buffer
+   * instead of waiting for the run, which may be queued behind megabytes of
+   * others. The first miss on a run only: the chunks after it arrive with the
+   * run.
+   *
+   * The chunk is neither stored nor marked present: the run may still be
+   * writing its bytes into the cache (a socket receiving straight into a
+   * mount's memory, a backend copying its answer at the end), and a present
+   * chunk may be written by native code without asking this stage. Marking
+   * it present now would let such a write land first and the run's bytes
+   * overwrite it. So the chunk stays the run's, and writers keep waiting for
+   * the run. A reader with no buffer of its own (a slice's page fault) waits
+   * for the run. Nothing is reported: the run reports the chunk when it lands.
    */
-  async #overtake(chunk: number, into?: Uint8Array): Promise<boolean | undefined> {
-    const offset = this.layout.offsetOf(chunk);
-    const length = this.layout.lengthOf(chunk);
-    if (!memoryView(this.local, offset, length)) return undefined;
-    const buffer = into ?? new Uint8Array(length);
-    const started = performance.now();
-    await this.remote.readAt(buffer, offset);
-    if (!this.presence.has(chunk)) {
-      memoryView(this.local, offset, length)?.set(buffer);
-      if (this.presence.set(chunk)) {
-        this.#options.onFetched?.(chunk, length, performance.now() - started);
-        this.#options.onChunkLocal?.(chunk, "fetch");
-      }
-    }
-    return into !== undefined;
+  async #overtake(chunk: number, into: Uint8Array): Promise<void> {
+    await this.remote.readAt(into, this.layout.offsetOf(chunk));
   }
 
   /** Runs `operation` as the one pending operation of `chunk`. */
