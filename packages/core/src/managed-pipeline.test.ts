@@ -147,6 +147,27 @@ describe("ManagedPipeline", () => {
     await expect(pipeline.sync()).rejects.toMatchObject({ code: "ERR_CLOSED" });
   });
 
+  it("reports progress once per event-loop turn, not once per chunk", async () => {
+    const size = 256 * chunkSize;
+    const pipeline = new ManagedPipeline({
+      remote: MemoryBackend.from(patternBytes(size, 5)),
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: { workers: 4, requestBytes: 64 * chunkSize },
+      push: false,
+    });
+    const seen: Progress[] = [];
+    pipeline.on("progress", (progress) => seen.push(progress));
+    pipeline.start();
+    await pipeline.pulled();
+    await new Promise((resolve) => setImmediate(resolve));
+    // Four runs of 64 chunks: one report per turn in which chunks arrived, the last one complete.
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.length).toBeLessThanOrEqual(4);
+    expect(seen.at(-1)).toMatchObject({ chunksLocal: 256, chunksTotal: 256 });
+    await pipeline.close();
+  });
+
   it("after a demand miss, the following chunks are pulled next (readahead), ahead of the sweep", async () => {
     const size = 64 * chunkSize;
     const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 12)));

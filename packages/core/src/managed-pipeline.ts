@@ -103,6 +103,8 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
   readonly #stats = { bytesPulled: 0, bytesPushed: 0, fetches: 0, fetchMs: 0 };
   #chunksLocal = 0;
   #misses = 0;
+  /** The progress report due at the end of this event-loop turn, if one is. */
+  #reportDue: NodeJS.Immediate | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: ManagedPipelineOptions) {
@@ -219,6 +221,12 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
       } finally {
         if (this.#options.closeBackends === false) await this.synced.sync();
         else await this.synced.close();
+        // The last report goes out before close() resolves, not a turn later.
+        if (this.#reportDue) {
+          clearImmediate(this.#reportDue);
+          this.#reportDue = undefined;
+          this.emit("progress", this.progress());
+        }
       }
     })();
     return this.#closing;
@@ -245,8 +253,18 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     if (this.#closing) throw new R3mapError("ERR_CLOSED", "the managed pipeline is closed");
   }
 
+  /**
+   * Progress goes out once per event-loop turn, after the turn's callbacks: a
+   * pull of small chunks makes hundreds of chunks local in one turn, and one
+   * report each (which counts the pusher's bitmap) used to take most of the
+   * engine's time — and came before a waiting reader's answer.
+   */
   #report(): void {
-    if (this.listenerCount("progress") > 0) this.emit("progress", this.progress());
+    if (this.#reportDue || this.listenerCount("progress") === 0) return;
+    this.#reportDue = setImmediate(() => {
+      this.#reportDue = undefined;
+      this.emit("progress", this.progress());
+    });
   }
 }
 
