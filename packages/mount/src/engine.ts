@@ -171,10 +171,14 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
    * mount that pulls keeps the chunk (the pull reaches it last, so nothing is
    * fetched twice); one that does not must hold only what the user touched,
    * so it marks the chunk remote again, or just reads it from the remote and
-   * drops it, as a direct mount does. A failure is left for the first real
-   * miss to report. Call after `start`.
+   * drops it, as a direct mount does; `forget` then drops it from the device
+   * too (a slice's page). A failure is left for the first real miss to
+   * report. Call after `start`.
    */
-  async prime(throughDevice?: (offset: number, length: number) => Promise<unknown>): Promise<void> {
+  async prime(
+    throughDevice?: (offset: number, length: number) => Promise<unknown>,
+    forget?: (chunk: number) => void,
+  ): Promise<void> {
     const chunks = Math.ceil(this.size / this.chunkSize);
     if (chunks === 0) return;
     const last = chunks - 1;
@@ -183,7 +187,10 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       if (throughDevice) {
         await throughDevice(Math.floor(offset / 4096) * 4096, 4096);
         // Touched, so cached: forget it again when only the user's touches may be kept.
-        if (this.pipeline && !this.#pulls) this.pipeline.synced.markRemote([last]);
+        if (this.pipeline && !this.#pulls) {
+          this.pipeline.synced.markRemote([last]);
+          forget?.(last);
+        }
       } else if (this.pipeline && !this.#pulls) {
         await this.remote.readAt(new Uint8Array(this.size - offset), offset);
       } else if (this.pipeline) {

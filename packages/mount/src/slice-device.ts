@@ -1,5 +1,5 @@
 import { type Backend, ChunkBitmap, MEMORY_SEGMENT_SIZE, MemoryBackend, R3mapError } from "@r3map/core";
-import { mapFile, UffdRegion } from "@r3map/native";
+import { mapFile, touchOnThread, UffdRegion } from "@r3map/native";
 import type { MountDescription } from "./description.js";
 import { chunkSizeOf } from "./description.js";
 import { MountEngine } from "./engine.js";
@@ -83,7 +83,11 @@ export class SliceDevice {
         !managed || push === false ? null : push?.intervalMs === undefined ? 5000 : push.intervalMs;
       const device = new SliceDevice(engine, region!, engine.size, interval);
       await engine.start(engineDescription);
-      await engine.prime();
+      // A real fault, from a native thread: warms the region's miss path and the engine's alike.
+      await engine.prime(
+        (offset) => touchOnThread(region!.view(offset, PAGE_SIZE), 0),
+        (chunk) => region!.evict(chunk),
+      );
       return device;
     } catch (error) {
       region?.close();

@@ -133,6 +133,7 @@ export interface NativeAddon {
   populateMemory(view: Uint8Array, cancel: Int32Array, hugePages?: boolean): Promise<number>;
 
   readOnThread(path: string, offset: number, length: number): Promise<number>;
+  touchOnThread(memory: Uint8Array, offset: number): Promise<void>;
 
   keepFromChildren(view: Uint8Array): boolean;
 }

@@ -42,6 +42,7 @@
 #include "fuse_thread_promise.h"
 #include "typed_array.h"
 #include "module.h"
+#include "thread_priority.h"
 
 namespace r3map::fuse {
 namespace {
@@ -524,6 +525,7 @@ class Server : public Napi::ObjectWrap<Server> {
   }
 
   void Loop(uint32_t channel) {
+    r3map::SetThisThreadNice(r3map::kResponsiveNice);
     int fd = fds_[channel];
     std::unique_ptr<uint8_t, decltype(&std::free)> buffer(static_cast<uint8_t*>(aligned_alloc(4096, kRequestBufferSize)),
                                                           &std::free);

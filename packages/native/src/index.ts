@@ -39,7 +39,7 @@ export {
   tapePosition,
   tapeStatus,
 } from "./tape.js";
-export { readOnThread } from "./thread-read.js";
+export { readOnThread, touchOnThread } from "./thread-read.js";
 export { nativeAddonPath } from "./uffd-native.js";
 export {
   type UffdAdoptOptions,

@@ -23,6 +23,7 @@
 
 #include "fuse_thread_promise.h"
 #include "module.h"
+#include "thread_priority.h"
 #include "typed_array.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -74,6 +75,7 @@ Napi::Value PopulateMemory(const Napi::CallbackInfo& info) {
     if (hugeEnd > hugeStart) madvise(reinterpret_cast<void*>(hugeStart), hugeEnd - hugeStart, MADV_HUGEPAGE);
   }
   return r3map::RunOnThread(env, "r3map-populate", [start, end, stop, keep]() {
+    r3map::SetThisThreadNice(r3map::kBackgroundNice);
     uint64_t done = 0;
     for (uint64_t at = start; at < end && stop->load(std::memory_order_relaxed) == 0; at += kStep) {
       const uint64_t n = std::min(kStep, end - at);

@@ -20,3 +20,23 @@ export async function readOnThread(path: string, offset: number, length: number)
     throw fromSystemError(error, `cannot read ${path} at ${offset}`);
   }
 }
+
+/**
+ * Touches one byte of `memory` at `offset` on a native thread of its own —
+ * the kernel reads it, as a system call would — and resolves once it was
+ * readable. For memory whose page faults this thread's event loop answers (a
+ * slice warming its miss path at open). A fault that fails rejects with
+ * EFAULT instead of raising SIGBUS. Keep `memory` mapped until it settles.
+ *
+ * ```js
+ * await touchOnThread(region.buffer, 0); // the fault is served here meanwhile
+ * ```
+ */
+export async function touchOnThread(memory: Uint8Array, offset: number): Promise<void> {
+  try {
+    await addon().touchOnThread(memory, offset);
+  } catch (error) {
+    if (error instanceof RangeError) throw new R3mapError("ERR_OUT_OF_RANGE", error.message);
+    throw fromSystemError(error, `cannot read memory at ${offset}`);
+  }
+}

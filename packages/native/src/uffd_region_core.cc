@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 
+#include "thread_priority.h"
 #include "uffd_region.h"
 
 namespace r3map {
@@ -161,6 +162,7 @@ void RegionCore::Shutdown() {
 }
 
 void RegionCore::Run() {
+  r3map::SetThisThreadNice(r3map::kResponsiveNice);
   constexpr int kBatch = 64;
   struct uffd_msg messages[kBatch];
   struct pollfd fds[2] = {{uffd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};

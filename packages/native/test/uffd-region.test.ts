@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { ChunkBitmap, MemoryBackend } from "@r3map/core";
 import { afterEach, describe, expect, it } from "vitest";
+import { touchOnThread } from "../src/thread-read.js";
 import { nativeAddonPath } from "../src/uffd-native.js";
 import { UffdRegion } from "../src/uffd-region.js";
 
@@ -194,6 +195,46 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     const stats = region.stats();
     expect(stats.misses).toBe(expectedMisses.length);
     expect(stats.resolvedNatively).toBe(chunks - expectedMisses.length);
+  });
+
+  it("touchOnThread faults a page on a native thread while this thread answers; a failed miss rejects with EFAULT", async () => {
+    const size = 4 * MiB;
+    const chunkSize = 64 * 1024;
+    const engine = patternEngine(size, chunkSize);
+    let failing = false;
+    const region = track(
+      UffdRegion.create({
+        size,
+        chunkSize,
+        presence: engine.presence,
+        cache: { segments: engine.memory.segments },
+        onMiss: async (chunk) => {
+          if (failing) throw new Error("backend unreachable");
+          await engine.onMiss(chunk);
+        },
+      }),
+    );
+    await touchOnThread(region.buffer, 5 * chunkSize + 17);
+    expect(engine.calls).toEqual([5]);
+    expect(countMismatches(region.buffer.subarray(5 * chunkSize, 6 * chunkSize), 5 * chunkSize)).toBe(0);
+    failing = true;
+    await expect(touchOnThread(region.buffer, 9 * chunkSize)).rejects.toMatchObject({ errno: "EFAULT" });
+    expect(region.stats().failed).toBe(1);
+    await expect(touchOnThread(region.buffer, size)).rejects.toMatchObject({ code: "ERR_OUT_OF_RANGE" });
+  });
+
+  it("the handler thread runs at a raised priority (a blocked reader waits on it)", () => {
+    const niceOfThreads = () =>
+      fs.readdirSync("/proc/self/task").map((tid) => {
+        const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+      });
+    const before = niceOfThreads().filter((nice) => nice === -10).length;
+    const region = track(UffdRegion.create({ size: MiB, chunkSize: 65536, onMiss: () => {} }));
+    const deadline = Date.now() + 2000;
+    while (niceOfThreads().filter((nice) => nice === -10).length === before && Date.now() < deadline) {}
+    expect(niceOfThreads().filter((nice) => nice === -10).length).toBe(before + 1);
+    region.close();
   });
 
   it("all present: a region served without onMiss at all", async () => {
