@@ -26,7 +26,8 @@ export interface PullOptions {
    * misses and pushes). Default 1 MiB; at most one chunk when chunks are
    * larger. With 4 KiB chunks, one request per chunk made the pull
    * JavaScript-bound, and a reader's miss waited behind thousands of
-   * completions on the engine's thread.
+   * completions on the engine's thread. The first requests are smaller: 64
+   * KiB, doubling up to this, so the start of the resource lands first.
    */
   requestBytes?: number;
   retry?: RetryPolicy;
@@ -141,6 +142,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
         : new Puller(this.synced, {
             workers: pull.workers ?? 32,
             runChunks: Math.max(1, Math.floor(requestBytes(pull.requestBytes) / chunkSize)),
+            firstRunChunks: Math.max(1, Math.floor(FIRST_REQUEST_BYTES / chunkSize)),
             ...(pull.priority ? { priority: pull.priority } : {}),
             ...(pull.retry ? { retry: pull.retry } : {}),
           });
@@ -267,6 +269,9 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     });
   }
 }
+
+/** A pull's first request asks for this much; each next one for twice as much, up to `pull.requestBytes`. */
+const FIRST_REQUEST_BYTES = 64 * 1024;
 
 function requestBytes(value: number | undefined): number {
   if (value === undefined) return 1024 * 1024;

@@ -11,7 +11,9 @@ const PAGE_SIZE = 4096;
  * region whose memfd *is* the local cache: the engine's local backend reads and
  * writes the memfd, a touched chunk that is present is mapped natively with
  * UFFDIO_CONTINUE (no copy, no JavaScript), a miss asks the engine to fetch
- * the chunk into the memfd. Writes to the memory land in the memfd directly;
+ * the chunk into the memfd. Chunks the background pull brings are mapped as
+ * they land (one UFFDIO_CONTINUE per run), so touching them takes no fault.
+ * Writes to the memory land in the memfd directly;
  * asynchronous write-protect finds them (`scanDirty`), and the pusher sends
  * them from the memfd to the remote.
  *
@@ -25,13 +27,23 @@ const PAGE_SIZE = 4096;
 export class SliceDevice {
   readonly #timer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
+  /** Chunks that became local during this event-loop turn, mapped into the region together at its end. */
+  #landed: number[] = [];
 
   private constructor(
     readonly engine: MountEngine,
     readonly region: UffdRegion,
     readonly size: number,
     scanIntervalMs: number | null,
+    pulls: boolean,
   ) {
+    // Pulled chunks are mapped as they land, so touching them takes no fault at all.
+    if (pulls) {
+      engine.on("chunk-local", (chunk) => {
+        if (this.#landed.length === 0) setImmediate(() => this.#mapLanded());
+        this.#landed.push(chunk);
+      });
+    }
     if (scanIntervalMs !== null) {
       this.#timer = setInterval(() => {
         this.sync().catch((error) => engine.reportError(error));
@@ -81,7 +93,8 @@ export class SliceDevice {
       );
       const interval =
         !managed || push === false ? null : push?.intervalMs === undefined ? 5000 : push.intervalMs;
-      const device = new SliceDevice(engine, region!, engine.size, interval);
+      const pulls = managed !== undefined && managed.pull !== false;
+      const device = new SliceDevice(engine, region!, engine.size, interval, pulls);
       await engine.start(engineDescription);
       // A real fault, from a native thread: warms the region's miss path and the engine's alike.
       await engine.prime(
@@ -114,6 +127,25 @@ export class SliceDevice {
     const pusher = this.engine.pipeline?.pusher;
     if (pusher) for (const chunk of this.region.scanDirtyChunks()) pusher.markDirty(chunk);
     await this.engine.sync();
+  }
+
+  /** Maps this turn's landed chunks, consecutive ones with one call into the kernel. */
+  #mapLanded(): void {
+    const chunks = this.#landed.sort((a, b) => a - b);
+    this.#landed = [];
+    if (this.#closing) return;
+    for (let start = 0; start < chunks.length; ) {
+      let end = start + 1;
+      while (end < chunks.length && chunks[end] === chunks[end - 1]! + 1) end++;
+      try {
+        this.region.mapPresent(chunks[start]!, end - start);
+      } catch (error) {
+        // Left to the fault: touching the chunk maps it as before.
+        this.engine.reportError(error);
+        return;
+      }
+      start = end;
+    }
   }
 
   /** Pushes the last writes, unmaps the memory, closes the engine. Idempotent. */

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { MemoryBackend } from "@r3map/core";
 import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
 import { describe, expect, it } from "vitest";
-import { mountFile } from "../dist/index.js";
+import { mountFile, SliceDevice } from "../dist/index.js";
 import { leftovers } from "./helpers.js";
 
 const chunkSize = 64 * 1024;
@@ -73,6 +73,29 @@ describe("mount options", () => {
       expect(backend.reads.slice(0, 3).map((offset) => offset / chunkSize)).toEqual(trace);
     } finally {
       await mount.close();
+    }
+  });
+
+  it("a slice maps pulled chunks as they land: touching them afterwards takes no fault", async () => {
+    const backend = remote();
+    const device = await SliceDevice.open(
+      { remote: "memory:", chunkSize: 4096, managed: { pull: { workers: 2, first: true }, push: false } },
+      backend,
+    );
+    try {
+      // Landed chunks are mapped at the end of the event-loop turn they landed in.
+      await new Promise((resolve) => setImmediate(resolve));
+      const chunks = size / 4096;
+      // Every chunk mapped ahead — but perhaps the last one, if the fault that primed the miss path at
+      // open came first and mapped it.
+      const before = device.region.stats();
+      expect(before.faults).toBeLessThanOrEqual(1);
+      expect(before.filled + before.resolvedNatively).toBe(chunks);
+      // Everything is mapped, so this thread may touch the memory although it also runs the engine.
+      expect(Buffer.compare(device.buffer, patternBytes(size, 21))).toBe(0);
+      expect(device.region.stats().faults).toBe(before.faults);
+    } finally {
+      await device.close();
     }
   });
 

@@ -23,7 +23,6 @@
 
 #include "fuse_thread_promise.h"
 #include "module.h"
-#include "thread_priority.h"
 #include "typed_array.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -32,10 +31,15 @@
 
 namespace {
 
-// Small steps (one huge page), so a cancel (the mount closing) takes effect
-// quickly, the puller finds the front of the cache ready early, and the
-// kernel locks each step holds are not held long against a reader's fault.
-constexpr uint64_t kStep = 2u << 20;
+// Small steps, so a cancel (the mount closing) takes effect quickly, the
+// puller finds the front of the cache ready early, and the memory-map lock
+// each step holds for reading is not held long. While it is held, a writer
+// (V8's garbage collector changing protections) queues behind it, and every
+// page fault queues behind that writer — a reader's too: 2 MiB steps over 4
+// KiB pages (a memfd, where shmem has no huge pages) held it about 1 ms and
+// stalled a slice's first touch by 2-3 ms (traced). Where huge pages apply,
+// the first step into one faults in all of it and the rest find it there.
+constexpr uint64_t kStep = 256u << 10;
 
 Napi::Value PopulateMemory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -75,7 +79,8 @@ Napi::Value PopulateMemory(const Napi::CallbackInfo& info) {
     if (hugeEnd > hugeStart) madvise(reinterpret_cast<void*>(hugeStart), hugeEnd - hugeStart, MADV_HUGEPAGE);
   }
   return r3map::RunOnThread(env, "r3map-populate", [start, end, stop, keep]() {
-    r3map::SetThisThreadNice(r3map::kBackgroundNice);
+    // Default priority on purpose: a step holds the memory-map lock, and a
+    // lowered thread would be preempted holding it while everyone waits.
     uint64_t done = 0;
     for (uint64_t at = start; at < end && stop->load(std::memory_order_relaxed) == 0; at += kStep) {
       const uint64_t n = std::min(kStep, end - at);

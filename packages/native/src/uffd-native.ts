@@ -47,6 +47,7 @@ export interface NativeUffdRegion {
   complete(chunk: number, ok: boolean): void;
   fill(chunk: number): boolean;
   fillFrom(chunk: number, bytes: Uint8Array): boolean;
+  mapPresent(first: number, count: number): number;
   evict(chunk: number): void;
   stats(): UffdStats;
   close(): void;

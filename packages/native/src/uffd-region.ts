@@ -273,6 +273,20 @@ export class UffdRegion {
   }
 
   /**
+   * Maps the chunks in [first, first + count) that are present in the cache
+   * and not mapped yet, so that touching them takes no fault at all —
+   * consecutive ones with one call into the kernel. Returns how many it
+   * mapped. For chunks that became present behind the region's back (a
+   * background pull): a fault, even one resolved natively, costs a round
+   * trip through the handler thread and, on its way back, the process's
+   * memory-map lock.
+   */
+  mapPresent(first: number, count: number): number {
+    this.#assertOpen();
+    return callNative(() => this.#native.mapPresent(first, count));
+  }
+
+  /**
    * Drops a chunk from the region so that the next touch faults again and is
    * resolved anew: clear its presence bit first (e.g. migration marked it
    * remote). In a memfd region this also drops it from the memfd. Not for

@@ -71,6 +71,7 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
                            InstanceMethod<&UffdRegionWrap::Complete>("complete"),
                            InstanceMethod<&UffdRegionWrap::Fill>("fill"),
                            InstanceMethod<&UffdRegionWrap::FillFrom>("fillFrom"),
+                           InstanceMethod<&UffdRegionWrap::MapPresent>("mapPresent"),
                            InstanceMethod<&UffdRegionWrap::Evict>("evict"),
                            InstanceMethod<&UffdRegionWrap::Stats>("stats"),
                            InstanceMethod<&UffdRegionWrap::Close>("close"),
@@ -356,6 +357,29 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
 
   Napi::Value Fill(const Napi::CallbackInfo& info) { return DoFill(info, false); }
   Napi::Value FillFrom(const Napi::CallbackInfo& info) { return DoFill(info, true); }
+
+  Napi::Value MapPresent(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t first;
+    if (!CheckOpen(env) || !ChunkArg(info, &first)) return env.Undefined();
+    if (info.Length() < 2 || !info[1].IsNumber() || info[1].As<Napi::Number>().DoubleValue() < 0) {
+      ThrowCode(env, "ERR_INVALID_ARGUMENT", "mapPresent(first, count): count must be a non-negative number");
+      return env.Undefined();
+    }
+    const double requested = info[1].As<Napi::Number>().DoubleValue();
+    const uint32_t count = requested > 4294967295.0 ? 4294967295u : static_cast<uint32_t>(requested);
+    uint32_t mapped = 0;
+    int err = core_->MapPresent(first, count, &mapped);
+    if (err == ENODATA) {
+      ThrowCode(env, "ERR_INVALID_ARGUMENT", "mapPresent needs a cache (segments, cacheFd or the memfd)");
+      return env.Undefined();
+    }
+    if (err != 0) {
+      ThrowErrno(env, err, "ioctl(UFFDIO_CONTINUE/COPY)");
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, mapped);
+  }
 
   Napi::Value DoFill(const Napi::CallbackInfo& info, bool from_bytes) {
     Napi::Env env = info.Env();

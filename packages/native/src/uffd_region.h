@@ -68,6 +68,10 @@ class RegionCore {
   // Maps a chunk from the cache (or from `bytes`) if not yet mapped; returns
   // 0, or an errno. `*placed` tells whether this call mapped it.
   int Fill(uint32_t chunk, const uint8_t* bytes, size_t length, bool* placed);
+  // Maps, from the cache, the chunks in [first, first + count) that are
+  // present and not mapped yet — consecutive ones with one call into the
+  // kernel. `*mapped` counts them. Returns 0 or an errno.
+  int MapPresent(uint32_t first, uint32_t count, uint32_t* mapped);
   // Drops a mapped chunk so that the next touch faults again (after the
   // caller cleared its presence bit: migration marks it remote). `local` is the
   // region's address in this process (nullptr for an adopted region, which

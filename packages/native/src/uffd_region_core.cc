@@ -111,6 +111,36 @@ int RegionCore::Fill(uint32_t chunk, const uint8_t* bytes, size_t length, bool* 
   return 0;
 }
 
+int RegionCore::MapPresent(uint32_t first, uint32_t count, uint32_t* mapped) {
+  *mapped = 0;
+  if (!HasCache()) return ENODATA;
+  if (first >= chunks_) return ERANGE;
+  const uint64_t end = std::min<uint64_t>(chunks_, static_cast<uint64_t>(first) + count);
+  uint64_t chunk = first;
+  while (chunk < end) {
+    // A batch: consecutive chunks that are present and unmapped. Pending ones
+    // are left to the miss that is fetching them, poisoned ones alone.
+    uint64_t stop = chunk;
+    while (stop < end && Present(stop) && state_[stop].load(std::memory_order_acquire) == kUnmapped) stop++;
+    if (stop == chunk) {
+      chunk++;
+      continue;
+    }
+    uint64_t offset, span, last_offset, last_span;
+    ChunkSpan(chunk, &offset, &span);
+    ChunkSpan(stop - 1, &last_offset, &last_span);
+    int err = ResolveSpan(offset, last_offset + last_span - offset);
+    if (err != 0) return err;
+    for (uint64_t at = chunk; at < stop; at++) {
+      // A fault may have mapped it meanwhile (the kernel then reported EEXIST and woke it).
+      if (state_[at].exchange(kMapped, std::memory_order_acq_rel) != kMapped) (*mapped)++;
+    }
+    chunk = stop;
+  }
+  stats_.filled.fetch_add(*mapped, std::memory_order_relaxed);
+  return 0;
+}
+
 int RegionCore::Evict(uint32_t chunk, uint8_t* local) {
   if (chunk >= chunks_) return ERANGE;
   if (local == nullptr) return ENOTSUP;

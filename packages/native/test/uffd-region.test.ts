@@ -418,6 +418,53 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     expect(region.memfd).toBeGreaterThan(0);
   });
 
+  it.each([false, true])(
+    "mapPresent maps present chunks ahead of any touch, consecutive ones together (memfd cache, dirty tracking %s)",
+    async (dirtyTracking) => {
+      const size = 16 * MiB;
+      const chunkSize = 4096;
+      const chunks = size / chunkSize;
+      const presence = new ChunkBitmap(chunks);
+      const calls: number[] = [];
+      const bytesOf = (chunk: number): Uint8Array => {
+        const bytes = new Uint8Array(chunkSize);
+        fillPattern(bytes, chunk * chunkSize);
+        return bytes;
+      };
+      const region: UffdRegion = track(
+        UffdRegion.create({
+          size,
+          chunkSize,
+          memory: "memfd",
+          cacheInMemfd: true,
+          presence,
+          dirtyTracking,
+          onMiss: async (chunk) => {
+            calls.push(chunk);
+            region.store(chunk, bytesOf(chunk));
+            presence.set(chunk);
+          },
+        }),
+      );
+      // Present: all but every 100th chunk (as a pull that a few misses overtook… or not yet reached).
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        if (chunk % 100 === 99) continue;
+        region.store(chunk, bytesOf(chunk));
+        presence.set(chunk);
+      }
+      const missing = Math.floor(chunks / 100);
+      expect(region.mapPresent(0, chunks)).toBe(chunks - missing);
+      expect(region.mapPresent(0, chunks)).toBe(0); // mapped already
+      const { first } = runWorker<{ mismatches: number }>({ role: "touch", id: region.id });
+      expect((await first).mismatches).toBe(0);
+      // Only the chunks that were not present faulted, and each reached onMiss.
+      expect(region.stats()).toMatchObject({ faults: missing, misses: missing, resolvedNatively: 0 });
+      expect(calls.length).toBe(missing);
+      if (dirtyTracking) expect(region.scanDirtyChunks()).toEqual([]); // mapping is not writing
+      expect(() => region.mapPresent(chunks, 1)).toThrow();
+    },
+  );
+
   it("a child process touching every byte gets what onMiss in this process supplies", async () => {
     const size = 256 * MiB;
     const chunkSize = MiB;

@@ -33,6 +33,17 @@ describe("Puller", () => {
     expect(order(remote).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
+  it("ramps its runs from firstRunChunks, doubling up to runChunks", async () => {
+    const { remote, synced } = setup(64);
+    const puller = new Puller(synced, { workers: 1, runChunks: 16, firstRunChunks: 2 });
+    puller.start();
+    puller.finalize([]);
+    await puller.done;
+    // Runs of 2, 4, 8, 16, 16, 16 and the 2 chunks left.
+    expect(order(remote)).toEqual([0, 2, 6, 14, 30, 46, 62]);
+    expect(synced.presence.cardinality()).toBe(64);
+  });
+
   it("pulls in priority order with one worker", async () => {
     const { remote, synced } = setup(6);
     const puller = new Puller(synced, {

@@ -34,6 +34,13 @@ export interface PullerOptions {
    * the bytes (and a reader's miss would queue behind that work). Default 1.
    */
   runChunks?: number;
+  /**
+   * The first run's size in chunks; each run after it doubles, up to
+   * `runChunks`. The beginning of a resource, which programs usually touch
+   * first, then lands within a round trip of the start instead of behind a
+   * full window of large requests. Default: `runChunks` (no ramp).
+   */
+  firstRunChunks?: number;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, backoffMs: 50 };
@@ -63,6 +70,8 @@ export class Puller {
   #workers: Promise<void>[] = [];
   #active = 0;
   #failed = false;
+  /** The size of the next run, ramping up to `runChunks`. */
+  #runLimit: number;
 
   constructor(source: ChunkSource, options: PullerOptions) {
     if (!Number.isSafeInteger(options.workers) || options.workers < 1) {
@@ -73,6 +82,8 @@ export class Puller {
     }
     this.#source = source;
     this.#options = options;
+    const runChunks = options.runChunks ?? 1;
+    this.#runLimit = Math.max(1, Math.min(runChunks, options.firstRunChunks ?? runChunks));
     // The done promise may legitimately never be awaited.
     this.#done.promise.catch(() => {});
   }
@@ -175,14 +186,15 @@ export class Puller {
   }
 
   /**
-   * One request: `chunk` alone, or the run of small chunks from it, which the
-   * sweep then skips (the claim is made before the first await, so no other
+   * One request: `chunk` alone, or the run of small chunks from it (as long
+   * as the ramp allows), which the sweep then skips (the claim is made before the first await, so no other
    * worker has moved the cursor in between).
    */
   async #fetch(chunk: number): Promise<void> {
     const runChunks = this.#options.runChunks ?? 1;
     if (runChunks <= 1 || !this.#source.claimRun) return this.#source.ensureLocal(chunk);
-    const { count, done } = this.#source.claimRun(chunk, runChunks);
+    const { count, done } = this.#source.claimRun(chunk, this.#runLimit);
+    if (count > 0) this.#runLimit = Math.min(runChunks, this.#runLimit * 2);
     if (this.#sweep && this.#cursor === chunk + 1) this.#cursor = chunk + Math.max(1, count);
     await done;
     for (let next = chunk + 1; next < chunk + count; next++) this.#options.onPulled?.(next);
