@@ -4,8 +4,9 @@
 // work (populating a cache, the pull, V8's compiler and GC helpers) must not
 // keep it off a core. Nothing is lowered: background threads hold kernel
 // locks (the memory-map lock) that readers' faults need, and preempted while
-// holding one they would stall everybody. Raising needs CAP_SYS_NICE (or RLIMIT_NICE): without it the thread simply
-// keeps its priority. Not for the engine's JavaScript thread: it also
+// holding one they would stall everybody. Raising needs CAP_SYS_NICE (or
+// RLIMIT_NICE): without it the thread simply keeps its priority. Not for the
+// engine's JavaScript thread: it also
 // receives the pull, and raised it took the cores from the remote's server
 // (measured: demand misses during a pull got slower).
 #pragma once
