@@ -6,9 +6,9 @@
 // locks (the memory-map lock) that readers' faults need, and preempted while
 // holding one they would stall everybody. Raising needs CAP_SYS_NICE (or
 // RLIMIT_NICE): without it the thread simply keeps its priority. Not for the
-// engine's JavaScript thread: it also
-// receives the pull, and raised it took the cores from the remote's server
-// (measured: demand misses during a pull got slower).
+// engine's JavaScript thread: it also receives the pull, and raised it took
+// the cores from the remote's server (measured: demand misses during a pull
+// got slower).
 #pragma once
 #include <sys/resource.h>
 #include <sys/syscall.h>
