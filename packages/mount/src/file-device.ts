@@ -1,7 +1,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FuseFile, readOnThread } from "@r3map/native";
+import type { Backend } from "@r3map/core";
+import { FuseFile, type FuseRemoteReads, readOnThread } from "@r3map/native";
 import type { MountEngine } from "./engine.js";
 
 export interface FileDeviceOptions {
@@ -21,8 +22,10 @@ export interface FileDeviceOptions {
 
 /**
  * The file frontend: one regular file on a FUSE mount. Present chunks of a
- * managed mount are read natively from the local cache; misses, writes and
- * fsync reach the engine on the thread that created the device.
+ * managed mount are read natively from the local cache; a direct mount over
+ * NBD reads natively from the server (a connection of its own, see
+ * `FuseRemoteReads`); misses, writes and fsync reach the engine on the thread
+ * that created the device.
  */
 export class FileDevice {
   readonly #fuse: FuseFile;
@@ -38,6 +41,8 @@ export class FileDevice {
     const mountPoint = options.mountPoint ?? owned!;
     const native = engine.nativeCache();
     const readOnly = options.readOnly ?? engine.remote.readOnly ?? false;
+    // A direct mount over NBD: the FUSE threads read from the server themselves.
+    const remoteReads = native ? undefined : await handOff(engine.remote);
     try {
       const fuse = await FuseFile.mount({
         mountPoint,
@@ -58,6 +63,7 @@ export class FileDevice {
               },
             }
           : {}),
+        ...(remoteReads ? { remoteReads } : {}),
         onRead: async (offset, length) => {
           const buffer = new Uint8Array(length);
           await engine.backend.readAt(buffer, offset);
@@ -72,6 +78,7 @@ export class FileDevice {
       await engine.prime((offset, length) => readOnThread(fuse.path, offset, length));
       return new FileDevice(fuse, owned);
     } catch (error) {
+      remoteReads?.socket.destroy();
       if (owned) fs.rmSync(owned, { recursive: true, force: true });
       throw error;
     }
@@ -95,5 +102,16 @@ export class FileDevice {
   async close(): Promise<void> {
     await this.#fuse.close();
     if (this.#ownedMountPoint) fs.rmSync(this.#ownedMountPoint, { recursive: true, force: true });
+  }
+}
+
+/** A connection the remote hands over for native reads (an NBD client not using TLS), if it can. */
+async function handOff(remote: Backend): Promise<FuseRemoteReads | undefined> {
+  const handsOff = remote as Backend & { handOffConnection?: () => Promise<FuseRemoteReads | undefined> };
+  if (typeof handsOff.handOffConnection !== "function") return undefined;
+  try {
+    return await handsOff.handOffConnection();
+  } catch {
+    return undefined; // reads then take the engine's path, which reports what is wrong
   }
 }

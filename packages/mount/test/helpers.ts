@@ -90,6 +90,15 @@ export class NbdkitRemote {
     await exited;
   }
 
+  /** Stops the server without closing its connections (a remote that stalls); `resume` continues it. */
+  pause(): void {
+    this.process.kill("SIGSTOP");
+  }
+
+  resume(): void {
+    this.process.kill("SIGCONT");
+  }
+
   /** Starts it again on the same port. */
   async restart(): Promise<void> {
     await this.kill();

@@ -33,6 +33,8 @@ export interface NativeFuseOptions {
     fd?: number;
     dirty?: Int32Array | Uint32Array;
   };
+  /** A socket in the NBD transmission phase (simple replies) that the server reads from itself; dup'ed. */
+  remote?: { fd: number; timeoutMs: number; minimumBlockSize: number; maximumBlockSize: number };
   dispatch(
     kind: FuseRequestKind,
     channel: number,
@@ -48,6 +50,7 @@ export interface NativeFuseStats {
   forwardedReads: number;
   forwardedWrites: number;
   nativeWrites: number;
+  remoteReads: number;
   channels: number;
 }
 

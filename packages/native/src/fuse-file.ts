@@ -10,6 +10,7 @@
  */
 import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
+import type { Socket } from "node:net";
 import { constants as osConstants } from "node:os";
 import * as path from "node:path";
 import { type Backend, type ChunkBitmap, errnoOf, fromSystemError, R3mapError } from "@r3map/core";
@@ -62,6 +63,22 @@ export interface FuseLocalCache {
   dirty?: ChunkBitmap;
 }
 
+/**
+ * An NBD server the FUSE threads read from themselves (direct mounts): a
+ * connection in the transmission phase, negotiated for simple replies (see
+ * `NbdClient.handOffConnection`). The file takes the socket over and closes
+ * it; the export must hold the file's bytes at the same offsets.
+ */
+export interface FuseRemoteReads {
+  socket: Socket;
+  /** A read with no answer after this long hands the connection's reads to `onRead`. */
+  timeoutMs: number;
+  /** Reads must be multiples of this (offset and length), or they go to `onRead`. */
+  minimumBlockSize: number;
+  /** Longer reads go to `onRead`. */
+  maximumBlockSize: number;
+}
+
 export interface FuseFileOptions extends FuseFileHandlers {
   /** An existing empty directory. A stale FUSE mount left there by a dead process is cleared. */
   mountPoint: string;
@@ -71,6 +88,13 @@ export interface FuseFileOptions extends FuseFileHandlers {
   /** Default: true when there is no `onWrite`. */
   readOnly?: boolean;
   local?: FuseLocalCache;
+  /**
+   * Without `local`: READs are sent to this NBD server by the request
+   * threads and answered from its replies, never reaching `onRead` (which
+   * still gets a read the connection could not take, and every read once the
+   * connection failed).
+   */
+  remoteReads?: FuseRemoteReads;
   /** Request threads, each with its own cloned /dev/fuse fd (default 1; measured best on 2 cores). */
   threads?: number;
   /** Bypass the page cache (FOPEN_DIRECT_IO); disables mmap of the file. Default false. */
@@ -96,6 +120,8 @@ export interface FuseFileStats {
   forwardedWrites: number;
   /** WRITEs stored natively in the local cache (`local.dirty`). */
   nativeWrites: number;
+  /** READs answered by the request threads from the NBD server (`remoteReads`). */
+  remoteReads: number;
 }
 
 const open = new Set<FuseFile>();
@@ -182,7 +208,25 @@ export class FuseFile {
       },
     };
     if (options.local !== undefined) nativeOptions.local = nativeLocal(options.local, options.size);
-    const native = new (addon().FuseServer)(nativeOptions);
+    const remote = options.remoteReads;
+    if (remote !== undefined) {
+      if (options.local !== undefined) {
+        throw new R3mapError("ERR_INVALID_ARGUMENT", "remoteReads is for files without a local cache");
+      }
+      nativeOptions.remote = {
+        fd: socketFd(remote.socket),
+        timeoutMs: remote.timeoutMs,
+        minimumBlockSize: remote.minimumBlockSize,
+        maximumBlockSize: remote.maximumBlockSize,
+      };
+    }
+    let native: NativeFuseServer;
+    try {
+      native = new (addon().FuseServer)(nativeOptions);
+    } finally {
+      // The server holds its own descriptor for the connection now (or failed to).
+      remote?.socket.destroy();
+    }
     const closing = new AbortController();
     // Every request in flight listens for closing; there may be hundreds (a library must not warn).
     setMaxListeners(0, closing.signal);
@@ -214,8 +258,8 @@ export class FuseFile {
   }
 
   stats(): FuseFileStats {
-    const { nativeReads, forwardedReads, forwardedWrites, nativeWrites } = this.#native.stats();
-    return { nativeReads, forwardedReads, forwardedWrites, nativeWrites };
+    const { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads } = this.#native.stats();
+    return { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads };
   }
 
   /** Lets the process exit while mounted (it is then unmounted at exit). */
@@ -256,6 +300,18 @@ export class FuseFile {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The descriptor under a connected TCP or UNIX socket (node keeps it on the socket's handle). */
+function socketFd(socket: Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0) {
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      "remoteReads needs a connected TCP or UNIX socket (not TLS)",
+    );
+  }
+  return fd;
 }
 
 /** Handlers that forward a FUSE file to a Backend (reads, writes, fsync → sync). */

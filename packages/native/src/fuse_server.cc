@@ -42,6 +42,7 @@
 #include "fuse_thread_promise.h"
 #include "typed_array.h"
 #include "module.h"
+#include "nbd_remote_reader.h"
 #include "thread_priority.h"
 
 namespace r3map::fuse {
@@ -197,6 +198,28 @@ class Server : public Napi::ObjectWrap<Server> {
     }
     dispatch_ = DispatchFn::New(env, o.Get("dispatch").As<Napi::Function>(), "r3map-fuse", 0, 1, nullptr);
     dispatchLive_ = true;
+
+    Napi::Value remote = o.Get("remote");
+    if (remote.IsObject() && !local.IsObject()) {
+      Napi::Object r = remote.As<Napi::Object>();
+      // Our own descriptor for the socket: JavaScript closes its handle once this returns.
+      int fd = fcntl(r.Get("fd").As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) {
+        Napi::Error::New(env, std::string("dup of the NBD socket: ") + std::strerror(errno)).ThrowAsJavaScriptException();
+        return;
+      }
+      remote_ = std::make_unique<r3map::NbdRemoteReader>(
+          fd, r.Get("timeoutMs").As<Napi::Number>().Uint32Value(),
+          r.Get("minimumBlockSize").As<Napi::Number>().Uint32Value(),
+          r.Get("maximumBlockSize").As<Napi::Number>().Uint32Value(),
+          [this](uint32_t channel, uint64_t unique, const uint8_t* data, uint32_t length) {
+            Send(fds_[channel], unique, 0, data, length);
+          },
+          [this](uint32_t channel, uint64_t unique, uint64_t offset, uint32_t length) {
+            forwardedReads_.fetch_add(1, std::memory_order_relaxed);
+            Forward(channel, Kind::kRead, unique, offset, length, nullptr);
+          });
+    }
   }
 
   ~Server() override {
@@ -463,6 +486,8 @@ class Server : public Napi::ObjectWrap<Server> {
           nativeReads_.fetch_add(1, std::memory_order_relaxed);
           return SendLocal(fd, unique, r->offset, count, scratch);
         }
+        // A direct mount over NBD: the server answers this thread's request itself.
+        if (remote_ && remote_->Submit(channel, unique, r->offset, count)) return;
         forwardedReads_.fetch_add(1, std::memory_order_relaxed);
         return Forward(channel, Kind::kRead, unique, r->offset, count, nullptr);
       }
@@ -650,6 +675,8 @@ class Server : public Napi::ObjectWrap<Server> {
       if (!ended) AbortConnection();
     }
     for (auto& t : workers_) t.join();
+    // After the request threads: no more reads are submitted; the ones still waiting go to JavaScript.
+    if (remote_) remote_->Stop();
     exited_ = 0;
     workers_.clear();
     running_ = false;
@@ -780,6 +807,7 @@ class Server : public Napi::ObjectWrap<Server> {
     o.Set("forwardedReads", Napi::Number::New(env, static_cast<double>(forwardedReads_.load())));
     o.Set("forwardedWrites", Napi::Number::New(env, static_cast<double>(forwardedWrites_.load())));
     o.Set("nativeWrites", Napi::Number::New(env, static_cast<double>(nativeWrites_.load())));
+    o.Set("remoteReads", Napi::Number::New(env, static_cast<double>(remote_ ? remote_->served() : 0)));
     o.Set("channels", Napi::Number::New(env, static_cast<double>(fds_.size())));
     return o;
   }
@@ -807,6 +835,7 @@ class Server : public Napi::ObjectWrap<Server> {
   bool dispatchLive_ = false;
   std::vector<int> fds_;  // fds_[channel]; closed only on the JS thread
   std::vector<std::thread> workers_;
+  std::unique_ptr<r3map::NbdRemoteReader> remote_;
   std::mutex teardownMutex_;
   bool running_ = false, mounted_ = false, closing_ = false, selfRef_ = false, cleanupHook_ = false;
   std::mutex initMutex_;

@@ -8,6 +8,7 @@ export {
   type FuseFileOptions,
   type FuseFileStats,
   type FuseLocalCache,
+  type FuseRemoteReads,
 } from "./fuse-file.js";
 export {
   detachLoopDevice,

@@ -1,0 +1,98 @@
+/**
+ * A direct file mount over NBD: the FUSE threads read from the server on a
+ * connection of their own; when that connection fails, reads take the
+ * engine's path again, with its errors, timeouts and reconnects.
+ */
+import * as fs from "node:fs";
+import { readOnThread } from "@r3map/native";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { FileDevice, MountEngine } from "../dist/index.js";
+import { leftovers, NbdkitRemote, randomImage, scratchDir } from "./helpers.js";
+
+const size = 8 * 1024 * 1024;
+const scratch = scratchDir();
+const cleanup: Array<() => Promise<unknown>> = [];
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step().catch(() => {});
+  expect(leftovers()).toEqual([]);
+});
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+/** Reads through the FUSE file without blocking this thread, which serves the engine. */
+async function read(path: string, offset: number, length: number): Promise<Buffer> {
+  const handle = await fs.promises.open(path, fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+  try {
+    const bytes = Buffer.alloc(length);
+    expect((await handle.read(bytes, 0, length, offset)).bytesRead).toBe(length);
+    return bytes;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function open(uri: string) {
+  const engine = await MountEngine.open({ remote: uri, chunkSize: 64 * 1024 });
+  const device = await FileDevice.attach(engine, { readAheadKb: 0 });
+  cleanup.push(async () => {
+    await device.close();
+    await engine.close();
+  });
+  return { engine, device };
+}
+
+describe("direct file mount over NBD", () => {
+  it("is read by the FUSE threads from the server, not through the engine", async () => {
+    const image = randomImage(scratch, size);
+    const original = fs.readFileSync(image);
+    const remote = await NbdkitRemote.start(image);
+    cleanup.push(() => remote.kill());
+    const { device } = await open(remote.uri);
+    const before = device.stats();
+    for (const offset of [0, 4096, 3 * 1024 * 1024 + 8192, size - 4096]) {
+      expect(
+        Buffer.compare(await read(device.path, offset, 4096), original.subarray(offset, offset + 4096)),
+      ).toBe(0);
+    }
+    const after = device.stats();
+    expect(after.remoteReads - before.remoteReads).toBeGreaterThanOrEqual(4);
+    expect(after.forwardedReads).toBe(before.forwardedReads);
+  });
+
+  it("falls back to the engine when the server goes away: EIO while it is gone, data once it is back", async () => {
+    const image = randomImage(scratch, size);
+    const original = fs.readFileSync(image);
+    const remote = await NbdkitRemote.start(image);
+    cleanup.push(() => remote.kill());
+    const { device } = await open(`${remote.uri}?timeout=1000`);
+    expect(Buffer.compare(await read(device.path, 0, 4096), original.subarray(0, 4096))).toBe(0);
+    await remote.kill();
+    const started = Date.now();
+    await expect(readOnThread(device.path, 65536, 4096)).rejects.toMatchObject({ errno: "EIO" });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await remote.restart();
+    const offset = 5 * 1024 * 1024;
+    expect(
+      Buffer.compare(await read(device.path, offset, 4096), original.subarray(offset, offset + 4096)),
+    ).toBe(0);
+    expect(device.stats().forwardedReads).toBeGreaterThan(0); // the engine answered, over its new connection
+  });
+
+  it("a server that stops answering: the read is handed to the engine after the timeout, and fails with EIO in bounded time", async () => {
+    const image = randomImage(scratch, size);
+    const remote = await NbdkitRemote.start(image);
+    cleanup.push(async () => {
+      remote.resume();
+      await remote.kill();
+    });
+    const { device } = await open(`${remote.uri}?timeout=1000`);
+    await read(device.path, 0, 4096);
+    remote.pause();
+    const started = Date.now();
+    await expect(readOnThread(device.path, 131072, 4096)).rejects.toMatchObject({ errno: "EIO" });
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(900);
+    expect(elapsed).toBeLessThan(15_000);
+    expect(device.stats().forwardedReads).toBeGreaterThan(0);
+  });
+});
