@@ -238,16 +238,30 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     await this.close();
   }
 
-  /** Queues the chunks after a demand miss ahead of the sweep; a later miss outranks an earlier one. */
-  #readAhead(chunk: number): void {
+  /**
+   * A reader got chunks `first`..`last` straight from the remote, bypassing
+   * the cache (native code asked the server itself): pulls them next, and the
+   * readahead after them, as if the read had missed.
+   */
+  readFromRemote(first: number, last: number): void {
+    this.#readAhead(first, last, true);
+  }
+
+  /**
+   * Queues the chunks after a demand miss (`first`..`last` themselves too,
+   * with `including`) ahead of the sweep; a later miss outranks an earlier one.
+   */
+  #readAhead(first: number, last = first, including = false): void {
     const puller = this.puller;
     const pull = this.#options.pull;
     const count = pull === false || pull === undefined ? 4 : (pull.readahead ?? 4);
-    if (!puller || count <= 0) return;
+    if (!puller || (count <= 0 && !including)) return;
     this.#misses++;
     const base = 2 ** 40 + this.#misses * 1024;
-    for (let next = chunk + 1; next <= Math.min(this.layout.count - 1, chunk + count); next++) {
-      if (!this.presence.has(next)) puller.prioritize(next, base - (next - chunk));
+    const start = including ? first : last + 1;
+    const end = Math.min(this.layout.count - 1, last + Math.max(0, count));
+    for (let next = start; next <= end; next++) {
+      if (!this.presence.has(next)) puller.prioritize(next, base - (next - start));
     }
   }
 

@@ -126,6 +126,22 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     return this.remote.size;
   }
 
+  /** A managed mount whose background pull runs (known once started). */
+  get pulls(): boolean {
+    return this.#pulls;
+  }
+
+  /**
+   * A reader got these bytes straight from the remote, bypassing the cache
+   * (a device's native code asked the server itself): the pull fetches their
+   * chunks next, as after a miss.
+   */
+  readFromRemote(offset: number, length: number): void {
+    if (!this.pipeline || length <= 0) return;
+    const last = Math.min(this.size - 1, offset + length - 1);
+    this.pipeline.readFromRemote(Math.floor(offset / this.chunkSize), Math.floor(last / this.chunkSize));
+  }
+
   /**
    * For a managed mount whose cache native code can use: the presence bitmap,
    * where the bytes are, and (when changes are pushed) the bitmap in which

@@ -22,10 +22,12 @@ export interface FileDeviceOptions {
 
 /**
  * The file frontend: one regular file on a FUSE mount. Present chunks of a
- * managed mount are read natively from the local cache; a direct mount over
- * NBD reads natively from the server (a connection of its own, see
- * `FuseRemoteReads`); misses, writes and fsync reach the engine on the thread
- * that created the device.
+ * managed mount are read natively from the local cache. Over NBD, what is
+ * not local is read natively from the server (a connection of its own, see
+ * `FuseRemoteReads`): every read of a direct mount, and a managed mount's
+ * misses while its pull runs (which then fetches those chunks next). Other
+ * misses, writes and fsync reach the engine on the thread that created the
+ * device.
  */
 export class FileDevice {
   readonly #fuse: FuseFile;
@@ -41,8 +43,11 @@ export class FileDevice {
     const mountPoint = options.mountPoint ?? owned!;
     const native = engine.nativeCache();
     const readOnly = options.readOnly ?? engine.remote.readOnly ?? false;
-    // A direct mount over NBD: the FUSE threads read from the server themselves.
-    const remoteReads = native ? undefined : await handOff(engine.remote);
+    // Over NBD the FUSE threads read what is not local from the server themselves: always for a direct
+    // mount; for a managed one only while its pull runs (it then fetches those chunks next, so the cache
+    // still fills) and only where native code knows what is local (the rest must go through the engine).
+    const readsRemote = engine.pipeline === undefined || (native !== undefined && engine.pulls);
+    const remoteReads = readsRemote ? await handOff(engine.remote) : undefined;
     try {
       const fuse = await FuseFile.mount({
         mountPoint,
@@ -63,7 +68,9 @@ export class FileDevice {
               },
             }
           : {}),
-        ...(remoteReads ? { remoteReads } : {}),
+        ...(remoteReads
+          ? { remoteReads, onRemoteRead: (offset: number, length: number) => engine.readFromRemote(offset, length) }
+          : {}),
         onRead: async (offset, length) => {
           const buffer = new Uint8Array(length);
           await engine.backend.readAt(buffer, offset);

@@ -9,7 +9,8 @@ import { R3mapError } from "@r3map/core";
 // ---- FUSE (fuse_server.cc) --------------------------------------------------
 
 /** Request kinds the FUSE server hands to JavaScript. */
-export const FuseRequestKind = { Read: 0, Write: 1, Flush: 2, Fsync: 3 } as const;
+/** RemoteRead: a notice (a READ of chunks not in the cache went to the NBD server), answered with nothing. */
+export const FuseRequestKind = { Read: 0, Write: 1, Flush: 2, Fsync: 3, RemoteRead: 4 } as const;
 export type FuseRequestKind = (typeof FuseRequestKind)[keyof typeof FuseRequestKind];
 
 export interface NativeFuseOptions {

@@ -36,6 +36,12 @@ export interface FuseFileHandlers {
   onFlush?(signal: AbortSignal): Promise<void>;
   /** fsync(2)/fdatasync(2) of the file (also a loop device's flush). */
   onFsync?(signal: AbortSignal): Promise<void>;
+  /**
+   * With `local` and `remoteReads`: a read of a range not entirely present
+   * was sent to the NBD server (it is answered from there, not cached). A
+   * notice: nothing waits for it — a managed mount pulls those chunks next.
+   */
+  onRemoteRead?(offset: number, length: number): void;
 }
 
 /** Where present chunks are read from, natively. */
@@ -89,10 +95,12 @@ export interface FuseFileOptions extends FuseFileHandlers {
   readOnly?: boolean;
   local?: FuseLocalCache;
   /**
-   * Without `local`: READs are sent to this NBD server by the request
-   * threads and answered from its replies, never reaching `onRead` (which
-   * still gets a read the connection could not take, and every read once the
-   * connection failed).
+   * READs of ranges not entirely present in `local` (all READs without it)
+   * are sent to this NBD server by the request threads and answered from its
+   * replies, never reaching `onRead` (which still gets a read the connection
+   * could not take, and every read once the connection failed). The bytes
+   * are not stored: with `local`, `onRemoteRead` hears of each such read.
+   * Only for a cache whose missing chunks hold nothing newer than the server.
    */
   remoteReads?: FuseRemoteReads;
   /** Request threads, each with its own cloned /dev/fuse fd (default 1; measured best on 2 cores). */
@@ -204,15 +212,13 @@ export class FuseFile {
       threads: options.threads ?? 1,
       readAheadKb: options.readAheadKb ?? 1024,
       dispatch: (kind, channel, unique, offset, length, data) => {
-        void serve(dispatcher, kind, channel, unique, offset, length, data);
+        if (kind === FuseRequestKind.RemoteRead) handlers.onRemoteRead?.(offset, length);
+        else void serve(dispatcher, kind, channel, unique, offset, length, data);
       },
     };
     if (options.local !== undefined) nativeOptions.local = nativeLocal(options.local, options.size);
     const remote = options.remoteReads;
     if (remote !== undefined) {
-      if (options.local !== undefined) {
-        throw new R3mapError("ERR_INVALID_ARGUMENT", "remoteReads is for files without a local cache");
-      }
       nativeOptions.remote = {
         fd: socketFd(remote.socket),
         timeoutMs: remote.timeoutMs,

@@ -58,7 +58,9 @@ constexpr uint32_t kOurMinor = FUSE_KERNEL_MINOR_VERSION;
 constexpr uint64_t kAttrValidSeconds = 86400;
 
 // What JavaScript is asked to do (mirrors RequestKind in fuse-file.ts).
-enum class Kind : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kFsync = 3 };
+// kRemoteRead is a notice, not a request: a READ of chunks not in the local
+// cache was sent to the NBD server (`remote`); JavaScript answers nothing.
+enum class Kind : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kFsync = 3, kRemoteRead = 4 };
 
 struct Call {
   Kind kind;
@@ -200,7 +202,7 @@ class Server : public Napi::ObjectWrap<Server> {
     dispatchLive_ = true;
 
     Napi::Value remote = o.Get("remote");
-    if (remote.IsObject() && !local.IsObject()) {
+    if (remote.IsObject()) {
       Napi::Object r = remote.As<Napi::Object>();
       // Our own descriptor for the socket: JavaScript closes its handle once this returns.
       int fd = fcntl(r.Get("fd").As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
@@ -243,6 +245,12 @@ class Server : public Napi::ObjectWrap<Server> {
   }
 
   void SendStatus(uint32_t channel, uint64_t unique, int error) { Send(fds_[channel], unique, error, nullptr, 0); }
+
+  // Tells JavaScript something that needs no answer; dropped if it cannot be queued.
+  void Notify(Kind kind, uint64_t offset, uint32_t length) {
+    auto* call = new Call{kind, 0, 0, offset, length, nullptr};
+    if (dispatch_.NonBlockingCall(call) != napi_ok) delete call;
+  }
 
  private:
   // ---- Replies -------------------------------------------------------------
@@ -486,8 +494,12 @@ class Server : public Napi::ObjectWrap<Server> {
           nativeReads_.fetch_add(1, std::memory_order_relaxed);
           return SendLocal(fd, unique, r->offset, count, scratch);
         }
-        // A direct mount over NBD: the server answers this thread's request itself.
-        if (remote_ && remote_->Submit(channel, unique, r->offset, count)) return;
+        // Over NBD the server answers this thread's request itself (a direct
+        // mount; or a managed one, whose cache is then told what to pull next).
+        if (remote_ && remote_->Submit(channel, unique, r->offset, count)) {
+          if (cache_.HasData()) Notify(Kind::kRemoteRead, r->offset, count);
+          return;
+        }
         forwardedReads_.fetch_add(1, std::memory_order_relaxed);
         return Forward(channel, Kind::kRead, unique, r->offset, count, nullptr);
       }

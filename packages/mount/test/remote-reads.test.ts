@@ -1,7 +1,8 @@
 /**
- * A direct file mount over NBD: the FUSE threads read from the server on a
- * connection of their own; when that connection fails, reads take the
- * engine's path again, with its errors, timeouts and reconnects.
+ * File mounts over NBD: the FUSE threads read what is not local from the
+ * server on a connection of their own (every read of a direct mount, a
+ * managed mount's misses while it pulls); when that connection fails, reads
+ * take the engine's path again, with its errors, timeouts and reconnects.
  */
 import * as fs from "node:fs";
 import { readOnThread } from "@r3map/native";
@@ -94,5 +95,60 @@ describe("direct file mount over NBD", () => {
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(15_000);
     expect(device.stats().forwardedReads).toBeGreaterThan(0);
+  });
+});
+
+describe("managed file mount over NBD, while the pull runs", () => {
+  it("answers a miss from the server without the engine, and the pull fetches that chunk next", async () => {
+    const chunkSize = 64 * 1024;
+    const image = randomImage(scratch, size);
+    const original = fs.readFileSync(image);
+    // 20 ms per read and one pull worker: the sweep needs about 2.6 s to reach the last chunks.
+    const remote = await NbdkitRemote.start(image, undefined, 20);
+    cleanup.push(() => remote.kill());
+    const description = {
+      remote: remote.uri,
+      chunkSize,
+      managed: { pull: { workers: 1, requestBytes: chunkSize }, push: false as const },
+    };
+    const engine = await MountEngine.open(description);
+    await engine.start(description);
+    const device = await FileDevice.attach(engine, { readAheadKb: 0 });
+    cleanup.push(async () => {
+      await device.close();
+      await engine.close();
+    });
+    const chunk = 100;
+    const before = device.stats();
+    const started = Date.now();
+    const bytes = await read(device.path, chunk * chunkSize + 4096, 4096);
+    expect(Buffer.compare(bytes, original.subarray(chunk * chunkSize + 4096, chunk * chunkSize + 8192))).toBe(
+      0,
+    );
+    expect(device.stats().remoteReads).toBe(before.remoteReads + 1);
+    expect(device.stats().forwardedReads).toBe(before.forwardedReads);
+    // Not stored by the read, but pulled next: local long before the sweep would get there.
+    while (!engine.pipeline!.presence.has(chunk) && Date.now() - started < 2000) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(engine.pipeline!.presence.has(chunk)).toBe(true);
+    expect(engine.pipeline!.presence.has(chunk - 10)).toBe(false);
+  });
+
+  it("without a pull, a managed mount's misses go through the engine (the cache must keep what was read)", async () => {
+    const image = randomImage(scratch, size);
+    const remote = await NbdkitRemote.start(image);
+    cleanup.push(() => remote.kill());
+    const description = { remote: remote.uri, chunkSize: 65536, managed: { pull: false as const } };
+    const engine = await MountEngine.open(description);
+    await engine.start(description);
+    const device = await FileDevice.attach(engine, { readAheadKb: 0 });
+    cleanup.push(async () => {
+      await device.close();
+      await engine.close();
+    });
+    await read(device.path, 3 * 65536, 4096);
+    expect(device.stats().remoteReads).toBe(0);
+    expect(engine.pipeline!.presence.has(3)).toBe(true);
   });
 });
