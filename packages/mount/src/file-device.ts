@@ -69,7 +69,10 @@ export class FileDevice {
             }
           : {}),
         ...(remoteReads
-          ? { remoteReads, onRemoteRead: (offset: number, length: number) => engine.readFromRemote(offset, length) }
+          ? {
+              remoteReads,
+              onRemoteRead: (offset: number, length: number) => engine.readFromRemote(offset, length),
+            }
           : {}),
         onRead: async (offset, length) => {
           const buffer = new Uint8Array(length);
