@@ -60,6 +60,8 @@ export interface ManagedPipelineOptions {
    * on every flush. Only writes to present chunks may be made that way.
    */
   written?: ChunkBitmap;
+  /** Bits set while a chunk is being fetched or first written (see `SyncedStageOptions.inFlight`). */
+  inFlight?: ChunkBitmap;
   /** Background pull; `false` fetches chunks only when they are read. */
   pull?: PullOptions | false;
   /** Write-back; `false` keeps writes local only (they never reach the remote). */
@@ -115,6 +117,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     this.synced = new SyncedStage(remote, local, {
       chunkSize,
       ...(options.presence ? { presence: options.presence } : {}),
+      ...(options.inFlight ? { inFlight: options.inFlight } : {}),
       onChunkLocal: (chunk, origin) => {
         this.#chunksLocal++;
         this.emit("chunk-local", chunk, origin);

@@ -52,6 +52,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   #closing: Promise<void> | undefined;
   #population: Population | undefined;
   #written: ChunkBitmap | undefined;
+  #inFlight: ChunkBitmap | undefined;
   #pulls = false;
 
   private constructor(description: MountDescription, parts: EngineParts) {
@@ -65,13 +66,17 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       if (parts.local) keepBackendFromChildren(parts.local);
       // Native code may store writes to present chunks in a memory or file cache itself, marking them here.
       const nativeWrites = managed.push !== false && isNativeCache(parts.local);
-      if (nativeWrites) this.#written = new ChunkBitmap(Math.ceil(parts.remote.size / this.chunkSize));
+      const chunks = Math.ceil(parts.remote.size / this.chunkSize);
+      if (nativeWrites) this.#written = new ChunkBitmap(chunks);
+      // Native code reading misses from the remote itself leaves chunks already on their way to the engine.
+      if (isNativeCache(parts.local)) this.#inFlight = new ChunkBitmap(chunks);
       this.pipeline = new ManagedPipeline({
         remote: parts.remote,
         local: parts.local,
         chunkSize: this.chunkSize,
         ...(parts.presence ? { presence: parts.presence } : {}),
         ...(this.#written ? { written: this.#written } : {}),
+        ...(this.#inFlight ? { inFlight: this.#inFlight } : {}),
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
         pull: pullOptions(managed),
         push: pushOptions(managed),
@@ -144,20 +149,27 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 
   /**
    * For a managed mount whose cache native code can use: the presence bitmap,
-   * where the bytes are, and (when changes are pushed) the bitmap in which
-   * native code marks the chunks it wrote, which every push takes.
+   * where the bytes are, (when changes are pushed) the bitmap in which native
+   * code marks the chunks it wrote, which every push takes, and the chunks
+   * being fetched or first written right now.
    */
   nativeCache():
-    | { presence: NonNullable<ManagedPipeline["presence"]>; cache: NativeCache; written?: ChunkBitmap }
+    | {
+        presence: NonNullable<ManagedPipeline["presence"]>;
+        cache: NativeCache;
+        written?: ChunkBitmap;
+        inFlight: ChunkBitmap;
+      }
     | undefined {
     const pipeline = this.pipeline;
-    if (!pipeline) return undefined;
+    const inFlight = this.#inFlight;
+    if (!pipeline || !inFlight) return undefined;
     const local = pipeline.synced.local;
     const written = this.#written ? { written: this.#written } : {};
     if (local instanceof MemoryBackend)
-      return { presence: pipeline.presence, cache: { segments: local.segments }, ...written };
+      return { presence: pipeline.presence, cache: { segments: local.segments }, inFlight, ...written };
     if (local instanceof FileBackend)
-      return { presence: pipeline.presence, cache: { fd: local.fd }, ...written };
+      return { presence: pipeline.presence, cache: { fd: local.fd }, inFlight, ...written };
     return undefined;
   }
 

@@ -65,6 +65,8 @@ export class FileDevice {
                 ...native.cache,
                 // Writes to present chunks are stored natively; the pusher takes their bits.
                 ...(native.written ? { dirty: native.written } : {}),
+                // A miss on a chunk the engine is fetching already waits for that fetch.
+                inFlight: native.inFlight,
               },
             }
           : {}),

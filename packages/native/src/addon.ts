@@ -33,6 +33,7 @@ export interface NativeFuseOptions {
     hugePages?: boolean;
     fd?: number;
     dirty?: Int32Array | Uint32Array;
+    inFlight?: Int32Array | Uint32Array;
   };
   /** A socket in the NBD transmission phase (simple replies) that the server reads from itself; dup'ed. */
   remote?: { fd: number; timeoutMs: number; minimumBlockSize: number; maximumBlockSize: number };

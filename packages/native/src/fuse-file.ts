@@ -67,6 +67,12 @@ export interface FuseLocalCache {
    * bits from this bitmap. Without it, every WRITE goes to `onWrite`.
    */
   dirty?: ChunkBitmap;
+  /**
+   * Chunks being fetched or first written by whoever fills the cache: with
+   * `remoteReads`, a read touching one of them goes to `onRead` (which is
+   * bringing it anyway) instead of to the server a second time.
+   */
+  inFlight?: ChunkBitmap;
 }
 
 /**
@@ -442,6 +448,9 @@ function nativeLocal(local: FuseLocalCache, size: number): NonNullable<NativeFus
     throw new R3mapError("ERR_INVALID_ARGUMENT", "local needs segments or fd");
   }
   if (local.dirty !== undefined) out.dirty = sharedBitmap(local.dirty, "local.dirty", size, local.chunkSize);
+  if (local.inFlight !== undefined) {
+    out.inFlight = sharedBitmap(local.inFlight, "local.inFlight", size, local.chunkSize);
+  }
   return out;
 }
 

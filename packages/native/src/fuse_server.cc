@@ -84,6 +84,10 @@ struct LocalCache {
   // them in this bitmap instead of being called.
   uint32_t* dirty = nullptr;
   size_t dirtyWords = 0;
+  // Chunks being fetched or first written by JavaScript right now: a read
+  // touching one goes to JavaScript, never to the remote a second time.
+  const uint32_t* inFlight = nullptr;
+  size_t inFlightWords = 0;
 
   bool HasData() const { return !segments.empty() || fd >= 0; }
 };
@@ -190,6 +194,13 @@ class Server : public Napi::ObjectWrap<Server> {
       }
       Napi::Value fd = l.Get("fd");
       if (fd.IsNumber()) cache_.fd = fd.As<Napi::Number>().Int32Value();
+      Napi::Value inFlight = l.Get("inFlight");
+      if (inFlight.IsTypedArray()) {
+        Napi::TypedArray t = inFlight.As<Napi::TypedArray>();
+        cache_.inFlight = reinterpret_cast<const uint32_t*>(TypedArrayBytes(t));
+        cache_.inFlightWords = t.ByteLength() / 4;
+        keep_.push_back(Napi::Persistent(t.As<Napi::Object>()));
+      }
       Napi::Value dirty = l.Get("dirty");
       if (dirty.IsTypedArray()) {
         Napi::TypedArray t = dirty.As<Napi::TypedArray>();
@@ -272,6 +283,19 @@ class Server : public Napi::ObjectWrap<Server> {
     // ENOENT: the request was interrupted or the connection aborted; nothing to do.
     while (writev(fd, iov, error == 0 ? count : 1) < 0 && errno == EINTR) {
     }
+  }
+
+  // Any chunk of the range being fetched or first written by JavaScript.
+  bool InFlight(uint64_t offset, uint64_t length) const {
+    if (cache_.inFlight == nullptr) return false;
+    uint64_t first = offset / cache_.chunkSize;
+    uint64_t last = (offset + length - 1) / cache_.chunkSize;
+    for (uint64_t chunk = first; chunk <= last; chunk++) {
+      size_t word = chunk >> 5;
+      if (word >= cache_.inFlightWords) return false;
+      if ((__atomic_load_n(&cache_.inFlight[word], __ATOMIC_ACQUIRE) >> (chunk & 31)) & 1) return true;
+    }
+    return false;
   }
 
   bool Present(uint64_t offset, uint64_t length) const {
@@ -496,7 +520,7 @@ class Server : public Napi::ObjectWrap<Server> {
         }
         // Over NBD the server answers this thread's request itself (a direct
         // mount; or a managed one, whose cache is then told what to pull next).
-        if (remote_ && remote_->Submit(channel, unique, r->offset, count)) {
+        if (remote_ && !InFlight(r->offset, count) && remote_->Submit(channel, unique, r->offset, count)) {
           if (cache_.HasData()) Notify(Kind::kRemoteRead, r->offset, count);
           return;
         }

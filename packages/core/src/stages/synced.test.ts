@@ -180,6 +180,20 @@ describe("SyncedStage", () => {
     await run.done;
   });
 
+  it("marks chunks in flight while a run or a single fetch is under way, and clears them after", async () => {
+    const size = 8 * chunkSize;
+    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 5)));
+    remote.latencyMs = 20;
+    const inFlight = new ChunkBitmap(8);
+    const synced = new SyncedStage(remote, new MemoryBackend(size), { chunkSize, inFlight });
+    const run = synced.claimRun(1, 3);
+    const read = synced.readAt(new Uint8Array(chunkSize), 6 * chunkSize);
+    expect([...Array(8).keys()].filter((chunk) => inFlight.has(chunk))).toEqual([1, 2, 3, 6]);
+    await Promise.all([run.done, read]);
+    expect(inFlight.cardinality()).toBe(0);
+    expect([1, 2, 3, 6].every((chunk) => synced.isLocal(chunk))).toBe(true);
+  });
+
   it("markRemote makes the next read fetch again", async () => {
     const { remote, synced } = setup();
     await synced.readAt(new Uint8Array(chunkSize), 0);

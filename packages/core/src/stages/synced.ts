@@ -25,6 +25,12 @@ export interface SyncedStageOptions {
   onMiss?: (chunk: number) => void;
   /** A chunk fetch finished; `ms` is its duration (for latency metrics). */
   onFetched?: (chunk: number, bytes: number, ms: number) => void;
+  /**
+   * Bits set while a chunk's fetch or first write is in progress (shared
+   * memory): native code that would otherwise read a missing chunk from the
+   * remote itself leaves those to this stage, which is bringing them anyway.
+   */
+  inFlight?: ChunkBitmap;
 }
 
 /**
@@ -251,6 +257,8 @@ export class SyncedStage implements Backend {
 
   /** Runs `operation` as the one pending operation of `count` chunks from `first` (registered at once). */
   async #claimAll(first: number, count: number, run: boolean, operation: () => Promise<void>): Promise<void> {
+    const inFlight = this.#options.inFlight;
+    if (inFlight) for (let chunk = first; chunk < first + count; chunk++) inFlight.set(chunk);
     const running = operation();
     if (run) this.#runs.add(running);
     for (let chunk = first; chunk < first + count; chunk++) this.#pending.set(chunk, running);
@@ -258,7 +266,10 @@ export class SyncedStage implements Backend {
       await running;
     } finally {
       for (let chunk = first; chunk < first + count; chunk++) {
-        if (this.#pending.get(chunk) === running) this.#pending.delete(chunk);
+        if (this.#pending.get(chunk) === running) {
+          this.#pending.delete(chunk);
+          inFlight?.clear(chunk);
+        }
       }
     }
   }
