@@ -7,15 +7,15 @@
 import * as fs from "node:fs";
 import { readOnThread } from "@r3map/native";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { FileDevice, MountEngine } from "../dist/index.js";
-import { leftovers, NbdkitRemote, randomImage, scratchDir } from "./helpers.js";
+import { FileDevice, type MountDescription, MountEngine } from "../dist/index.js";
+import { leftovers, NbdkitRemote, randomImage, scratchDir, TestScope } from "./helpers.js";
 
 const size = 8 * 1024 * 1024;
 const scratch = scratchDir();
-const cleanup: Array<() => Promise<unknown>> = [];
+const scope = new TestScope();
 
 afterEach(async () => {
-  for (const step of cleanup.splice(0).reverse()) await step().catch(() => {});
+  expect(await scope.cleanup()).toEqual([]);
   expect(leftovers()).toEqual([]);
 });
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -32,22 +32,22 @@ async function read(path: string, offset: number, length: number): Promise<Buffe
   }
 }
 
-async function open(uri: string) {
-  const engine = await MountEngine.open({ remote: uri, chunkSize: 64 * 1024 });
-  const device = await FileDevice.attach(engine, { readAheadKb: 0 });
-  cleanup.push(async () => {
-    await device.close();
-    await engine.close();
-  });
+/** A file mount whose engine runs on this thread (started, then the device), so its stats are at hand. */
+async function openFile(description: MountDescription) {
+  const engine = await MountEngine.open(description);
+  scope.add(engine, () => engine.close());
+  await engine.start(description);
+  const device = scope.mount(await FileDevice.attach(engine, { readAheadKb: 0 }));
   return { engine, device };
 }
+
+const open = (uri: string) => openFile({ remote: uri, chunkSize: 64 * 1024 });
 
 describe("direct file mount over NBD", () => {
   it("is read by the FUSE threads from the server, not through the engine", async () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
-    const remote = await NbdkitRemote.start(image);
-    cleanup.push(() => remote.kill());
+    const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
     const { device } = await open(remote.uri);
     const before = device.stats();
     for (const offset of [0, 4096, 3 * 1024 * 1024 + 8192, size - 4096]) {
@@ -63,8 +63,7 @@ describe("direct file mount over NBD", () => {
   it("falls back to the engine when the server goes away: EIO while it is gone, data once it is back", async () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
-    const remote = await NbdkitRemote.start(image);
-    cleanup.push(() => remote.kill());
+    const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
     const { device } = await open(`${remote.uri}?timeout=1000`);
     expect(Buffer.compare(await read(device.path, 0, 4096), original.subarray(0, 4096))).toBe(0);
     await remote.kill();
@@ -81,8 +80,7 @@ describe("direct file mount over NBD", () => {
 
   it("a server that stops answering: the read is handed to the engine after the timeout, and fails with EIO in bounded time", async () => {
     const image = randomImage(scratch, size);
-    const remote = await NbdkitRemote.start(image);
-    cleanup.push(async () => {
+    const remote = scope.add(await NbdkitRemote.start(image), async () => {
       remote.resume();
       await remote.kill();
     });
@@ -104,19 +102,11 @@ describe("managed file mount over NBD, while the pull runs", () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
     // 20 ms per read and one pull worker: the sweep needs about 2.6 s to reach the last chunks.
-    const remote = await NbdkitRemote.start(image, undefined, 20);
-    cleanup.push(() => remote.kill());
-    const description = {
+    const remote = scope.add(await NbdkitRemote.start(image, undefined, 20), () => remote.kill());
+    const { engine, device } = await openFile({
       remote: remote.uri,
       chunkSize,
-      managed: { pull: { workers: 1, requestBytes: chunkSize }, push: false as const },
-    };
-    const engine = await MountEngine.open(description);
-    await engine.start(description);
-    const device = await FileDevice.attach(engine, { readAheadKb: 0 });
-    cleanup.push(async () => {
-      await device.close();
-      await engine.close();
+      managed: { pull: { workers: 1, requestBytes: chunkSize }, push: false },
     });
     const chunk = 100;
     const before = device.stats();
@@ -137,15 +127,11 @@ describe("managed file mount over NBD, while the pull runs", () => {
 
   it("without a pull, a managed mount's misses go through the engine (the cache must keep what was read)", async () => {
     const image = randomImage(scratch, size);
-    const remote = await NbdkitRemote.start(image);
-    cleanup.push(() => remote.kill());
-    const description = { remote: remote.uri, chunkSize: 65536, managed: { pull: false as const } };
-    const engine = await MountEngine.open(description);
-    await engine.start(description);
-    const device = await FileDevice.attach(engine, { readAheadKb: 0 });
-    cleanup.push(async () => {
-      await device.close();
-      await engine.close();
+    const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
+    const { engine, device } = await openFile({
+      remote: remote.uri,
+      chunkSize: 65536,
+      managed: { pull: false },
     });
     await read(device.path, 3 * 65536, 4096);
     expect(device.stats().remoteReads).toBe(0);

@@ -57,6 +57,38 @@ function patternEngine(size: number, chunkSize: number) {
   return { memory, presence, calls, supply, onMiss };
 }
 
+/**
+ * A memfd region whose memfd is its cache (MINOR faults + UFFDIO_CONTINUE), as
+ * a slice's: `supply(chunk)` stores the pattern and sets the presence bit, as
+ * a fetch would, and onMiss does the same for the chunks it is asked for.
+ */
+function memfdCacheRegion(size: number, chunkSize: number, dirtyTracking = false) {
+  const chunks = size / chunkSize;
+  const presence = new ChunkBitmap(chunks);
+  const calls: number[] = [];
+  const supply = (chunk: number): void => {
+    const bytes = new Uint8Array(chunkSize);
+    fillPattern(bytes, chunk * chunkSize);
+    region.store(chunk, bytes);
+    presence.set(chunk);
+  };
+  const region: UffdRegion = track(
+    UffdRegion.create({
+      size,
+      chunkSize,
+      memory: "memfd",
+      cacheInMemfd: true,
+      presence,
+      dirtyTracking,
+      onMiss: async (chunk) => {
+        calls.push(chunk);
+        supply(chunk);
+      },
+    }),
+  );
+  return { region, chunks, calls, supply };
+}
+
 /** Runs the worker fixture and resolves with its first message. */
 function runWorker<T>(workerData: Record<string, unknown>): { worker: Worker; first: Promise<T> } {
   const worker = new Worker(path.join(fixtures, "uffd-worker.cjs"), {
@@ -383,34 +415,9 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
   });
 
   it("a memfd region with the memfd as cache (MINOR + CONTINUE) is shared with another mapping", async () => {
-    const size = 16 * MiB;
     const chunkSize = 128 * 1024;
-    const chunks = size / chunkSize;
-    const presence = new ChunkBitmap(chunks);
-    const calls: number[] = [];
-    const bytesOf = (chunk: number): Uint8Array => {
-      const bytes = new Uint8Array(chunkSize);
-      fillPattern(bytes, chunk * chunkSize);
-      return bytes;
-    };
-    const region: UffdRegion = track(
-      UffdRegion.create({
-        size,
-        chunkSize,
-        memory: "memfd",
-        cacheInMemfd: true,
-        presence,
-        onMiss: async (chunk) => {
-          calls.push(chunk);
-          region.store(chunk, bytesOf(chunk));
-          presence.set(chunk);
-        },
-      }),
-    );
-    for (let chunk = 0; chunk < chunks; chunk += 2) {
-      region.store(chunk, bytesOf(chunk));
-      presence.set(chunk);
-    }
+    const { region, chunks, calls, supply } = memfdCacheRegion(16 * MiB, chunkSize);
+    for (let chunk = 0; chunk < chunks; chunk += 2) supply(chunk);
     const { first } = runWorker<{ mismatches: number }>({ role: "touch", id: region.id });
     expect((await first).mismatches).toBe(0);
     expect(calls.length).toBe(chunks / 2);
@@ -421,37 +428,9 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
   it.each([false, true])(
     "mapPresent maps present chunks ahead of any touch, consecutive ones together (memfd cache, dirty tracking %s)",
     async (dirtyTracking) => {
-      const size = 16 * MiB;
-      const chunkSize = 4096;
-      const chunks = size / chunkSize;
-      const presence = new ChunkBitmap(chunks);
-      const calls: number[] = [];
-      const bytesOf = (chunk: number): Uint8Array => {
-        const bytes = new Uint8Array(chunkSize);
-        fillPattern(bytes, chunk * chunkSize);
-        return bytes;
-      };
-      const region: UffdRegion = track(
-        UffdRegion.create({
-          size,
-          chunkSize,
-          memory: "memfd",
-          cacheInMemfd: true,
-          presence,
-          dirtyTracking,
-          onMiss: async (chunk) => {
-            calls.push(chunk);
-            region.store(chunk, bytesOf(chunk));
-            presence.set(chunk);
-          },
-        }),
-      );
+      const { region, chunks, calls, supply } = memfdCacheRegion(16 * MiB, 4096, dirtyTracking);
       // Present: all but every 100th chunk (as a pull that a few misses overtook… or not yet reached).
-      for (let chunk = 0; chunk < chunks; chunk++) {
-        if (chunk % 100 === 99) continue;
-        region.store(chunk, bytesOf(chunk));
-        presence.set(chunk);
-      }
+      for (let chunk = 0; chunk < chunks; chunk++) if (chunk % 100 !== 99) supply(chunk);
       const missing = Math.floor(chunks / 100);
       expect(region.mapPresent(0, chunks)).toBe(chunks - missing);
       expect(region.mapPresent(0, chunks)).toBe(0); // mapped already
