@@ -57,6 +57,24 @@ function patternEngine(size: number, chunkSize: number) {
   return { memory, presence, calls, supply, onMiss };
 }
 
+/** A region served from a `patternEngine`'s cache, its misses answered by `onMiss` (the engine's by default). */
+function patternRegion(
+  engine: ReturnType<typeof patternEngine>,
+  size: number,
+  chunkSize: number,
+  onMiss: (chunk: number) => Promise<void> = engine.onMiss,
+): UffdRegion {
+  return track(
+    UffdRegion.create({
+      size,
+      chunkSize,
+      presence: engine.presence,
+      cache: { segments: engine.memory.segments },
+      onMiss,
+    }),
+  );
+}
+
 /**
  * A memfd region whose memfd is its cache (MINOR faults + UFFDIO_CONTINUE), as
  * a slice's: `supply(chunk)` stores the pattern and sets the presence bit, as
@@ -108,15 +126,7 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     const size = 256 * MiB;
     const chunkSize = 64 * 1024;
     const engine = patternEngine(size, chunkSize);
-    const region = track(
-      UffdRegion.create({
-        size,
-        chunkSize,
-        presence: engine.presence,
-        cache: { segments: engine.memory.segments },
-        onMiss: engine.onMiss,
-      }),
-    );
+    const region = patternRegion(engine, size, chunkSize);
     const { first } = runWorker<{ mismatches: number; length: number }>({ role: "touch", id: region.id });
     const answer = await first;
     expect(answer).toMatchObject({ mismatches: 0, length: size });
@@ -211,15 +221,7 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     const chunks = size / chunkSize;
     const engine = patternEngine(size, chunkSize);
     for (let chunk = 0; chunk < chunks; chunk += 3) engine.supply(chunk); // a third present up front
-    const region = track(
-      UffdRegion.create({
-        size,
-        chunkSize,
-        presence: engine.presence,
-        cache: { segments: engine.memory.segments },
-        onMiss: engine.onMiss,
-      }),
-    );
+    const region = patternRegion(engine, size, chunkSize);
     const { first } = runWorker<{ mismatches: number }>({ role: "touch", id: region.id });
     expect((await first).mismatches).toBe(0);
     const expectedMisses = [...Array(chunks).keys()].filter((chunk) => chunk % 3 !== 0);
@@ -234,18 +236,10 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     const chunkSize = 64 * 1024;
     const engine = patternEngine(size, chunkSize);
     let failing = false;
-    const region = track(
-      UffdRegion.create({
-        size,
-        chunkSize,
-        presence: engine.presence,
-        cache: { segments: engine.memory.segments },
-        onMiss: async (chunk) => {
-          if (failing) throw new Error("backend unreachable");
-          await engine.onMiss(chunk);
-        },
-      }),
-    );
+    const region = patternRegion(engine, size, chunkSize, async (chunk) => {
+      if (failing) throw new Error("backend unreachable");
+      await engine.onMiss(chunk);
+    });
     await touchOnThread(region.buffer, 5 * chunkSize + 17);
     expect(engine.calls).toEqual([5]);
     expect(countMismatches(region.buffer.subarray(5 * chunkSize, 6 * chunkSize), 5 * chunkSize)).toBe(0);
@@ -292,15 +286,7 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     const chunkSize = 64 * 1024;
     const engine = patternEngine(size, chunkSize);
     for (let chunk = 0; chunk < size / chunkSize / 2; chunk++) engine.supply(chunk);
-    const region = track(
-      UffdRegion.create({
-        size,
-        chunkSize,
-        presence: engine.presence,
-        cache: { segments: engine.memory.segments },
-        onMiss: engine.onMiss,
-      }),
-    );
+    const region = patternRegion(engine, size, chunkSize);
     const half = size / chunkSize / 2;
     for (let chunk = 0; chunk < half; chunk++) expect(region.fill(chunk)).toBe(true);
     expect(region.fill(0)).toBe(false);
