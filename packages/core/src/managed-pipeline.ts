@@ -187,6 +187,13 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     await this.puller.done;
   }
 
+  /** Marks chunks as remote again (their next read fetches them), keeping the progress count right. */
+  markRemote(chunks: readonly number[]): void {
+    this.synced.markRemote(chunks);
+    this.#chunksLocal = this.presence.cardinality();
+    this.#report();
+  }
+
   /**
    * Marks the chunks that changed on the other side as remote and lets the
    * puller fetch them first, then finish.

@@ -34,10 +34,12 @@ export interface EngineParts {
   presence?: ChunkBitmap;
   /** Managed only: a second connection to the remote for the background pull. */
   pullRemote?: Backend;
+  /** Managed only: the in-flight bitmap to use (shared with a device created before the engine). */
+  inFlight?: ChunkBitmap;
 }
 
 /** Makes the local cache once the remote's size is known (a slice: its memfd). */
-export type LocalFactory = (size: number) => { local: Backend; presence?: ChunkBitmap };
+export type LocalFactory = (size: number) => { local: Backend; presence?: ChunkBitmap; inFlight?: ChunkBitmap };
 
 /**
  * The JavaScript side of a mount: the remote, and for managed mounts the local
@@ -69,7 +71,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       const chunks = Math.ceil(parts.remote.size / this.chunkSize);
       if (nativeWrites) this.#written = new ChunkBitmap(chunks);
       // Native code reading misses from the remote itself leaves chunks already on their way to the engine.
-      if (isNativeCache(parts.local)) this.#inFlight = new ChunkBitmap(chunks);
+      if (isNativeCache(parts.local)) this.#inFlight = parts.inFlight ?? new ChunkBitmap(chunks);
       this.pipeline = new ManagedPipeline({
         remote: parts.remote,
         local: parts.local,
@@ -216,7 +218,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         await throughDevice(Math.floor(offset / 4096) * 4096, 4096);
         // Touched, so cached: forget it again when only the user's touches may be kept.
         if (this.pipeline && !this.#pulls) {
-          this.pipeline.synced.markRemote([last]);
+          this.pipeline.markRemote([last]);
           forget?.(last);
         }
       } else if (this.pipeline && !this.#pulls) {

@@ -1,9 +1,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { Backend } from "@r3map/core";
-import { FuseFile, type FuseRemoteReads, readOnThread } from "@r3map/native";
+import { FuseFile, readOnThread } from "@r3map/native";
 import type { MountEngine } from "./engine.js";
+import { handOff } from "./hand-off.js";
 
 export interface FileDeviceOptions {
   /** An empty directory to mount on; default: a new temporary directory, removed on close. */
@@ -114,16 +114,5 @@ export class FileDevice {
   async close(): Promise<void> {
     await this.#fuse.close();
     if (this.#ownedMountPoint) fs.rmSync(this.#ownedMountPoint, { recursive: true, force: true });
-  }
-}
-
-/** A connection the remote hands over for native reads (an NBD client not using TLS), if it can. */
-async function handOff(remote: Backend): Promise<FuseRemoteReads | undefined> {
-  const handsOff = remote as Backend & { handOffConnection?: () => Promise<FuseRemoteReads | undefined> };
-  if (typeof handsOff.handOffConnection !== "function") return undefined;
-  try {
-    return await handsOff.handOffConnection();
-  } catch {
-    return undefined; // reads then take the engine's path, which reports what is wrong
   }
 }

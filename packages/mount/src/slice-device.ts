@@ -3,6 +3,7 @@ import { mapFile, touchOnThread, UffdRegion } from "@r3map/native";
 import type { MountDescription } from "./description.js";
 import { chunkSizeOf } from "./description.js";
 import { MountEngine } from "./engine.js";
+import { handOff } from "./hand-off.js";
 
 const PAGE_SIZE = 4096;
 
@@ -11,7 +12,9 @@ const PAGE_SIZE = 4096;
  * region whose memfd *is* the local cache: the engine's local backend reads and
  * writes the memfd, a touched chunk that is present is mapped natively with
  * UFFDIO_CONTINUE (no copy, no JavaScript), a miss asks the engine to fetch
- * the chunk into the memfd. Chunks the background pull brings are mapped as
+ * the chunk into the memfd — over NBD, native code does that itself for a
+ * chunk the engine is not fetching (`serveMissesFrom`; the two take a chunk's
+ * in-flight bit before they write it). Chunks the background pull brings are mapped as
  * they land (one UFFDIO_CONTINUE per run), so touching them takes no fault.
  * Writes to the memory land in the memfd directly;
  * asynchronous write-protect finds them (`scanDirty`), and the pusher sends
@@ -78,16 +81,19 @@ export class SliceDevice {
         engineDescription,
         (size) => {
           const presence = new ChunkBitmap(Math.ceil(size / chunkSize));
+          const inFlight = new ChunkBitmap(Math.ceil(size / chunkSize));
           region = UffdRegion.create({
             size: Math.ceil(size / PAGE_SIZE) * PAGE_SIZE,
             chunkSize,
             memory: "memfd",
             cacheInMemfd: true,
             presence,
+            inFlight,
             dirtyTracking: push !== false,
             onMiss: (chunk) => engine!.pipeline!.synced.ensureLocalForReader(chunk),
+            onLanded: (chunk) => engine!.pipeline!.synced.landedNatively(chunk),
           });
-          return { local: mappedCache(region.memfd, size), presence };
+          return { local: mappedCache(region.memfd, size), presence, inFlight };
         },
         remote ? { remote } : {},
       );
@@ -101,6 +107,9 @@ export class SliceDevice {
         (offset) => touchOnThread(region!.view(offset, PAGE_SIZE), 0),
         (chunk) => region!.evict(chunk),
       );
+      // Over NBD, misses on chunks the engine is not fetching are fetched by native code from now on.
+      const connection = await handOff(engine.remote);
+      if (connection) region!.serveMissesFrom(connection);
       return device;
     } catch (error) {
       region?.close();

@@ -4,10 +4,11 @@
  * managed mount's misses while it pulls); when that connection fails, reads
  * take the engine's path again, with its errors, timeouts and reconnects.
  */
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { readOnThread } from "@r3map/native";
+import { readOnThread, touchOnThread } from "@r3map/native";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { FileDevice, type MountDescription, MountEngine } from "../dist/index.js";
+import { FileDevice, type MountDescription, MountEngine, mountSlice, SliceDevice } from "../dist/index.js";
 import { leftovers, NbdkitRemote, randomImage, scratchDir, TestScope } from "./helpers.js";
 
 const size = 8 * 1024 * 1024;
@@ -136,5 +137,62 @@ describe("managed file mount over NBD, while the pull runs", () => {
     await read(device.path, 3 * 65536, 4096);
     expect(device.stats().remoteReads).toBe(0);
     expect(engine.pipeline!.presence.has(3)).toBe(true);
+  });
+});
+
+describe("slice over NBD", () => {
+  it("fetches a miss natively — stored in the cache, marked present, mapped, reported — without the engine", async () => {
+    const chunkSize = 64 * 1024;
+    const image = randomImage(scratch, size);
+    const original = fs.readFileSync(image);
+    const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
+    const device = await SliceDevice.open({
+      remote: remote.uri,
+      chunkSize,
+      managed: { pull: false, push: false },
+    });
+    scope.add(device, () => device.close());
+    const before = device.region.stats();
+    const chunks = [3, 40, 100];
+    // Touched on native threads: this thread runs the engine, which must not be needed.
+    for (const chunk of chunks) await touchOnThread(device.region.view(chunk * chunkSize + 4096, 4096), 0);
+    const after = device.region.stats();
+    expect(after.remoteFetches - before.remoteFetches).toBe(chunks.length);
+    expect(after.misses).toBe(before.misses);
+    await new Promise((resolve) => setImmediate(resolve)); // the notices of the landings
+    for (const chunk of chunks) {
+      expect(device.engine.pipeline!.presence.has(chunk)).toBe(true);
+      // Mapped now, so this thread may read it.
+      const bytes = device.buffer.subarray(chunk * chunkSize, (chunk + 1) * chunkSize);
+      expect(Buffer.compare(bytes, original.subarray(chunk * chunkSize, (chunk + 1) * chunkSize))).toBe(0);
+    }
+    expect(device.engine.progress()?.chunksLocal).toBe(chunks.length);
+  });
+
+  it("writes made while the pull, native fetches and the engine race for chunks are never overwritten", async () => {
+    const image = randomImage(scratch, size);
+    const model = fs.readFileSync(image);
+    // A slow remote (2 ms a read) and small chunks: many runs in flight while the writes fault chunks in.
+    const remote = scope.add(await NbdkitRemote.start(image, undefined, 2), () => remote.kill());
+    const mount = await mountSlice({
+      remote: remote.uri,
+      chunkSize: 4096,
+      managed: { pull: { workers: 8, requestBytes: 64 * 1024 }, push: { intervalMs: null } },
+    });
+    scope.add(mount, () => mount.close());
+    for (let i = 0; i < 3000; i++) {
+      const offset = Math.floor(Math.random() * (size - 300));
+      const data = randomBytes(1 + Math.floor(Math.random() * 300));
+      data.copy(mount.buffer, offset);
+      data.copy(model, offset);
+    }
+    for (;;) {
+      const progress = await mount.progress();
+      if (progress && progress.chunksLocal === progress.chunksTotal) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(Buffer.compare(mount.buffer, model)).toBe(0);
+    await mount.close();
+    expect(Buffer.compare(remote.contents(), model)).toBe(0);
   });
 });

@@ -10,12 +10,12 @@
  */
 import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
-import type { Socket } from "node:net";
 import { constants as osConstants } from "node:os";
 import * as path from "node:path";
 import { type Backend, type ChunkBitmap, errnoOf, fromSystemError, R3mapError } from "@r3map/core";
 import { addon, FuseRequestKind, type NativeFuseOptions, type NativeFuseServer } from "./addon.js";
 import { checkPositiveInteger, mapNativeError } from "./fuse-errors.js";
+import { type NbdHandOff, nativeHandOff } from "./nbd-hand-off.js";
 
 /**
  * Called on the thread that mounted. `signal` aborts when the request times
@@ -75,21 +75,8 @@ export interface FuseLocalCache {
   inFlight?: ChunkBitmap;
 }
 
-/**
- * An NBD server the FUSE threads read from themselves (direct mounts): a
- * connection in the transmission phase, negotiated for simple replies (see
- * `NbdClient.handOffConnection`). The file takes the socket over and closes
- * it; the export must hold the file's bytes at the same offsets.
- */
-export interface FuseRemoteReads {
-  socket: Socket;
-  /** A read with no answer after this long hands the connection's reads to `onRead`. */
-  timeoutMs: number;
-  /** Reads must be multiples of this (offset and length), or they go to `onRead`. */
-  minimumBlockSize: number;
-  /** Longer reads go to `onRead`. */
-  maximumBlockSize: number;
-}
+/** An NBD server the FUSE threads read from themselves (see `remoteReads`). */
+export type FuseRemoteReads = NbdHandOff;
 
 export interface FuseFileOptions extends FuseFileHandlers {
   /** An existing empty directory. A stale FUSE mount left there by a dead process is cleared. */
@@ -225,12 +212,7 @@ export class FuseFile {
     if (options.local !== undefined) nativeOptions.local = nativeLocal(options.local, options.size);
     const remote = options.remoteReads;
     if (remote !== undefined) {
-      nativeOptions.remote = {
-        fd: socketFd(remote.socket),
-        timeoutMs: remote.timeoutMs,
-        minimumBlockSize: remote.minimumBlockSize,
-        maximumBlockSize: remote.maximumBlockSize,
-      };
+      nativeOptions.remote = nativeHandOff(remote);
     }
     let native: NativeFuseServer;
     try {
@@ -312,18 +294,6 @@ export class FuseFile {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/** The descriptor under a connected TCP or UNIX socket (node keeps it on the socket's handle). */
-function socketFd(socket: Socket): number {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  if (typeof fd !== "number" || fd < 0) {
-    throw new R3mapError(
-      "ERR_INVALID_ARGUMENT",
-      "remoteReads needs a connected TCP or UNIX socket (not TLS)",
-    );
-  }
-  return fd;
 }
 
 /** Handlers that forward a FUSE file to a Backend (reads, writes, fsync → sync). */

@@ -15,6 +15,7 @@ export interface NativeUffdRegionOptions {
   dirty?: boolean;
   serve?: boolean;
   presence?: Int32Array | Uint32Array | Uint8Array;
+  inFlight?: Int32Array | Uint32Array | Uint8Array;
   segments?: readonly Uint8Array[];
   cacheFd?: number;
   cacheOffset?: number;
@@ -31,8 +32,10 @@ export interface UffdStats {
   misses: number;
   /** Chunks poisoned because `onMiss` failed (their readers got SIGBUS). */
   failed: number;
-  /** Chunks mapped by `fill` / `fillFrom`. */
+  /** Chunks mapped by `fill` / `fillFrom` / `mapPresent`. */
   filled: number;
+  /** Misses fetched natively from the remote (`serveMissesFrom`), not handed to JavaScript. */
+  remoteFetches: number;
 }
 
 export interface NativeUffdRegion {
@@ -48,6 +51,12 @@ export interface NativeUffdRegion {
   fill(chunk: number): boolean;
   fillFrom(chunk: number, bytes: Uint8Array): boolean;
   mapPresent(first: number, count: number): number;
+  serveMissesFrom(remote: {
+    fd: number;
+    timeoutMs: number;
+    minimumBlockSize: number;
+    maximumBlockSize: number;
+  }): void;
   evict(chunk: number): void;
   stats(): UffdStats;
   close(): void;

@@ -14,6 +14,7 @@ import { constants } from "node:buffer";
 import { writeSync } from "node:fs";
 import { type ChunkBitmap, R3mapError } from "@r3map/core";
 import { chunksOfRanges, type DirtyRange, dirtyRangesFromPairs } from "./dirty-ranges.js";
+import { type NbdHandOff, nativeHandOff } from "./nbd-hand-off.js";
 import {
   callNative,
   type NativeUffdRegion,
@@ -25,6 +26,8 @@ import {
 export type { UffdStats } from "./uffd-native.js";
 
 const { MAX_LENGTH } = constants;
+/** Set on the chunk number of a native fetch's notice (see uffd_region.cc). */
+const LANDED_FLAG = 0x80000000;
 
 /** Where present chunks are read from. */
 export type UffdCache =
@@ -50,6 +53,14 @@ export interface UffdRegionOptions {
   cacheInMemfd?: boolean;
   /** Chunk presence, shared with the engine. Without it every first touch is a miss (or read from `cache` if there is no onMiss). */
   presence?: ChunkBitmap;
+  /**
+   * Chunks the engine is fetching or first writing right now, shared with it
+   * (`SyncedStageOptions.inFlight`). Needed by `serveMissesFrom`: a native
+   * fetch claims a chunk's bit first, and leaves claimed chunks to the engine.
+   */
+  inFlight?: ChunkBitmap;
+  /** With `serveMissesFrom`: a chunk was fetched natively, stored, marked present and mapped. */
+  onLanded?: (chunk: number) => void;
   cache?: UffdCache;
   /**
    * Called on this thread for a chunk that is not present. Store the chunk in
@@ -108,11 +119,19 @@ export class UffdRegion {
     options: NativeUffdRegionOptions,
     onMiss: UffdRegionOptions["onMiss"],
     signal?: AbortSignal,
+    onLanded?: (chunk: number) => void,
   ) {
     if (signal?.aborted) throw new R3mapError("ERR_ABORTED", "the region was aborted before it was created");
     const handler = onMiss;
     const nativeOptions =
-      handler === undefined ? options : { ...options, onMiss: (chunk: number) => this.#miss(handler, chunk) };
+      handler === undefined
+        ? options
+        : {
+            ...options,
+            // Native fetches' notices come through the same call, flagged.
+            onMiss: (chunk: number) =>
+              chunk >= LANDED_FLAG ? onLanded?.(chunk - LANDED_FLAG) : this.#miss(handler, chunk),
+          };
     this.#native = callNative(() => new (uffdNative().UffdRegion)(nativeOptions));
     this.#signal = signal;
     signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -132,9 +151,11 @@ export class UffdRegion {
         continue: options.cacheInMemfd === true,
         dirty: options.dirtyTracking === true,
         ...cacheOptions(options.presence, options.cache),
+        ...(options.inFlight ? { inFlight: options.inFlight.words } : {}),
       },
       options.onMiss,
       options.signal,
+      options.onLanded,
     );
   }
 
@@ -284,6 +305,25 @@ export class UffdRegion {
   mapPresent(first: number, count: number): number {
     this.#assertOpen();
     return callNative(() => this.#native.mapPresent(first, count));
+  }
+
+  /**
+   * From now on a miss on a chunk nobody is fetching (its `inFlight` bit
+   * clear) is fetched by native code from an NBD server over the handed-off
+   * connection, stored in the memfd, marked present and mapped, with no
+   * JavaScript on the way; `onLanded` hears of each afterwards. A chunk
+   * whose bit is set, and every miss once the connection failed (closed,
+   * reset, a bad reply, silence past the timeout) or was refused by the
+   * server, goes to `onMiss` as before. Needs `cacheInMemfd`, `presence`,
+   * `inFlight` and `onMiss`; the region takes the socket over.
+   */
+  serveMissesFrom(remote: NbdHandOff): void {
+    this.#assertOpen();
+    try {
+      callNative(() => this.#native.serveMissesFrom(nativeHandOff(remote)));
+    } finally {
+      remote.socket.destroy();
+    }
   }
 
   /**

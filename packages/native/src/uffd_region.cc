@@ -2,6 +2,7 @@
 // registers memory (or adopts another process's registered range), starts the
 // native handler thread and routes misses to `onMiss` through a thread-safe
 // function. Views are external ArrayBuffers that close() detaches.
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include <unordered_map>
@@ -73,6 +74,7 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
                            InstanceMethod<&UffdRegionWrap::FillFrom>("fillFrom"),
                            InstanceMethod<&UffdRegionWrap::MapPresent>("mapPresent"),
                            InstanceMethod<&UffdRegionWrap::Evict>("evict"),
+                           InstanceMethod<&UffdRegionWrap::ServeMissesFrom>("serveMissesFrom"),
                            InstanceMethod<&UffdRegionWrap::Stats>("stats"),
                            InstanceMethod<&UffdRegionWrap::Close>("close"),
                            InstanceMethod<&UffdRegionWrap::RefLoop>("ref"),
@@ -169,6 +171,16 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
 
  private:
 
+  // Landed notices travel through the miss callback with this bit set.
+  static constexpr uint32_t kLandedFlag = 0x80000000u;
+
+  // On the remote reader's thread: a chunk fetched natively is mapped; tell JavaScript.
+  static void OnLanded(void* context, uint32_t chunk) {
+    auto* self = static_cast<UffdRegionWrap*>(context);
+    auto* data = reinterpret_cast<uint32_t*>(static_cast<uintptr_t>(chunk | kLandedFlag));
+    (void)self->tsfn_.NonBlockingCall(data);
+  }
+
   // Runs on the handler thread; must not block.
   static void OnMiss(void* context, uint32_t chunk) {
     auto* self = static_cast<UffdRegionWrap*>(context);
@@ -195,6 +207,18 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
       config->presence = reinterpret_cast<const uint32_t*>(data);
       config->presence_words = length / 4;
       keep_.push_back(Napi::Persistent(presence.As<Napi::Object>()));
+    }
+    Napi::Value in_flight = options.Get("inFlight");
+    if (!in_flight.IsUndefined()) {
+      uint8_t* data;
+      size_t length;
+      if (!TypedBytes(in_flight, &data, &length) || reinterpret_cast<uintptr_t>(data) % 4 != 0) {
+        ThrowCode(env, "ERR_INVALID_ARGUMENT", "inFlight must be a typed array over the bitmap's SharedArrayBuffer");
+        return false;
+      }
+      config->in_flight = reinterpret_cast<uint32_t*>(data);
+      config->in_flight_words = length / 4;
+      keep_.push_back(Napi::Persistent(in_flight.As<Napi::Object>()));
     }
     Napi::Value segments = options.Get("segments");
     if (segments.IsArray()) {
@@ -421,6 +445,36 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     return env.Undefined();
   }
 
+  // serveMissesFrom({fd, timeoutMs, minimumBlockSize, maximumBlockSize}): see RegionCore::ServeMissesFrom.
+  Napi::Value ServeMissesFrom(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      ThrowCode(env, "ERR_INVALID_ARGUMENT", "serveMissesFrom({fd, timeoutMs, minimumBlockSize, maximumBlockSize})");
+      return env.Undefined();
+    }
+    if (!has_tsfn_ || core_->chunks() >= kLandedFlag) {
+      ThrowCode(env, "ERR_INVALID_ARGUMENT", "serveMissesFrom needs a region served with onMiss (under 2^31 chunks)");
+      return env.Undefined();
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    // Our own descriptor for the socket: JavaScript closes its handle once this returns.
+    int fd = fcntl(o.Get("fd").As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      ThrowErrno(env, errno, "dup");
+      return env.Undefined();
+    }
+    int err = core_->ServeMissesFrom(fd, o.Get("timeoutMs").As<Napi::Number>().Uint32Value(),
+                                     o.Get("minimumBlockSize").As<Napi::Number>().Uint32Value(),
+                                     o.Get("maximumBlockSize").As<Napi::Number>().Uint32Value(), &OnLanded, this);
+    if (err != 0) {
+      close(fd);
+      ThrowCode(env, "ERR_INVALID_ARGUMENT",
+                "serveMissesFrom needs a memfd cache (cacheInMemfd) with presence and inFlight bitmaps, once");
+    }
+    return env.Undefined();
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object out = Napi::Object::New(env);
@@ -434,6 +488,7 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     put("misses", stats.misses);
     put("failed", stats.failed);
     put("filled", stats.filled);
+    put("remoteFetches", stats.remote_fetches);
     return out;
   }
 

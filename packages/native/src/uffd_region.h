@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "nbd_remote_reader.h"
 #include "uffd_common.h"
 #include "uffd_sys.h"
 
@@ -31,6 +32,10 @@ struct RegionConfig {
   int memfd = -1;              // for continue mode (pwrite target)
   const uint32_t* presence = nullptr;  // little-endian u32 words, one bit per chunk
   size_t presence_words = 0;
+  // Chunks someone is fetching right now, one bit each, shared with the engine
+  // (atomic test-and-set): a native demand fetch takes only chunks it claims.
+  uint32_t* in_flight = nullptr;
+  size_t in_flight_words = 0;
   std::vector<CacheSegment> segments;  // memory cache, in order
   int cache_fd = -1;                   // or a file cache …
   uint64_t cache_offset = 0;           // … starting at this offset
@@ -42,12 +47,14 @@ struct RegionStats {
   std::atomic<uint64_t> misses{0};            // chunks handed to JavaScript
   std::atomic<uint64_t> failed{0};            // chunks poisoned after a failed miss
   std::atomic<uint64_t> filled{0};            // chunks placed by fill()/fillFrom()
+  std::atomic<uint64_t> remote_fetches{0};    // misses fetched natively from the remote (ServeMissesFrom)
 };
 
 class RegionCore {
  public:
   enum State : uint8_t { kUnmapped = 0, kPending = 1, kMapped = 2, kPoisoned = 3 };
   using MissFn = void (*)(void* context, uint32_t chunk);  // must not block
+  using LandedFn = void (*)(void* context, uint32_t chunk);  // must not block
 
   RegionCore(int uffd, RegionConfig config);
   ~RegionCore();
@@ -77,6 +84,15 @@ class RegionCore {
   // region's address in this process (nullptr for an adopted region, which
   // cannot be evicted from here). Returns 0 or an errno.
   int Evict(uint32_t chunk, uint8_t* local);
+  // For a memfd cache with a presence bitmap and an in-flight bitmap: from
+  // now on a miss on a chunk nobody is fetching is fetched here, over `fd` (an
+  // NBD connection in the transmission phase, simple replies; taken over),
+  // stored in the memfd, marked present and mapped — no JavaScript on the
+  // way. `landed(chunk)` reports each such chunk afterwards. A chunk the
+  // engine is fetching, and every miss once the connection failed, goes to
+  // `on_miss` as before. Returns 0 or an errno (EINVAL: not such a region).
+  int ServeMissesFrom(int fd, uint32_t timeout_ms, uint32_t min_block, uint32_t max_block, LandedFn landed,
+                      void* context);
   // Stops the thread, unregisters the range (waking any blocked thread, which
   // then sees ordinary memory) and closes the descriptor. Idempotent.
   void Shutdown();
@@ -87,6 +103,14 @@ class RegionCore {
   void DrainCompletions();
   void Finish(uint32_t chunk, bool ok);
   bool Present(uint64_t chunk) const;
+  void SetPresent(uint64_t chunk);
+  // Test-and-set of the chunk's in-flight bit: true when this call set it.
+  bool ClaimInFlight(uint64_t chunk);
+  void ReleaseInFlight(uint64_t chunk);
+  // A native demand fetch: true when it was sent (its end calls Landed or MissAfterAll).
+  bool FetchNatively(uint64_t chunk);
+  void Landed(uint32_t chunk, const uint8_t* data, uint32_t length);
+  void MissAfterAll(uint32_t chunk);
   bool HasCache() const;
   int ResolveFromCache(uint64_t chunk);
   // On the handler thread: large chunks are copied in two halves at once,
@@ -109,6 +133,9 @@ class RegionCore {
   RegionStats stats_;
   MissFn on_miss_ = nullptr;
   void* miss_context_ = nullptr;
+  std::unique_ptr<NbdRemoteReader> remote_;
+  LandedFn landed_ = nullptr;
+  void* landed_context_ = nullptr;
   std::mutex completions_mutex_;
   std::vector<std::pair<uint32_t, bool>> completions_;
   std::thread thread_;

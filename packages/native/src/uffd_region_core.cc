@@ -161,6 +161,8 @@ int RegionCore::Evict(uint32_t chunk, uint8_t* local) {
 
 void RegionCore::Shutdown() {
   std::call_once(shutdown_once_, [this] {
+    // First the remote: its fetches still waiting go to JavaScript (or fail there).
+    if (remote_) remote_->Stop();
     stopping_.store(true, std::memory_order_release);
     if (wake_fd_ >= 0) {
       uint64_t one = 1;
@@ -272,8 +274,71 @@ void RegionCore::HandleFault(uint64_t address, uint32_t thread_id) {
     return;
   }
   state_[chunk].store(kPending, std::memory_order_release);
+  if (FetchNatively(chunk)) return;
   stats_.misses.fetch_add(1, std::memory_order_relaxed);
   on_miss_(miss_context_, static_cast<uint32_t>(chunk));
+}
+
+bool RegionCore::FetchNatively(uint64_t chunk) {
+  if (!remote_ || !ClaimInFlight(chunk)) return false;
+  // The engine may have stored it and given up its claim just before ours:
+  // present chunks are never fetched again (the user may be writing them).
+  if (Present(chunk)) {
+    ReleaseInFlight(chunk);
+    Complete(static_cast<uint32_t>(chunk), true);
+    return true;
+  }
+  uint64_t offset, span;
+  ChunkSpan(chunk, &offset, &span);
+  if (!remote_->Submit(0, chunk, offset, static_cast<uint32_t>(span))) {
+    ReleaseInFlight(chunk);
+    return false;
+  }
+  stats_.remote_fetches.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+// On the remote reader's thread: the chunk's bytes arrived. Stored, then
+// present, then unclaimed (in that order: whoever sees the claim gone sees the
+// chunk present), then mapped; JavaScript hears of it last.
+void RegionCore::Landed(uint32_t chunk, const uint8_t* data, uint32_t length) {
+  uint64_t offset, span;
+  ChunkSpan(chunk, &offset, &span);
+  uint64_t done = 0;
+  while (done < length) {
+    ssize_t n = pwrite(config_.memfd, data + done, length - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return MissAfterAll(chunk);
+    done += static_cast<uint64_t>(n);
+  }
+  SetPresent(chunk);
+  ReleaseInFlight(chunk);
+  Complete(chunk, true);
+  if (landed_ != nullptr) landed_(landed_context_, chunk);
+}
+
+// The native fetch failed: the chunk goes to JavaScript as an ordinary miss.
+void RegionCore::MissAfterAll(uint32_t chunk) {
+  ReleaseInFlight(chunk);
+  stats_.misses.fetch_add(1, std::memory_order_relaxed);
+  on_miss_(miss_context_, chunk);
+}
+
+int RegionCore::ServeMissesFrom(int fd, uint32_t timeout_ms, uint32_t min_block, uint32_t max_block,
+                                LandedFn landed, void* context) {
+  if (!config_.continue_mode || config_.presence == nullptr || config_.in_flight == nullptr ||
+      on_miss_ == nullptr || remote_) {
+    return EINVAL;
+  }
+  landed_ = landed;
+  landed_context_ = context;
+  remote_ = std::make_unique<NbdRemoteReader>(
+      fd, timeout_ms, min_block, max_block,
+      [this](uint32_t, uint64_t chunk, const uint8_t* data, uint32_t length) {
+        Landed(static_cast<uint32_t>(chunk), data, length);
+      },
+      [this](uint32_t, uint64_t chunk, uint64_t, uint32_t) { MissAfterAll(static_cast<uint32_t>(chunk)); });
+  return 0;
 }
 
 void RegionCore::DrainCompletions() {
@@ -309,6 +374,23 @@ bool RegionCore::Present(uint64_t chunk) const {
   if (config_.presence == nullptr || (chunk >> 5) >= config_.presence_words) return false;
   uint32_t word = le32toh(__atomic_load_n(&config_.presence[chunk >> 5], __ATOMIC_ACQUIRE));
   return (word >> (chunk & 31)) & 1;
+}
+
+void RegionCore::SetPresent(uint64_t chunk) {
+  // The bitmap is shared memory in little-endian words (a ChunkBitmap).
+  auto* words = const_cast<uint32_t*>(config_.presence);
+  __atomic_fetch_or(&words[chunk >> 5], htole32(1u << (chunk & 31)), __ATOMIC_SEQ_CST);
+}
+
+bool RegionCore::ClaimInFlight(uint64_t chunk) {
+  if (config_.in_flight == nullptr || (chunk >> 5) >= config_.in_flight_words) return false;
+  const uint32_t bit = htole32(1u << (chunk & 31));
+  return (__atomic_fetch_or(&config_.in_flight[chunk >> 5], bit, __ATOMIC_SEQ_CST) & bit) == 0;
+}
+
+void RegionCore::ReleaseInFlight(uint64_t chunk) {
+  if (config_.in_flight == nullptr || (chunk >> 5) >= config_.in_flight_words) return;
+  __atomic_fetch_and(&config_.in_flight[chunk >> 5], ~htole32(1u << (chunk & 31)), __ATOMIC_SEQ_CST);
 }
 
 bool RegionCore::HasCache() const {

@@ -194,6 +194,51 @@ describe("SyncedStage", () => {
     expect([1, 2, 3, 6].every((chunk) => synced.isLocal(chunk))).toBe(true);
   });
 
+  it("leaves a chunk whose in-flight bit native code holds to native code: runs stop before it, readers and writers wait", async () => {
+    const size = 8 * chunkSize;
+    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 6)));
+    const local = new MemoryBackend(size);
+    const inFlight = new ChunkBitmap(8);
+    const events: number[] = [];
+    const synced = new SyncedStage(remote, local, {
+      chunkSize,
+      inFlight,
+      onChunkLocal: (chunk) => events.push(chunk),
+    });
+    expect(inFlight.set(3)).toBe(true); // "native code" claims chunk 3
+    expect(synced.claimRun(3, 4)).toMatchObject({ count: 0 });
+    const run = synced.claimRun(1, 4);
+    expect(run.count).toBe(2); // 1 and 2: stops before the claimed chunk
+    const remoteBytes = (chunk: number) =>
+      patternBytes(size, 6).subarray(chunk * chunkSize, (chunk + 1) * chunkSize);
+    /** What native code does when its fetch lands: store, mark present, give the bit back, report. */
+    const land = (chunk: number) => {
+      memoryView(local, chunk * chunkSize, chunkSize)!.set(remoteBytes(chunk));
+      synced.presence.set(chunk);
+      inFlight.clear(chunk);
+      synced.landedNatively(chunk);
+    };
+    const back = new Uint8Array(chunkSize);
+    const read = synced.readAt(back, 3 * chunkSize);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    land(3);
+    await Promise.all([run.done, read]);
+    expect(Buffer.compare(back, remoteBytes(3))).toBe(0);
+    // A writer waits the same way, and its bytes come after the landed ones.
+    expect(inFlight.set(5)).toBe(true);
+    const data = patternBytes(chunkSize, 13);
+    const write = synced.writeAt(data, 5 * chunkSize);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    land(5);
+    await write;
+    const after = new Uint8Array(chunkSize);
+    await synced.readAt(after, 5 * chunkSize);
+    expect(Buffer.compare(after, data)).toBe(0);
+    expect(remote.reads).toEqual([chunkSize]); // only the run: nobody else fetched 3 or 5
+    expect(events.sort()).toEqual([1, 2, 3, 5]);
+    expect(inFlight.cardinality()).toBe(0);
+  });
+
   it("markRemote makes the next read fetch again", async () => {
     const { remote, synced } = setup();
     await synced.readAt(new Uint8Array(chunkSize), 0);

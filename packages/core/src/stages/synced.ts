@@ -26,9 +26,12 @@ export interface SyncedStageOptions {
   /** A chunk fetch finished; `ms` is its duration (for latency metrics). */
   onFetched?: (chunk: number, bytes: number, ms: number) => void;
   /**
-   * Bits set while a chunk's fetch or first write is in progress (shared
-   * memory): native code that would otherwise read a missing chunk from the
-   * remote itself leaves those to this stage, which is bringing them anyway.
+   * One bit per chunk while someone fetches it or first writes it (shared
+   * memory). This stage takes a chunk's bit (test-and-set) before it fetches
+   * or first writes the chunk, and gives it back after. Native code may take
+   * bits too, to fetch and store chunks itself (a slice's fault): the stage
+   * then waits for it instead, so the two never write one chunk. Native code
+   * that only reads the remote leaves chunks with their bit set alone.
    */
   inFlight?: ChunkBitmap;
 }
@@ -99,10 +102,22 @@ export class SyncedStage implements Backend {
 
   async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
     const chunk = this.#validator.check(offset, buffer.length);
-    for (let pending = this.#pending.get(chunk); pending; pending = this.#pending.get(chunk)) {
-      await pending.catch(() => {});
+    // Wait for whoever is bringing the chunk; then it is present, or ours to write first.
+    let first = false;
+    for (;;) {
+      const pending = this.#pending.get(chunk);
+      if (pending) {
+        await pending.catch(() => {});
+      } else if (this.presence.has(chunk)) {
+        break;
+      } else if (this.#takeBit(chunk)) {
+        first = true;
+        break;
+      } else {
+        await this.#nativeFetch(chunk);
+      }
     }
-    if (this.presence.has(chunk)) {
+    if (!first) {
       await this.local.writeAt(buffer, offset);
     } else {
       await this.#claim(chunk, async () => {
@@ -146,12 +161,29 @@ export class SyncedStage implements Backend {
     if (this.presence.has(chunk)) return { count: 0, done: Promise.resolve() };
     const other = this.#pending.get(chunk);
     if (other) return { count: 0, done: other };
+    if (!this.#takeBit(chunk)) return { count: 0, done: this.#nativeFetch(chunk) };
     let count = 1;
     const limit = Math.min(maxChunks, this.layout.count - chunk);
-    while (count < limit && !this.presence.has(chunk + count) && !this.#pending.has(chunk + count)) count++;
+    while (
+      count < limit &&
+      !this.presence.has(chunk + count) &&
+      !this.#pending.has(chunk + count) &&
+      this.#takeBit(chunk + count)
+    ) {
+      count++;
+    }
     const source = this.#options.background ?? this.remote;
     const done = this.#claimAll(chunk, count, true, () => this.#fetch(chunk, count, source));
     return { count, done };
+  }
+
+  /**
+   * Native code fetched `chunk`, stored it and marked it present (holding its
+   * `inFlight` bit meanwhile): reported as a demand fetch.
+   */
+  landedNatively(chunk: number): void {
+    this.#options.onMiss?.(chunk);
+    this.#options.onChunkLocal?.(chunk, "fetch");
   }
 
   /**
@@ -193,7 +225,11 @@ export class SyncedStage implements Backend {
     for (;;) {
       if (this.presence.has(chunk)) return false;
       const pending = this.#pending.get(chunk);
-      if (!pending) break;
+      if (!pending) {
+        if (this.#takeBit(chunk)) break;
+        await this.#nativeFetch(chunk);
+        continue;
+      }
       // Once per run: a reader walking through a run would otherwise fetch every chunk of it twice.
       if (into && this.#runs.delete(pending)) {
         await this.#overtake(chunk, into);
@@ -250,15 +286,44 @@ export class SyncedStage implements Backend {
     await this.remote.readAt(into, this.layout.offsetOf(chunk));
   }
 
+  /**
+   * Takes `chunk`'s in-flight bit for this stage: false when native code holds
+   * it. Taken, the chunk is checked again: native code marks a chunk present
+   * before it gives the bit back, so one that turned present meanwhile is
+   * given back too (false) — never fetched over what its user may be writing.
+   */
+  #takeBit(chunk: number): boolean {
+    const inFlight = this.#options.inFlight;
+    if (!inFlight) return true;
+    if (!inFlight.set(chunk)) return false;
+    if (!this.presence.has(chunk)) return true;
+    inFlight.clear(chunk);
+    return false;
+  }
+
+  #giveBackBit(chunk: number): void {
+    this.#options.inFlight?.clear(chunk);
+  }
+
+  /**
+   * Waits while native code holds `chunk` (its bit set by someone else, no
+   * fetch of ours): it ends with the chunk present or handed back to us.
+   * Polled: contention is rare, and no lost notice can leave a waiter behind.
+   */
+  async #nativeFetch(chunk: number): Promise<void> {
+    const inFlight = this.#options.inFlight;
+    while (inFlight?.has(chunk) && !this.presence.has(chunk) && !this.#pending.has(chunk)) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
   /** Runs `operation` as the one pending operation of `chunk`. */
   #claim(chunk: number, operation: () => Promise<void>): Promise<void> {
     return this.#claimAll(chunk, 1, false, operation);
   }
 
-  /** Runs `operation` as the one pending operation of `count` chunks from `first` (registered at once). */
+  /** Runs `operation` as the one pending operation of `count` chunks from `first` (registered at once; their bits taken). */
   async #claimAll(first: number, count: number, run: boolean, operation: () => Promise<void>): Promise<void> {
-    const inFlight = this.#options.inFlight;
-    if (inFlight) for (let chunk = first; chunk < first + count; chunk++) inFlight.set(chunk);
     const running = operation();
     if (run) this.#runs.add(running);
     for (let chunk = first; chunk < first + count; chunk++) this.#pending.set(chunk, running);
@@ -268,7 +333,7 @@ export class SyncedStage implements Backend {
       for (let chunk = first; chunk < first + count; chunk++) {
         if (this.#pending.get(chunk) === running) {
           this.#pending.delete(chunk);
-          inFlight?.clear(chunk);
+          this.#giveBackBit(chunk);
         }
       }
     }
