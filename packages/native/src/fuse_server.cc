@@ -60,6 +60,10 @@ constexpr uint64_t kAttrValidSeconds = 86400;
 // What JavaScript is asked to do (mirrors RequestKind in fuse-file.ts).
 // kRemoteRead is a notice, not a request: a READ of chunks not in the local
 // cache was sent to the NBD server (`remote`); JavaScript answers nothing.
+// READs up to this size go to the NBD server even when JavaScript is fetching
+// one of their chunks (see the READ case).
+constexpr uint32_t kSmallRemoteRead = 64 * 1024;
+
 enum class Kind : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kFsync = 3, kRemoteRead = 4 };
 
 struct Call {
@@ -520,7 +524,11 @@ class Server : public Napi::ObjectWrap<Server> {
         }
         // Over NBD the server answers this thread's request itself (a direct
         // mount; or a managed one, whose cache is then told what to pull next).
-        if (remote_ && !InFlight(r->offset, count) && remote_->Submit(channel, unique, r->offset, count)) {
+        // A chunk JavaScript is already fetching is left to it — unless the
+        // read is small: its reader is waiting on latency, not bandwidth, and
+        // asking the server again costs little.
+        if (remote_ && (count <= kSmallRemoteRead || !InFlight(r->offset, count)) &&
+            remote_->Submit(channel, unique, r->offset, count)) {
           if (cache_.HasData()) Notify(Kind::kRemoteRead, r->offset, count);
           return;
         }
