@@ -39,7 +39,11 @@ export interface EngineParts {
 }
 
 /** Makes the local cache once the remote's size is known (a slice: its memfd). */
-export type LocalFactory = (size: number) => { local: Backend; presence?: ChunkBitmap; inFlight?: ChunkBitmap };
+export type LocalFactory = (size: number) => {
+  local: Backend;
+  presence?: ChunkBitmap;
+  inFlight?: ChunkBitmap;
+};
 
 /**
  * The JavaScript side of a mount: the remote, and for managed mounts the local
