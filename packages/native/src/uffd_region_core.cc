@@ -161,9 +161,11 @@ int RegionCore::Evict(uint32_t chunk, uint8_t* local) {
 
 void RegionCore::Shutdown() {
   std::call_once(shutdown_once_, [this] {
-    // First the remote: its fetches still waiting go to JavaScript (or fail there).
-    if (remote_) remote_->Stop();
     stopping_.store(true, std::memory_order_release);
+    // Then the remote: its fetches still waiting are dropped (MissAfterAll),
+    // and unregistering below wakes their threads, as for misses JavaScript
+    // had not answered.
+    if (remote_) remote_->Stop();
     if (wake_fd_ >= 0) {
       uint64_t one = 1;
       (void)!write(wake_fd_, &one, sizeof(one));
@@ -320,6 +322,9 @@ void RegionCore::Landed(uint32_t chunk, const uint8_t* data, uint32_t length) {
 // The native fetch failed: the chunk goes to JavaScript as an ordinary miss.
 void RegionCore::MissAfterAll(uint32_t chunk) {
   ReleaseInFlight(chunk);
+  // Closing: JavaScript may be gone (a worker's teardown), and a miss it
+  // cannot take would poison the chunk under a thread that merely touched it.
+  if (stopping_.load(std::memory_order_acquire)) return;
   stats_.misses.fetch_add(1, std::memory_order_relaxed);
   on_miss_(miss_context_, chunk);
 }
