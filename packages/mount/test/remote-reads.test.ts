@@ -9,15 +9,15 @@ import * as fs from "node:fs";
 import { readOnThread, touchOnThread } from "@r3map/native";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { FileDevice, type MountDescription, MountEngine, mountSlice, SliceDevice } from "../dist/index.js";
-import { leftovers, NbdkitRemote, randomImage, scratchDir, TestScope } from "./helpers.js";
+import { NbdkitRemote, randomImage, scratchDir, TestScope } from "./helpers.js";
 
 const size = 8 * 1024 * 1024;
 const scratch = scratchDir();
 const scope = new TestScope();
 
+// Only this file's own mounts are checked: other packages' tests may hold theirs meanwhile.
 afterEach(async () => {
   expect(await scope.cleanup()).toEqual([]);
-  expect(leftovers()).toEqual([]);
 });
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
