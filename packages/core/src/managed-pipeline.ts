@@ -187,6 +187,11 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     await this.puller.done;
   }
 
+  /** Native code wrote chunks `first`..`last` whole before they were local (see `SyncedStage.storedNatively`). */
+  storedNatively(first: number, last: number): void {
+    for (let chunk = first; chunk <= last; chunk++) this.synced.storedNatively(chunk);
+  }
+
   /** Marks chunks as remote again (their next read fetches them), keeping the progress count right. */
   markRemote(chunks: readonly number[]): void {
     this.synced.markRemote(chunks);

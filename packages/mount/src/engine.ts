@@ -142,6 +142,13 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     return this.#pulls;
   }
 
+  /** A device's native code wrote this range whole into the cache, chunks that were not local before. */
+  storedNatively(offset: number, length: number): void {
+    if (!this.pipeline || length <= 0) return;
+    const last = Math.min(this.size - 1, offset + length - 1);
+    this.pipeline.storedNatively(Math.floor(offset / this.chunkSize), Math.floor(last / this.chunkSize));
+  }
+
   /**
    * A reader got these bytes straight from the remote, bypassing the cache
    * (a device's native code asked the server itself): the pull fetches their

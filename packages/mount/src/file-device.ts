@@ -85,6 +85,7 @@ export class FileDevice {
           ? {}
           : { onWrite: (offset: number, data: Uint8Array) => engine.backend.writeAt(data, offset) }),
         onFsync: () => engine.sync(),
+        onStoredWhole: (offset, length) => engine.storedNatively(offset, length),
       });
       // Warm the whole miss path, FUSE dispatch included, with one real read on a native thread.
       await engine.prime((offset, length) => readOnThread(fuse.path, offset, length));

@@ -140,6 +140,61 @@ describe("managed file mount over NBD, while the pull runs", () => {
   });
 });
 
+describe("managed file over NBD, writes racing the pull", () => {
+  it("whole-chunk writes are stored natively, partial ones by the engine, and none is overwritten by a fetch", async () => {
+    const chunkSize = 64 * 1024;
+    const image = randomImage(scratch, size);
+    const model = fs.readFileSync(image);
+    // 50 ms a read, one chunk at a time: the pull's front chunk is in flight while the first writes pass it.
+    const remote = scope.add(await NbdkitRemote.start(image, undefined, 50), () => remote.kill());
+    const { engine, device } = await openFile({
+      remote: remote.uri,
+      chunkSize,
+      managed: { pull: { workers: 1, requestBytes: chunkSize }, push: { intervalMs: null } },
+    });
+    const handle = await fs.promises.open(device.path, "r+");
+    const write = async (data: Buffer, offset: number) => {
+      await handle.write(data, 0, data.length, offset);
+      data.copy(model, offset);
+    };
+    try {
+      // Chunks the pull is fetching right now, written whole: each must wait for its fetch.
+      const { inFlight, presence } = engine.nativeCache()!;
+      for (let hits = 0; hits < 3; ) {
+        const chunk = [...Array(size / chunkSize).keys()].find((c) => inFlight.has(c) && !presence.has(c));
+        if (chunk === undefined) {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          continue;
+        }
+        await write(randomBytes(chunkSize), chunk * chunkSize);
+        hits++;
+      }
+      // Whole chunks from the start, right behind (and into) the pull's front.
+      for (let chunk = 0; chunk < 32; chunk++) await write(randomBytes(chunkSize), chunk * chunkSize);
+      for (let i = 0; i < 300; i++) {
+        const whole = i % 2 === 0;
+        const offset = whole
+          ? Math.floor(Math.random() * (size / chunkSize - 4)) * chunkSize
+          : Math.floor(Math.random() * (size - 3000));
+        const length = whole
+          ? (1 + Math.floor(Math.random() * 4)) * chunkSize
+          : 1 + Math.floor(Math.random() * 3000);
+        await write(randomBytes(length), offset);
+      }
+    } finally {
+      await handle.close();
+    }
+    expect(device.stats().nativeWrites).toBeGreaterThan(0);
+    while (engine.progress()!.chunksLocal < engine.progress()!.chunksTotal) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(Buffer.compare(await read(device.path, 0, size), model)).toBe(0);
+    await device.close();
+    await engine.close();
+    expect(Buffer.compare(remote.contents(), model)).toBe(0);
+  });
+});
+
 describe("slice over NBD", () => {
   it("fetches a miss natively — stored in the cache, marked present, mapped, reported — without the engine", async () => {
     const chunkSize = 64 * 1024;

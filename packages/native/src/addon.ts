@@ -9,8 +9,19 @@ import { R3mapError } from "@r3map/core";
 // ---- FUSE (fuse_server.cc) --------------------------------------------------
 
 /** Request kinds the FUSE server hands to JavaScript. */
-/** RemoteRead: a notice (a READ of chunks not in the cache went to the NBD server), answered with nothing. */
-export const FuseRequestKind = { Read: 0, Write: 1, Flush: 2, Fsync: 3, RemoteRead: 4 } as const;
+/**
+ * RemoteRead and StoredWhole are notices, answered with nothing: a READ of
+ * chunks not in the cache went to the NBD server; chunks that were not
+ * present were written whole into the cache natively and are present now.
+ */
+export const FuseRequestKind = {
+  Read: 0,
+  Write: 1,
+  Flush: 2,
+  Fsync: 3,
+  RemoteRead: 4,
+  StoredWhole: 5,
+} as const;
 export type FuseRequestKind = (typeof FuseRequestKind)[keyof typeof FuseRequestKind];
 
 export interface NativeFuseOptions {

@@ -42,6 +42,12 @@ export interface FuseFileHandlers {
    * notice: nothing waits for it — a managed mount pulls those chunks next.
    */
   onRemoteRead?(offset: number, length: number): void;
+  /**
+   * With `local.dirty` and `local.inFlight`: a WRITE covering whole chunks
+   * that were not present was stored natively (their in-flight bits taken
+   * meanwhile), and those chunks — this range — are present now. A notice.
+   */
+  onStoredWhole?(offset: number, length: number): void;
 }
 
 /** Where present chunks are read from, natively. */
@@ -68,9 +74,12 @@ export interface FuseLocalCache {
    */
   dirty?: ChunkBitmap;
   /**
-   * Chunks being fetched or first written by whoever fills the cache: with
-   * `remoteReads`, a read touching one of them goes to `onRead` (which is
-   * bringing it anyway) instead of to the server a second time.
+   * Chunks being fetched or first written by whoever fills the cache, who
+   * takes a chunk's bit (test-and-set) first. With `remoteReads`, a large read
+   * touching one of them goes to `onRead` (which is bringing it anyway)
+   * instead of to the server a second time. With `dirty`, a WRITE covering
+   * whole chunks that are not present takes their bits and is stored natively
+   * (`onStoredWhole` tells of it); if any is taken, the write goes to `onWrite`.
    */
   inFlight?: ChunkBitmap;
 }
@@ -206,6 +215,7 @@ export class FuseFile {
       readAheadKb: options.readAheadKb ?? 1024,
       dispatch: (kind, channel, unique, offset, length, data) => {
         if (kind === FuseRequestKind.RemoteRead) handlers.onRemoteRead?.(offset, length);
+        else if (kind === FuseRequestKind.StoredWhole) handlers.onStoredWhole?.(offset, length);
         else void serve(dispatcher, kind, channel, unique, offset, length, data);
       },
     };

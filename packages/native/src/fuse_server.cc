@@ -64,7 +64,9 @@ constexpr uint64_t kAttrValidSeconds = 86400;
 // one of their chunks (see the READ case).
 constexpr uint32_t kSmallRemoteRead = 64 * 1024;
 
-enum class Kind : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kFsync = 3, kRemoteRead = 4 };
+// kStoredWhole too: chunks that were not present were written whole into the
+// cache natively and are present now.
+enum class Kind : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kFsync = 3, kRemoteRead = 4, kStoredWhole = 5 };
 
 struct Call {
   Kind kind;
@@ -90,7 +92,7 @@ struct LocalCache {
   size_t dirtyWords = 0;
   // Chunks being fetched or first written by JavaScript right now: a read
   // touching one goes to JavaScript, never to the remote a second time.
-  const uint32_t* inFlight = nullptr;
+  uint32_t* inFlight = nullptr;
   size_t inFlightWords = 0;
 
   bool HasData() const { return !segments.empty() || fd >= 0; }
@@ -201,7 +203,7 @@ class Server : public Napi::ObjectWrap<Server> {
       Napi::Value inFlight = l.Get("inFlight");
       if (inFlight.IsTypedArray()) {
         Napi::TypedArray t = inFlight.As<Napi::TypedArray>();
-        cache_.inFlight = reinterpret_cast<const uint32_t*>(TypedArrayBytes(t));
+        cache_.inFlight = reinterpret_cast<uint32_t*>(TypedArrayBytes(t));
         cache_.inFlightWords = t.ByteLength() / 4;
         keep_.push_back(Napi::Persistent(t.As<Napi::Object>()));
       }
@@ -321,6 +323,78 @@ class Server : public Napi::ObjectWrap<Server> {
     if (cache_.dirty == nullptr || !cache_.HasData() || length == 0 || !Present(offset, length)) return false;
     uint64_t last = (offset + length - 1) / cache_.chunkSize;
     if ((last >> 5) >= cache_.dirtyWords) return false;
+    if (!WriteCache(offset, length, data)) return false;
+    MarkWritten(offset / cache_.chunkSize, last);
+    return true;
+  }
+
+  // Stores a WRITE that covers whole chunks, some not present, in the cache:
+  // it takes the missing chunks' in-flight bits first (all of them, or it
+  // leaves the write to JavaScript), so neither a pull nor a fetch writes them
+  // meanwhile; then stores the bytes, marks those chunks present, gives the
+  // bits back and tells JavaScript which chunks became local. A chunk written
+  // whole needs nothing from the remote.
+  bool StoreWhole(uint64_t offset, uint32_t length, const uint8_t* data) {
+    if (cache_.dirty == nullptr || cache_.inFlight == nullptr || cache_.bitmap == nullptr || !cache_.HasData() ||
+        length == 0) {
+      return false;
+    }
+    const uint64_t end = offset + length;
+    if (offset % cache_.chunkSize != 0 || (end % cache_.chunkSize != 0 && end != size_)) return false;
+    const uint64_t first = offset / cache_.chunkSize, last = (end - 1) / cache_.chunkSize;
+    if ((last >> 5) >= cache_.dirtyWords || (last >> 5) >= cache_.inFlightWords || (last >> 5) >= cache_.bitmapWords) {
+      return false;
+    }
+    std::vector<uint64_t> claimed;
+    for (uint64_t chunk = first; chunk <= last; chunk++) {
+      if (ChunkPresent(chunk)) continue;
+      if (!ClaimBit(chunk)) {
+        for (uint64_t taken : claimed) ReleaseBit(taken);
+        return false;  // someone is bringing it: JavaScript orders the write after that
+      }
+      // Present meanwhile (its fetch ended just before our claim): an ordinary write.
+      if (ChunkPresent(chunk)) ReleaseBit(chunk);
+      else claimed.push_back(chunk);
+    }
+    if (!WriteCache(offset, length, data)) {
+      for (uint64_t taken : claimed) ReleaseBit(taken);
+      return false;
+    }
+    MarkWritten(first, last);
+    for (size_t i = 0; i < claimed.size(); i++) {
+      // Present before the bit is given back: whoever takes it next sees the chunk there.
+      auto* words = const_cast<uint32_t*>(cache_.bitmap);
+      __atomic_fetch_or(&words[claimed[i] >> 5], uint32_t{1} << (claimed[i] & 31), __ATOMIC_SEQ_CST);
+      ReleaseBit(claimed[i]);
+    }
+    // One notice per run of chunks that became local.
+    for (size_t i = 0; i < claimed.size();) {
+      size_t j = i + 1;
+      while (j < claimed.size() && claimed[j] == claimed[j - 1] + 1) j++;
+      const uint64_t from = claimed[i] * cache_.chunkSize;
+      const uint64_t to = std::min<uint64_t>(size_, (claimed[j - 1] + 1) * cache_.chunkSize);
+      Notify(Kind::kStoredWhole, from, static_cast<uint32_t>(to - from));
+      i = j;
+    }
+    return true;
+  }
+
+  bool ChunkPresent(uint64_t chunk) const {
+    return (__atomic_load_n(&cache_.bitmap[chunk >> 5], __ATOMIC_SEQ_CST) >> (chunk & 31)) & 1;
+  }
+
+  // Test-and-set of a chunk's in-flight bit: true when this call set it.
+  bool ClaimBit(uint64_t chunk) {
+    const uint32_t bit = uint32_t{1} << (chunk & 31);
+    return (__atomic_fetch_or(&cache_.inFlight[chunk >> 5], bit, __ATOMIC_SEQ_CST) & bit) == 0;
+  }
+
+  void ReleaseBit(uint64_t chunk) {
+    __atomic_fetch_and(&cache_.inFlight[chunk >> 5], ~(uint32_t{1} << (chunk & 31)), __ATOMIC_SEQ_CST);
+  }
+
+  // Copies a WRITE's bytes into the cache (memory segments or the fd).
+  bool WriteCache(uint64_t offset, uint32_t length, const uint8_t* data) {
     if (!cache_.segments.empty()) {
       uint64_t done = 0;
       while (done < length) {
@@ -333,19 +407,23 @@ class Server : public Napi::ObjectWrap<Server> {
         std::memcpy(base + start, data + done, take);
         done += take;
       }
-    } else {
-      uint32_t done = 0;
-      while (done < length) {
-        ssize_t n = pwrite(cache_.fd, data + done, length - done, static_cast<off_t>(offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;  // JavaScript retries it and reports the error
-        done += static_cast<uint32_t>(n);
-      }
+      return true;
     }
-    for (uint64_t chunk = offset / cache_.chunkSize; chunk <= last; chunk++) {
-      __atomic_fetch_or(&cache_.dirty[chunk >> 5], uint32_t{1} << (chunk & 31), __ATOMIC_RELEASE);
+    uint32_t done = 0;
+    while (done < length) {
+      ssize_t n = pwrite(cache_.fd, data + done, length - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;  // JavaScript retries it and reports the error
+      done += static_cast<uint32_t>(n);
     }
     return true;
+  }
+
+  // The pusher takes these bits (after the bytes: release order).
+  void MarkWritten(uint64_t first, uint64_t last) {
+    for (uint64_t chunk = first; chunk <= last; chunk++) {
+      __atomic_fetch_or(&cache_.dirty[chunk >> 5], uint32_t{1} << (chunk & 31), __ATOMIC_RELEASE);
+    }
   }
 
   // Replies to a READ of [offset, offset+length) from the local cache.
@@ -544,7 +622,7 @@ class Server : public Napi::ObjectWrap<Server> {
           return Send(fd, unique, EINVAL, nullptr, 0);
         }
         uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(w->size, size_ - w->offset));
-        if (StoreLocal(w->offset, count, data)) {
+        if (StoreLocal(w->offset, count, data) || StoreWhole(w->offset, count, data)) {
           nativeWrites_.fetch_add(1, std::memory_order_relaxed);
           fuse_write_out out{};
           out.size = count;

@@ -187,6 +187,15 @@ export class SyncedStage implements Backend {
   }
 
   /**
+   * Native code wrote `chunk` whole before it was ever fetched and marked it
+   * present (holding its `inFlight` bit meanwhile; the change reaches the
+   * pusher through its written bitmap): reported as a first write.
+   */
+  storedNatively(chunk: number): void {
+    this.#options.onChunkLocal?.(chunk, "write");
+  }
+
+  /**
    * Marks chunks as stale so the next read fetches them again (a migration's
    * dirty chunks, changed on the other host).
    */
