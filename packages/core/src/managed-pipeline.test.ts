@@ -168,6 +168,28 @@ describe("ManagedPipeline", () => {
     await pipeline.close();
   });
 
+  it("readFromRemote: the pull fetches those chunks next, or, once it has finished, the pipeline fetches them itself", async () => {
+    const size = 16 * chunkSize;
+    const pipeline = new ManagedPipeline({
+      remote: MemoryBackend.from(patternBytes(size, 9)),
+      local: new MemoryBackend(size),
+      chunkSize,
+      pull: { workers: 1 },
+      push: false,
+    });
+    pipeline.start();
+    await pipeline.pulled();
+    pipeline.markRemote([5, 6]);
+    expect(pipeline.progress().chunksLocal).toBe(14);
+    pipeline.readFromRemote(5, 6);
+    for (let i = 0; i < 100 && !(pipeline.presence.has(5) && pipeline.presence.has(6)); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(pipeline.presence.has(5) && pipeline.presence.has(6)).toBe(true);
+    expect(pipeline.progress().chunksLocal).toBe(16);
+    await pipeline.close();
+  });
+
   it("after a demand miss, the following chunks are pulled next (readahead), ahead of the sweep", async () => {
     const size = 64 * chunkSize;
     const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 12)));

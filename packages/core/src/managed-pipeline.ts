@@ -106,6 +106,8 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
   readonly #stats = { bytesPulled: 0, bytesPushed: 0, fetches: 0, fetchMs: 0 };
   #chunksLocal = 0;
   #misses = 0;
+  /** The background pull has brought everything (later misses are fetched one by one). */
+  #pullFinished = false;
   /** The progress report due at the end of this event-loop turn, if one is. */
   #reportDue: NodeJS.Immediate | undefined;
   #closing: Promise<void> | undefined;
@@ -174,9 +176,14 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     if (this.puller) {
       this.puller.start();
       if (!this.#options.awaitFinalize) this.puller.finalize([]);
-      this.puller.done.catch((error) => {
-        if (!this.#closing) this.emit("error", error);
-      });
+      this.puller.done.then(
+        () => {
+          this.#pullFinished = true;
+        },
+        (error) => {
+          if (!this.#closing) this.emit("error", error);
+        },
+      );
     }
     this.pusher?.start();
   }
@@ -259,7 +266,16 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
    * readahead after them, as if the read had missed.
    */
   readFromRemote(first: number, last: number): void {
-    this.#readAhead(first, last, true);
+    if (this.puller && !this.#pullFinished) {
+      this.#readAhead(first, last, true);
+      return;
+    }
+    // Nobody pulls any more (a chunk marked remote after the pull finished): fetch them here.
+    for (let chunk = first; chunk <= last; chunk++) {
+      this.synced.ensureLocal(chunk).catch((error) => {
+        if (!this.#closing) this.emit("error", error);
+      });
+    }
   }
 
   /**
