@@ -75,9 +75,7 @@ export interface FuseLocalCache {
   dirty?: ChunkBitmap;
   /**
    * Chunks being fetched or first written by whoever fills the cache, who
-   * takes a chunk's bit (test-and-set) first. With `remoteReads`, a large read
-   * touching one of them goes to `onRead` (which is bringing it anyway)
-   * instead of to the server a second time. With `dirty`, a WRITE covering
+   * takes a chunk's bit (test-and-set) first. With `dirty`, a WRITE covering
    * whole chunks that are not present takes their bits and is stored natively
    * (`onStoredWhole` tells of it); if any is taken, the write goes to `onWrite`.
    */
@@ -97,9 +95,9 @@ export interface FuseFileOptions extends FuseFileHandlers {
   readOnly?: boolean;
   local?: FuseLocalCache;
   /**
-   * READs of ranges not entirely present in `local` (all READs without it)
-   * are sent to this NBD server by the request threads and answered from its
-   * replies, never reaching `onRead` (which still gets a read the connection
+   * READs of ranges not entirely present in `local` — up to 64 KiB; all
+   * READs without `local` — are sent to this NBD server by the request
+   * threads and answered from its replies, never reaching `onRead` (which still gets a read the connection
    * could not take, and every read once the connection failed). The bytes
    * are not stored: with `local`, `onRemoteRead` hears of each such read.
    * Only for a cache whose missing chunks hold nothing newer than the server.

@@ -60,8 +60,8 @@ constexpr uint64_t kAttrValidSeconds = 86400;
 // What JavaScript is asked to do (mirrors RequestKind in fuse-file.ts).
 // kRemoteRead is a notice, not a request: a READ of chunks not in the local
 // cache was sent to the NBD server (`remote`); JavaScript answers nothing.
-// READs up to this size go to the NBD server even when JavaScript is fetching
-// one of their chunks (see the READ case).
+// With a local cache, READs of missing chunks up to this size go to the NBD
+// server (see the READ case).
 constexpr uint32_t kSmallRemoteRead = 64 * 1024;
 
 // kStoredWhole too: chunks that were not present were written whole into the
@@ -90,8 +90,9 @@ struct LocalCache {
   // them in this bitmap instead of being called.
   uint32_t* dirty = nullptr;
   size_t dirtyWords = 0;
-  // Chunks being fetched or first written by JavaScript right now: a read
-  // touching one goes to JavaScript, never to the remote a second time.
+  // Chunks being fetched or first written right now, one bit each, taken
+  // (test-and-set) by whoever writes them into the cache: WRITEs of whole
+  // missing chunks are stored natively only after taking their bits.
   uint32_t* inFlight = nullptr;
   size_t inFlightWords = 0;
 
@@ -289,19 +290,6 @@ class Server : public Napi::ObjectWrap<Server> {
     // ENOENT: the request was interrupted or the connection aborted; nothing to do.
     while (writev(fd, iov, error == 0 ? count : 1) < 0 && errno == EINTR) {
     }
-  }
-
-  // Any chunk of the range being fetched or first written by JavaScript.
-  bool InFlight(uint64_t offset, uint64_t length) const {
-    if (cache_.inFlight == nullptr) return false;
-    uint64_t first = offset / cache_.chunkSize;
-    uint64_t last = (offset + length - 1) / cache_.chunkSize;
-    for (uint64_t chunk = first; chunk <= last; chunk++) {
-      size_t word = chunk >> 5;
-      if (word >= cache_.inFlightWords) return false;
-      if ((__atomic_load_n(&cache_.inFlight[word], __ATOMIC_ACQUIRE) >> (chunk & 31)) & 1) return true;
-    }
-    return false;
   }
 
   bool Present(uint64_t offset, uint64_t length) const {
@@ -602,10 +590,11 @@ class Server : public Napi::ObjectWrap<Server> {
         }
         // Over NBD the server answers this thread's request itself (a direct
         // mount; or a managed one, whose cache is then told what to pull next).
-        // A chunk JavaScript is already fetching is left to it — unless the
-        // read is small: its reader is waiting on latency, not bandwidth, and
-        // asking the server again costs little.
-        if (remote_ && (count <= kSmallRemoteRead || !InFlight(r->offset, count)) &&
+        // With a cache, only small reads: their reader waits on latency, and
+        // asking the server costs little even if the chunk is on its way. A
+        // large read goes to JavaScript, which fetches and stores it once —
+        // read here, it would be fetched a second time by the pull.
+        if (remote_ && (!cache_.HasData() || count <= kSmallRemoteRead) &&
             remote_->Submit(channel, unique, r->offset, count)) {
           if (cache_.HasData()) Notify(Kind::kRemoteRead, r->offset, count);
           return;
