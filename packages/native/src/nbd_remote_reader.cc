@@ -27,6 +27,15 @@ uint64_t NowMs() {
                                    .count());
 }
 
+// Waits until the socket is ready for `events` (POLLIN, POLLOUT); 0,
+// ETIMEDOUT after `timeout_ms`, or an errno.
+int WaitReady(int fd, short events, uint32_t timeout_ms) {
+  pollfd p{fd, events, 0};
+  int ready = poll(&p, 1, static_cast<int>(timeout_ms));
+  if (ready == 0) return ETIMEDOUT;
+  return ready < 0 && errno != EINTR ? errno : 0;
+}
+
 // Sends all of `data` on a non-blocking socket within `timeout_ms`; 0 or an errno.
 int SendAll(int fd, const uint8_t* data, size_t length, uint32_t timeout_ms) {
   size_t done = 0;
@@ -34,14 +43,10 @@ int SendAll(int fd, const uint8_t* data, size_t length, uint32_t timeout_ms) {
     ssize_t n = send(fd, data + done, length - done, MSG_NOSIGNAL);
     if (n > 0) {
       done += static_cast<size_t>(n);
-      continue;
+    } else if (n < 0 && errno != EINTR) {
+      if (errno != EAGAIN) return errno;
+      if (int err = WaitReady(fd, POLLOUT, timeout_ms)) return err;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) return errno;
-    pollfd p{fd, POLLOUT, 0};
-    int ready = poll(&p, 1, static_cast<int>(timeout_ms));
-    if (ready == 0) return ETIMEDOUT;
-    if (ready < 0 && errno != EINTR) return errno;
   }
   return 0;
 }
@@ -54,16 +59,13 @@ int ReceiveAll(int fd, uint8_t* into, size_t length, uint32_t timeout_ms, const 
     ssize_t n = recv(fd, into + done, length - done, MSG_DONTWAIT);
     if (n > 0) {
       done += static_cast<size_t>(n);
-      continue;
+    } else if (n == 0) {
+      return ECONNRESET;
+    } else if (errno != EINTR) {
+      if (errno != EAGAIN) return errno;
+      if (stopping.load(std::memory_order_acquire)) return ECANCELED;
+      if (int err = WaitReady(fd, POLLIN, timeout_ms)) return err;
     }
-    if (n == 0) return ECONNRESET;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN) return errno;
-    if (stopping.load(std::memory_order_acquire)) return ECANCELED;
-    pollfd p{fd, POLLIN, 0};
-    int ready = poll(&p, 1, static_cast<int>(timeout_ms));
-    if (ready == 0) return ETIMEDOUT;
-    if (ready < 0 && errno != EINTR) return errno;
   }
   return 0;
 }
