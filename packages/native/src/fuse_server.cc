@@ -43,6 +43,7 @@
 #include "typed_array.h"
 #include "module.h"
 #include "nbd_remote_reader.h"
+#include "shared_bitmap.h"
 #include "thread_priority.h"
 
 namespace r3map::fuse {
@@ -78,7 +79,7 @@ struct Call {
 };
 
 struct LocalCache {
-  const uint32_t* bitmap = nullptr;  // presence, one bit per chunk (acquire loads)
+  uint32_t* bitmap = nullptr;  // presence, one bit per chunk (shared_bitmap.h)
   size_t bitmapWords = 0;
   uint64_t chunkSize = 0;
   std::vector<std::pair<uint8_t*, size_t>> segments;  // memory cache
@@ -177,14 +178,7 @@ class Server : public Napi::ObjectWrap<Server> {
     if (local.IsObject()) {
       Napi::Object l = local.As<Napi::Object>();
       cache_.chunkSize = static_cast<uint64_t>(l.Get("chunkSize").As<Napi::Number>().Int64Value());
-      Napi::Value bitmap = l.Get("bitmap");
-      if (bitmap.IsTypedArray()) {
-        Napi::TypedArray t = bitmap.As<Napi::TypedArray>();
-        uint8_t* base = TypedArrayBytes(t);
-        cache_.bitmap = reinterpret_cast<const uint32_t*>(base);
-        cache_.bitmapWords = t.ByteLength() / 4;
-        keep_.push_back(Napi::Persistent(t.As<Napi::Object>()));
-      } else {
+      if (!KeepWords(l.Get("bitmap"), &cache_.bitmap, &cache_.bitmapWords)) {
         cache_.present = true;  // no bitmap: everything is local
       }
       Napi::Value segments = l.Get("segments");
@@ -201,20 +195,8 @@ class Server : public Napi::ObjectWrap<Server> {
       }
       Napi::Value fd = l.Get("fd");
       if (fd.IsNumber()) cache_.fd = fd.As<Napi::Number>().Int32Value();
-      Napi::Value inFlight = l.Get("inFlight");
-      if (inFlight.IsTypedArray()) {
-        Napi::TypedArray t = inFlight.As<Napi::TypedArray>();
-        cache_.inFlight = reinterpret_cast<uint32_t*>(TypedArrayBytes(t));
-        cache_.inFlightWords = t.ByteLength() / 4;
-        keep_.push_back(Napi::Persistent(t.As<Napi::Object>()));
-      }
-      Napi::Value dirty = l.Get("dirty");
-      if (dirty.IsTypedArray()) {
-        Napi::TypedArray t = dirty.As<Napi::TypedArray>();
-        cache_.dirty = reinterpret_cast<uint32_t*>(TypedArrayBytes(t));
-        cache_.dirtyWords = t.ByteLength() / 4;
-        keep_.push_back(Napi::Persistent(t.As<Napi::Object>()));
-      }
+      KeepWords(l.Get("inFlight"), &cache_.inFlight, &cache_.inFlightWords);
+      KeepWords(l.Get("dirty"), &cache_.dirty, &cache_.dirtyWords);
     }
     dispatch_ = DispatchFn::New(env, o.Get("dispatch").As<Napi::Function>(), "r3map-fuse", 0, 1, nullptr);
     dispatchLive_ = true;
@@ -297,11 +279,19 @@ class Server : public Napi::ObjectWrap<Server> {
     uint64_t first = offset / cache_.chunkSize;
     uint64_t last = (offset + length - 1) / cache_.chunkSize;
     for (uint64_t chunk = first; chunk <= last; chunk++) {
-      size_t word = chunk >> 5;
-      if (word >= cache_.bitmapWords) return false;
-      uint32_t bits = __atomic_load_n(&cache_.bitmap[word], __ATOMIC_ACQUIRE);
-      if (((bits >> (chunk & 31)) & 1) == 0) return false;
+      if (!ChunkPresent(chunk)) return false;
     }
+    return true;
+  }
+
+  // A shared bitmap given as a typed array: its words, kept alive with the
+  // server. False when the option is absent.
+  bool KeepWords(Napi::Value value, uint32_t** words, size_t* count) {
+    if (!value.IsTypedArray()) return false;
+    Napi::TypedArray t = value.As<Napi::TypedArray>();
+    *words = reinterpret_cast<uint32_t*>(TypedArrayBytes(t));
+    *count = t.ByteLength() / 4;
+    keep_.push_back(Napi::Persistent(t.As<Napi::Object>()));
     return true;
   }
 
@@ -351,8 +341,7 @@ class Server : public Napi::ObjectWrap<Server> {
     MarkWritten(first, last);
     for (size_t i = 0; i < claimed.size(); i++) {
       // Present before the bit is given back: whoever takes it next sees the chunk there.
-      auto* words = const_cast<uint32_t*>(cache_.bitmap);
-      __atomic_fetch_or(&words[claimed[i] >> 5], uint32_t{1} << (claimed[i] & 31), __ATOMIC_SEQ_CST);
+      bits::Set(cache_.bitmap, cache_.bitmapWords, claimed[i]);
       ReleaseBit(claimed[i]);
     }
     // One notice per run of chunks that became local.
@@ -367,19 +356,12 @@ class Server : public Napi::ObjectWrap<Server> {
     return true;
   }
 
-  bool ChunkPresent(uint64_t chunk) const {
-    return (__atomic_load_n(&cache_.bitmap[chunk >> 5], __ATOMIC_SEQ_CST) >> (chunk & 31)) & 1;
-  }
+  bool ChunkPresent(uint64_t chunk) const { return bits::Test(cache_.bitmap, cache_.bitmapWords, chunk); }
 
   // Test-and-set of a chunk's in-flight bit: true when this call set it.
-  bool ClaimBit(uint64_t chunk) {
-    const uint32_t bit = uint32_t{1} << (chunk & 31);
-    return (__atomic_fetch_or(&cache_.inFlight[chunk >> 5], bit, __ATOMIC_SEQ_CST) & bit) == 0;
-  }
+  bool ClaimBit(uint64_t chunk) { return bits::TestAndSet(cache_.inFlight, cache_.inFlightWords, chunk); }
 
-  void ReleaseBit(uint64_t chunk) {
-    __atomic_fetch_and(&cache_.inFlight[chunk >> 5], ~(uint32_t{1} << (chunk & 31)), __ATOMIC_SEQ_CST);
-  }
+  void ReleaseBit(uint64_t chunk) { bits::Clear(cache_.inFlight, cache_.inFlightWords, chunk); }
 
   // Copies a WRITE's bytes into the cache (memory segments or the fd).
   bool WriteCache(uint64_t offset, uint32_t length, const uint8_t* data) {
@@ -407,11 +389,9 @@ class Server : public Napi::ObjectWrap<Server> {
     return true;
   }
 
-  // The pusher takes these bits (after the bytes: release order).
+  // The pusher takes these bits (after the bytes).
   void MarkWritten(uint64_t first, uint64_t last) {
-    for (uint64_t chunk = first; chunk <= last; chunk++) {
-      __atomic_fetch_or(&cache_.dirty[chunk >> 5], uint32_t{1} << (chunk & 31), __ATOMIC_RELEASE);
-    }
+    for (uint64_t chunk = first; chunk <= last; chunk++) bits::Set(cache_.dirty, cache_.dirtyWords, chunk);
   }
 
   // Replies to a READ of [offset, offset+length) from the local cache.

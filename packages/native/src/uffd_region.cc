@@ -195,31 +195,27 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
     self->Shutdown();
   }
 
+  // An optional shared bitmap option (a typed array over a SharedArrayBuffer):
+  // its words, kept alive with the region. False (thrown) when malformed.
+  bool KeepWords(Napi::Env env, Napi::Object options, const char* name, uint32_t** words, size_t* count) {
+    Napi::Value value = options.Get(name);
+    if (value.IsUndefined()) return true;
+    uint8_t* data;
+    size_t length;
+    if (!TypedBytes(value, &data, &length) || reinterpret_cast<uintptr_t>(data) % 4 != 0) {
+      ThrowCode(env, "ERR_INVALID_ARGUMENT",
+                std::string(name) + " must be a typed array over the bitmap's SharedArrayBuffer");
+      return false;
+    }
+    *words = reinterpret_cast<uint32_t*>(data);
+    *count = length / 4;
+    keep_.push_back(Napi::Persistent(value.As<Napi::Object>()));
+    return true;
+  }
+
   bool ReadCache(Napi::Env env, Napi::Object options, RegionConfig* config) {
-    Napi::Value presence = options.Get("presence");
-    if (!presence.IsUndefined()) {
-      uint8_t* data;
-      size_t length;
-      if (!TypedBytes(presence, &data, &length) || reinterpret_cast<uintptr_t>(data) % 4 != 0) {
-        ThrowCode(env, "ERR_INVALID_ARGUMENT", "presence must be a typed array over the bitmap's SharedArrayBuffer");
-        return false;
-      }
-      config->presence = reinterpret_cast<const uint32_t*>(data);
-      config->presence_words = length / 4;
-      keep_.push_back(Napi::Persistent(presence.As<Napi::Object>()));
-    }
-    Napi::Value in_flight = options.Get("inFlight");
-    if (!in_flight.IsUndefined()) {
-      uint8_t* data;
-      size_t length;
-      if (!TypedBytes(in_flight, &data, &length) || reinterpret_cast<uintptr_t>(data) % 4 != 0) {
-        ThrowCode(env, "ERR_INVALID_ARGUMENT", "inFlight must be a typed array over the bitmap's SharedArrayBuffer");
-        return false;
-      }
-      config->in_flight = reinterpret_cast<uint32_t*>(data);
-      config->in_flight_words = length / 4;
-      keep_.push_back(Napi::Persistent(in_flight.As<Napi::Object>()));
-    }
+    if (!KeepWords(env, options, "presence", &config->presence, &config->presence_words)) return false;
+    if (!KeepWords(env, options, "inFlight", &config->in_flight, &config->in_flight_words)) return false;
     Napi::Value segments = options.Get("segments");
     if (segments.IsArray()) {
       Napi::Array array = segments.As<Napi::Array>();

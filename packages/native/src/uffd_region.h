@@ -30,7 +30,7 @@ struct RegionConfig {
   bool continue_mode = false;  // the memfd holds the data: resolve with UFFDIO_CONTINUE
   bool write_protect = false;  // dirty tracking: map pages write-protected (WP_ASYNC)
   int memfd = -1;              // for continue mode (pwrite target)
-  const uint32_t* presence = nullptr;  // little-endian u32 words, one bit per chunk
+  uint32_t* presence = nullptr;  // little-endian u32 words, one bit per chunk (shared_bitmap.h)
   size_t presence_words = 0;
   // Chunks someone is fetching right now, one bit each, shared with the engine
   // (atomic test-and-set): a native demand fetch takes only chunks it claims.

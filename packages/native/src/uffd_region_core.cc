@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 
+#include "shared_bitmap.h"
 #include "thread_priority.h"
 #include "uffd_region.h"
 
@@ -376,27 +377,16 @@ void RegionCore::Finish(uint32_t chunk, bool ok) {
 }
 
 bool RegionCore::Present(uint64_t chunk) const {
-  if (config_.presence == nullptr || (chunk >> 5) >= config_.presence_words) return false;
-  uint32_t word = le32toh(__atomic_load_n(&config_.presence[chunk >> 5], __ATOMIC_ACQUIRE));
-  return (word >> (chunk & 31)) & 1;
+  return bits::Test(config_.presence, config_.presence_words, chunk);
 }
 
-void RegionCore::SetPresent(uint64_t chunk) {
-  // The bitmap is shared memory in little-endian words (a ChunkBitmap).
-  auto* words = const_cast<uint32_t*>(config_.presence);
-  __atomic_fetch_or(&words[chunk >> 5], htole32(1u << (chunk & 31)), __ATOMIC_SEQ_CST);
-}
+void RegionCore::SetPresent(uint64_t chunk) { bits::Set(config_.presence, config_.presence_words, chunk); }
 
 bool RegionCore::ClaimInFlight(uint64_t chunk) {
-  if (config_.in_flight == nullptr || (chunk >> 5) >= config_.in_flight_words) return false;
-  const uint32_t bit = htole32(1u << (chunk & 31));
-  return (__atomic_fetch_or(&config_.in_flight[chunk >> 5], bit, __ATOMIC_SEQ_CST) & bit) == 0;
+  return bits::TestAndSet(config_.in_flight, config_.in_flight_words, chunk);
 }
 
-void RegionCore::ReleaseInFlight(uint64_t chunk) {
-  if (config_.in_flight == nullptr || (chunk >> 5) >= config_.in_flight_words) return;
-  __atomic_fetch_and(&config_.in_flight[chunk >> 5], ~htole32(1u << (chunk & 31)), __ATOMIC_SEQ_CST);
-}
+void RegionCore::ReleaseInFlight(uint64_t chunk) { bits::Clear(config_.in_flight, config_.in_flight_words, chunk); }
 
 bool RegionCore::HasCache() const {
   return config_.continue_mode || !config_.segments.empty() || config_.cache_fd >= 0;
