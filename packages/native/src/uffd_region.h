@@ -134,6 +134,8 @@ class RegionCore {
   MissFn on_miss_ = nullptr;
   void* miss_context_ = nullptr;
   std::unique_ptr<NbdRemoteReader> remote_;
+  // remote_, published to the handler thread (set once, after landed_).
+  std::atomic<NbdRemoteReader*> serving_remote_{nullptr};
   LandedFn landed_ = nullptr;
   void* landed_context_ = nullptr;
   std::mutex completions_mutex_;

@@ -166,6 +166,7 @@ void RegionCore::Shutdown() {
     // Then the remote: its fetches still waiting are dropped (MissAfterAll),
     // and unregistering below wakes their threads, as for misses JavaScript
     // had not answered.
+    serving_remote_.store(nullptr, std::memory_order_release);
     if (remote_) remote_->Stop();
     if (wake_fd_ >= 0) {
       uint64_t one = 1;
@@ -283,7 +284,8 @@ void RegionCore::HandleFault(uint64_t address, uint32_t thread_id) {
 }
 
 bool RegionCore::FetchNatively(uint64_t chunk) {
-  if (!remote_ || !ClaimInFlight(chunk)) return false;
+  NbdRemoteReader* remote = serving_remote_.load(std::memory_order_acquire);
+  if (remote == nullptr || !ClaimInFlight(chunk)) return false;
   // The engine may have stored it and given up its claim just before ours:
   // present chunks are never fetched again (the user may be writing them).
   if (Present(chunk)) {
@@ -293,7 +295,7 @@ bool RegionCore::FetchNatively(uint64_t chunk) {
   }
   uint64_t offset, span;
   ChunkSpan(chunk, &offset, &span);
-  if (!remote_->Submit(0, chunk, offset, static_cast<uint32_t>(span))) {
+  if (!remote->Submit(0, chunk, offset, static_cast<uint32_t>(span))) {
     ReleaseInFlight(chunk);
     return false;
   }
@@ -344,6 +346,7 @@ int RegionCore::ServeMissesFrom(int fd, uint32_t timeout_ms, uint32_t min_block,
         Landed(static_cast<uint32_t>(chunk), data, length);
       },
       [this](uint32_t, uint64_t chunk, uint64_t, uint32_t) { MissAfterAll(static_cast<uint32_t>(chunk)); });
+  serving_remote_.store(remote_.get(), std::memory_order_release);
   return 0;
 }
 
