@@ -144,9 +144,8 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 
   /** A device's native code wrote this range whole into the cache, chunks that were not local before. */
   storedNatively(offset: number, length: number): void {
-    if (!this.pipeline || length <= 0) return;
-    const last = Math.min(this.size - 1, offset + length - 1);
-    this.pipeline.storedNatively(Math.floor(offset / this.chunkSize), Math.floor(last / this.chunkSize));
+    const chunks = this.#chunksOf(offset, length);
+    if (chunks) this.pipeline?.storedNatively(...chunks);
   }
 
   /**
@@ -155,9 +154,15 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
    * chunks next, as after a miss.
    */
   readFromRemote(offset: number, length: number): void {
-    if (!this.pipeline || length <= 0) return;
+    const chunks = this.#chunksOf(offset, length);
+    if (chunks) this.pipeline?.readFromRemote(...chunks);
+  }
+
+  /** The first and last chunk a byte range touches (none for an empty range). */
+  #chunksOf(offset: number, length: number): [first: number, last: number] | undefined {
+    if (length <= 0) return undefined;
     const last = Math.min(this.size - 1, offset + length - 1);
-    this.pipeline.readFromRemote(Math.floor(offset / this.chunkSize), Math.floor(last / this.chunkSize));
+    return [Math.floor(offset / this.chunkSize), Math.floor(last / this.chunkSize)];
   }
 
   /**
