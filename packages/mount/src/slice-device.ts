@@ -13,10 +13,10 @@ const PAGE_SIZE = 4096;
  * writes the memfd, a touched chunk that is present is mapped natively with
  * UFFDIO_CONTINUE (no copy, no JavaScript), a miss asks the engine to fetch
  * the chunk into the memfd — over NBD, native code does that itself for a
- * chunk the engine is not fetching (`serveMissesFrom`; the two take a chunk's
- * in-flight bit before they write it). Chunks the background pull brings are mapped as
- * they land (one UFFDIO_CONTINUE per run), so touching them takes no fault.
- * Writes to the memory land in the memfd directly;
+ * chunk the engine is not fetching (`serveMissesFrom`; the two take a
+ * chunk's in-flight bit before they write it). Chunks the background pull
+ * brings are mapped as they land (one UFFDIO_CONTINUE per run), so touching
+ * them takes no fault. Writes to the memory land in the memfd directly;
  * asynchronous write-protect finds them (`scanDirty`), and the pusher sends
  * them from the memfd to the remote.
  *
