@@ -25,9 +25,10 @@ export interface FileDeviceOptions {
  * managed mount are read natively from the local cache. Over NBD, what is
  * not local is read natively from the server (a connection of its own, see
  * `FuseRemoteReads`): every read of a direct mount, and a managed mount's
- * misses while its pull runs (which then fetches those chunks next). Other
- * misses, writes and fsync reach the engine on the thread that created the
- * device.
+ * small misses while its pull runs (which then fetches those chunks next).
+ * Whole-chunk writes to chunks not yet local are stored natively. Other
+ * misses and writes, and fsync, reach the engine on the thread that created
+ * the device.
  */
 export class FileDevice {
   readonly #fuse: FuseFile;
@@ -44,8 +45,8 @@ export class FileDevice {
     const native = engine.nativeCache();
     const readOnly = options.readOnly ?? engine.remote.readOnly ?? false;
     // Over NBD the FUSE threads read what is not local from the server themselves: always for a direct
-    // mount; for a managed one only while its pull runs (it then fetches those chunks next, so the cache
-    // still fills) and only where native code knows what is local (the rest must go through the engine).
+    // mount; for a managed one only small misses, only while its pull runs (it then fetches those chunks
+    // next, so the cache still fills) and only where native code knows what is local.
     const readsRemote = engine.pipeline === undefined || (native !== undefined && engine.pulls);
     const remoteReads = readsRemote ? await handOff(engine.remote) : undefined;
     try {
@@ -65,7 +66,8 @@ export class FileDevice {
                 ...native.cache,
                 // Writes to present chunks are stored natively; the pusher takes their bits.
                 ...(native.written ? { dirty: native.written } : {}),
-                // A miss on a chunk the engine is fetching already waits for that fetch.
+                // The claims on chunks being written into the cache: whole-chunk writes to chunks not
+                // yet local are stored natively once they hold their chunks' bits.
                 inFlight: native.inFlight,
               },
             }
