@@ -12,10 +12,17 @@ import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import * as path from "node:path";
-import { type Backend, type ChunkBitmap, errnoOf, fromSystemError, R3mapError } from "@r3map/core";
+import {
+  type Backend,
+  type ChunkBitmap,
+  errnoOf,
+  fromSystemError,
+  type NbdHandOff,
+  R3mapError,
+} from "@r3map/core";
 import { addon, FuseRequestKind, type NativeFuseOptions, type NativeFuseServer } from "./addon.js";
 import { checkPositiveInteger, mapNativeError } from "./fuse-errors.js";
-import { type NbdHandOff, nativeHandOff } from "./nbd-hand-off.js";
+import { nativeHandOff } from "./nbd-hand-off.js";
 
 /**
  * Called on the thread that mounted. `signal` aborts when the request times

@@ -19,7 +19,6 @@ export {
   loopStatus,
 } from "./loop-device.js";
 export { type MapFileOptions, MappedFile, mapFile } from "./mmap-file.js";
-export type { NbdHandOff } from "./nbd-hand-off.js";
 export {
   findFreeNbdDevice,
   isKernelNbdAvailable,

@@ -12,9 +12,9 @@
  */
 import { constants } from "node:buffer";
 import { writeSync } from "node:fs";
-import { type ChunkBitmap, R3mapError } from "@r3map/core";
+import { type ChunkBitmap, type NbdHandOff, R3mapError } from "@r3map/core";
 import { chunksOfRanges, type DirtyRange, dirtyRangesFromPairs } from "./dirty-ranges.js";
-import { type NbdHandOff, nativeHandOff } from "./nbd-hand-off.js";
+import { nativeHandOff } from "./nbd-hand-off.js";
 import {
   callNative,
   type NativeUffdRegion,
