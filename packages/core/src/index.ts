@@ -44,7 +44,7 @@ export {
   type PullPriority,
   type RetryPolicy,
 } from "./stages/puller.js";
-export { Pusher, type PusherOptions } from "./stages/pusher.js";
+export { Pusher, type PusherOptions, type WriteSource } from "./stages/pusher.js";
 export { Stage } from "./stages/stage.js";
 export { type ChunkOrigin, SyncedStage, type SyncedStageOptions } from "./stages/synced.js";
 export { TrackingStage } from "./stages/tracking.js";
