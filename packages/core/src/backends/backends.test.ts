@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ChunkedStage } from "../stages/chunked.js";
-import { describeBackendConformance, patternBytes } from "../testing/index.js";
+import { describeBackendConformance, patternBytes, Tmpfs } from "../testing/index.js";
 import { DirectoryBackend } from "./directory.js";
 import { FileBackend } from "./file.js";
 import { MEMORY_SEGMENT_SIZE, MemoryBackend } from "./memory.js";
@@ -151,6 +151,43 @@ describe("DirectoryBackend", () => {
     await backend.trim(3 * 4096, 4096);
     expect(fs.existsSync(path.join(dir, "12288"))).toBe(false);
     await backend.close();
+  });
+});
+
+describe.skipIf(process.getuid?.() !== 0)("DirectoryBackend on a full disk", () => {
+  it("keeps a chunk's old bytes when replacing it fails with ENOSPC, and leaves no temporary file", async () => {
+    const chunkSize = 64 * 1024;
+    const disk = Tmpfs.mount(512 * 1024);
+    try {
+      const backend = DirectoryBackend.open(path.join(disk.dir, "chunks"), {
+        size: 4 * 1024 * 1024,
+        chunkSize,
+      });
+      // The chunk's file holds its first 4 KiB only: written in place, the rest would need new blocks.
+      const old = patternBytes(4096, 1);
+      await backend.writeAt(old, 0);
+      disk.fill();
+      const update = patternBytes(chunkSize, 2);
+      await expect(backend.writeAt(update, 0)).rejects.toMatchObject({
+        code: "ERR_NO_SPACE",
+        errno: "ENOSPC",
+      });
+      const back = new Uint8Array(chunkSize);
+      await backend.readAt(back, 0);
+      const expected = new Uint8Array(chunkSize);
+      expected.set(old);
+      expect(Buffer.compare(back, expected)).toBe(0);
+      expect(fs.readdirSync(path.join(disk.dir, "chunks"))).toEqual(["0"]);
+
+      fs.rmSync(path.join(disk.dir, "filler"));
+      await backend.writeAt(update, 0);
+      await backend.sync();
+      await backend.readAt(back, 0);
+      expect(Buffer.compare(back, update)).toBe(0);
+      await backend.close();
+    } finally {
+      disk.dispose();
+    }
   });
 });
 

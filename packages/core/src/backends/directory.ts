@@ -18,17 +18,29 @@ export interface DirectoryBackendOptions {
  * reads as zeros, so an empty directory is an all-zero resource; reads never
  * create files. Any range may be read or written: it is split per chunk file.
  *
+ * A write replaces each chunk it touches whole: the chunk's new bytes go to a
+ * temporary file beside it (`.<offset>.new`), which is then renamed over the
+ * chunk file. A write that fails — a full disk — leaves the chunk's earlier
+ * bytes intact, never a truncated or zeroed file. A write of part of a chunk
+ * therefore reads and rewrites the rest of it. `sync` makes every chunk
+ * replaced since the last sync durable, then the directory (the renames).
+ *
  * Like `FileBackend`, I/O is synchronous so that a mount's data path never
  * waits on the libuv threadpool; each call is therefore atomic with respect to
  * other calls on the same event loop, which is the per-chunk locking the
  * directory needs.
  */
+/** Temporary files of chunk replacements (`.<offset>.new`). */
+const TEMPORARY = /^\.\d+\.new$/;
+
 export class DirectoryBackend extends StorageBackend {
   readonly directory: string;
   readonly layout: ChunkLayout;
   readonly #maxOpenFiles: number;
   /** Open descriptors by chunk, in least-recently-used-first order (Map keeps insertion order). */
   readonly #open = new Map<number, number>();
+  /** Chunks replaced or removed since the last sync: their files (and the directory) are synced next. */
+  readonly #unsynced = new Set<number>();
 
   private constructor(directory: string, options: DirectoryBackendOptions) {
     super(options.size, options.readOnly);
@@ -49,6 +61,12 @@ export class DirectoryBackend extends StorageBackend {
       if (!fs.statSync(directory).isDirectory()) {
         throw new R3mapError("ERR_INVALID_ARGUMENT", `${directory} is not a directory`);
       }
+      // A replacement that a crash interrupted before its rename: the chunk file still holds the old bytes.
+      if (!options.readOnly) {
+        for (const name of fs.readdirSync(directory)) {
+          if (TEMPORARY.test(name)) fs.rmSync(path.join(directory, name), { force: true });
+        }
+      }
     } catch (error) {
       throw fromSystemError(error, `cannot use directory ${directory}`);
     }
@@ -62,39 +80,80 @@ export class DirectoryBackend extends StorageBackend {
 
   protected read(buffer: Uint8Array, offset: number): void {
     this.#eachChunk(offset, buffer.length, (chunk, within, at, length) => {
-      const target = buffer.subarray(at, at + length);
-      const fd = this.#descriptor(chunk, false);
-      if (fd === undefined) {
-        target.fill(0);
-        return;
-      }
-      let done = 0;
-      while (done < length) {
-        const n = fs.readSync(fd, target, done, length - done, within + done);
-        if (n === 0) break;
-        done += n;
-      }
-      target.fill(0, done);
+      this.#readChunk(chunk, buffer.subarray(at, at + length), within);
     });
+  }
+
+  /** Fills `target` from the chunk's file at `within`; what the file does not hold reads as zeros. */
+  #readChunk(chunk: number, target: Uint8Array, within: number): void {
+    const fd = this.#descriptor(chunk);
+    if (fd === undefined) {
+      target.fill(0);
+      return;
+    }
+    let done = 0;
+    while (done < target.length) {
+      const n = fs.readSync(fd, target, done, target.length - done, within + done);
+      if (n === 0) break;
+      done += n;
+    }
+    target.fill(0, done);
   }
 
   protected write(buffer: Uint8Array, offset: number): void {
     this.#eachChunk(offset, buffer.length, (chunk, within, at, length) => {
-      const fd = this.#descriptor(chunk, true)!;
-      let done = 0;
-      while (done < length) done += fs.writeSync(fd, buffer, at + done, length - done, within + done);
+      const part = buffer.subarray(at, at + length);
+      this.#replace(
+        chunk,
+        length === this.layout.lengthOf(chunk) ? part : this.#patched(chunk, within, part),
+      );
     });
+  }
+
+  /** The chunk's current bytes with `part` written at `within`. */
+  #patched(chunk: number, within: number, part: Uint8Array): Uint8Array {
+    const whole = new Uint8Array(this.layout.lengthOf(chunk));
+    this.#readChunk(chunk, whole, 0);
+    whole.set(part, within);
+    return whole;
+  }
+
+  /**
+   * Writes `bytes` (the whole chunk) to a temporary file and renames it over
+   * the chunk file: the chunk holds its old bytes or its new ones, whatever
+   * fails. The new file's descriptor replaces the old one in the cache.
+   */
+  #replace(chunk: number, bytes: Uint8Array): void {
+    const temporary = this.#temporaryOf(chunk);
+    const fd = fs.openSync(temporary, "w+");
+    try {
+      let done = 0;
+      while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, done);
+      fs.renameSync(temporary, this.#fileOf(chunk));
+    } catch (error) {
+      fs.closeSync(fd);
+      fs.rmSync(temporary, { force: true });
+      throw error;
+    }
+    this.#forget(chunk);
+    this.#remember(chunk, fd);
+    this.#unsynced.add(chunk);
   }
 
   protected flush(): void {
     try {
-      for (const fd of this.#open.values()) fs.fdatasyncSync(fd);
+      // Files closed since they were replaced (the open-file cap) are opened again to be synced.
+      for (const chunk of this.#unsynced) {
+        const fd = this.#descriptor(chunk);
+        if (fd !== undefined) fs.fdatasyncSync(fd);
+      }
       const dir = fs.openSync(this.directory, "r");
       try {
         fs.fsyncSync(dir);
       } finally {
         fs.closeSync(dir);
       }
+      this.#unsynced.clear();
     } catch (error) {
       throw fromSystemError(error, `sync of ${this.directory} failed`);
     }
@@ -117,7 +176,8 @@ export class DirectoryBackend extends StorageBackend {
       if (within === 0 && part === this.layout.lengthOf(chunk)) {
         this.#forget(chunk);
         fs.rmSync(this.#fileOf(chunk), { force: true });
-      } else if (this.#descriptor(chunk, false) !== undefined) {
+        this.#unsynced.add(chunk);
+      } else if (this.#descriptor(chunk) !== undefined) {
         this.write(new Uint8Array(part), this.layout.offsetOf(chunk) + within);
       }
     });
@@ -127,8 +187,12 @@ export class DirectoryBackend extends StorageBackend {
     return path.join(this.directory, String(this.layout.offsetOf(chunk)));
   }
 
-  /** The open descriptor of a chunk file; `undefined` if it does not exist and `create` is false. */
-  #descriptor(chunk: number, create: boolean): number | undefined {
+  #temporaryOf(chunk: number): string {
+    return path.join(this.directory, `.${this.layout.offsetOf(chunk)}.new`);
+  }
+
+  /** The open descriptor of a chunk file; `undefined` if it does not exist. */
+  #descriptor(chunk: number): number | undefined {
     const cached = this.#open.get(chunk);
     if (cached !== undefined) {
       this.#open.delete(chunk);
@@ -138,18 +202,23 @@ export class DirectoryBackend extends StorageBackend {
     let fd: number;
     try {
       const mode = this.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
-      fd = fs.openSync(this.#fileOf(chunk), create ? mode | fs.constants.O_CREAT : mode);
+      fd = fs.openSync(this.#fileOf(chunk), mode);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT" && !create) return undefined;
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw fromSystemError(error, `cannot open chunk file ${this.#fileOf(chunk)}`);
     }
+    this.#remember(chunk, fd);
+    return fd;
+  }
+
+  /** Caches a chunk file's descriptor, closing the least recently used one beyond the cap. */
+  #remember(chunk: number, fd: number): void {
     while (this.#open.size >= this.#maxOpenFiles) {
       const [oldest, oldFd] = this.#open.entries().next().value as [number, number];
       this.#open.delete(oldest);
       fs.closeSync(oldFd);
     }
     this.#open.set(chunk, fd);
-    return fd;
   }
 
   #forget(chunk: number): void {
