@@ -40,7 +40,12 @@ export type ErrorCode =
   /** An I/O error from the operating system that fits no other code. */
   | "ERR_IO"
   /** The resource is taken by someone else right now (a migration already under way). */
-  | "ERR_BUSY";
+  | "ERR_BUSY"
+  /**
+   * Changes were acknowledged to their writer but neither reached the remote
+   * nor could be saved elsewhere (a close whose final push failed): they are gone.
+   */
+  | "ERR_DATA_LOST";
 
 export interface R3mapErrorOptions {
   cause?: unknown;
@@ -83,6 +88,7 @@ const errnoByCode: Record<ErrorCode, string> = {
   ERR_NO_SPACE: "ENOSPC",
   ERR_IO: "EIO",
   ERR_BUSY: "EBUSY",
+  ERR_DATA_LOST: "EIO",
 };
 
 /** Socket errnos: a device reports them as EIO, since a reader of a file or block device expects I/O errors. */

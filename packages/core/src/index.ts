@@ -33,6 +33,13 @@ export {
   type PullOptions,
   type PushOptions,
 } from "./managed-pipeline.js";
+export {
+  applyRecoveryFile,
+  type RecoveryHeader,
+  type RecoverySource,
+  readRecoveryFile,
+  writeRecoveryFile,
+} from "./recovery-file.js";
 export { ArbitraryStage, settleAll } from "./stages/arbitrary.js";
 export { ChunkedStage } from "./stages/chunked.js";
 export { LockableStage } from "./stages/lockable.js";

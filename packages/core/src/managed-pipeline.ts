@@ -39,6 +39,8 @@ export interface PushOptions {
   /** Milliseconds between background pushes (default 20 000); `null` pushes only on sync and close. */
   intervalMs?: number | null;
   retry?: RetryPolicy;
+  /** A push (`sync`, the interval's) not finished after this many milliseconds fails with `ERR_TIMEOUT`; default: none. */
+  timeoutMs?: number;
 }
 
 export interface ManagedPipelineOptions {
@@ -170,6 +172,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
             ...(options.written ? { written: options.written } : {}),
             ...(options.collectWrites ? { collect: options.collectWrites } : {}),
             ...(push.retry ? { retry: push.retry } : {}),
+            ...(push.timeoutMs !== undefined ? { timeoutMs: push.timeoutMs } : {}),
             onPushed: (_chunk, bytes) => {
               this.#stats.bytesPushed += bytes;
               this.#report();
@@ -244,12 +247,24 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     };
   }
 
-  /** Stops pulling, pushes what is left, closes both backends. Idempotent; rejects if the final push failed. */
-  close(): Promise<void> {
+  /**
+   * Chunks changed locally and not yet known to be on the remote (see
+   * `Pusher.unpushed`); none without a pusher.
+   */
+  unpushed(): number[] {
+    return this.pusher?.unpushed() ?? [];
+  }
+
+  /**
+   * Stops pulling, pushes what is left, closes both backends. Idempotent;
+   * rejects if the final push failed. `push: false` drops what is left
+   * unpushed instead (a caller that saved `unpushed()` elsewhere).
+   */
+  close(options: { push?: boolean } = {}): Promise<void> {
     this.#closing ??= (async () => {
       await this.puller?.close();
       try {
-        await this.pusher?.close();
+        await this.pusher?.close(options);
       } finally {
         if (this.#options.closeBackends === false) await this.synced.sync();
         else await this.synced.close();

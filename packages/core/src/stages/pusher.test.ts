@@ -1,8 +1,11 @@
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { DirectoryBackend } from "../backends/directory.js";
 import { MemoryBackend } from "../backends/memory.js";
 import { ChunkBitmap } from "../chunk-bitmap.js";
 import { ChunkLayout } from "../chunk-layout.js";
-import { InstrumentedBackend, patternBytes } from "../testing/index.js";
+import { errnoOf } from "../errors.js";
+import { InstrumentedBackend, patternBytes, Tmpfs } from "../testing/index.js";
 import { Pusher } from "./pusher.js";
 
 const chunkSize = 4096;
@@ -146,5 +149,84 @@ describe("Pusher", () => {
     expect(
       () => new Pusher(local, local, new ChunkLayout(4096, 4096), { workers: 0, intervalMs: null }),
     ).toThrow(/at least 1/);
+  });
+
+  it("gives up waiting after timeoutMs, keeps the chunks counted as unpushed, and a later flush waits for them", async () => {
+    const size = 8 * chunkSize;
+    const local = MemoryBackend.from(patternBytes(size, 5));
+    const remote = new InstrumentedBackend(new MemoryBackend(size));
+    const pusher = new Pusher(local, remote, new ChunkLayout(size, chunkSize), {
+      workers: 2,
+      intervalMs: null,
+      timeoutMs: 20,
+    });
+    // Every push takes longer than the timeout (timers fire in order, whatever the machine's speed).
+    remote.latencyMs = 200;
+    pusher.markDirty(2);
+    pusher.markDirty(5);
+    await expect(pusher.flush()).rejects.toMatchObject({ code: "ERR_TIMEOUT" });
+    expect(pusher.unpushed()).toEqual([2, 5]);
+    remote.latencyMs = 0;
+    await expect(pusher.flush()).rejects.toMatchObject({ code: "ERR_TIMEOUT" });
+    // Once the slow pushes land, nothing is left.
+    const deadline = Date.now() + 5000;
+    while (pusher.unpushed().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(pusher.unpushed()).toEqual([]);
+    await pusher.flush();
+    expect(await remoteChunk(remote, 5)).toEqual(
+      patternBytes(size, 5).subarray(5 * chunkSize, 6 * chunkSize),
+    );
+  });
+
+  it("counts failed, written-out-of-sight and dirty chunks as unpushed, and close({ push: false }) drops them", async () => {
+    const { remote, pusher } = setup();
+    const written = new ChunkBitmap(8);
+    const withBitmap = new Pusher(pusher.local, remote, pusher.layout, {
+      workers: 1,
+      intervalMs: null,
+      written,
+    });
+    remote.down = true;
+    withBitmap.markDirty(6);
+    await expect(withBitmap.flush()).rejects.toMatchObject({ code: "ERR_REMOTE_FAILED" });
+    written.set(1);
+    withBitmap.markDirty(3);
+    expect(withBitmap.unpushed()).toEqual([1, 3, 6]);
+    await withBitmap.close({ push: false });
+    expect(remote.writes).toEqual([]);
+  });
+
+  it("pushes again the chunks of a push whose final remote sync failed", async () => {
+    const { remote, pusher } = setup();
+    pusher.markDirty(4);
+    remote.failSyncs = 1;
+    await expect(pusher.flush()).rejects.toThrow(/injected sync failure/);
+    expect(pusher.unpushed()).toEqual([4]);
+    await pusher.flush();
+    expect(remote.writes).toEqual([4 * chunkSize, 4 * chunkSize]);
+  });
+});
+
+describe.skipIf(process.getuid?.() !== 0)("Pusher to a full remote", () => {
+  it("fails with ERR_NO_SPACE and ENOSPC, not a generic remote failure", async () => {
+    const disk = Tmpfs.mount(256 * 1024);
+    try {
+      const size = 64 * 16 * 1024;
+      const remote = DirectoryBackend.open(path.join(disk.dir, "chunks"), { size, chunkSize: 64 * 1024 });
+      const local = MemoryBackend.from(patternBytes(size, 3));
+      const pusher = new Pusher(local, remote, new ChunkLayout(size, 64 * 1024), {
+        workers: 2,
+        intervalMs: null,
+        retry: { attempts: 1, backoffMs: 1 },
+      });
+      for (let chunk = 0; chunk < 16; chunk++) pusher.markDirty(chunk);
+      const failure = await pusher.flush().catch((error: unknown) => error);
+      expect(failure).toMatchObject({ code: "ERR_NO_SPACE" });
+      expect(errnoOf(failure)).toBe("ENOSPC");
+      await pusher.close({ push: false });
+      await remote.close();
+    } finally {
+      disk.dispose();
+    }
   });
 });

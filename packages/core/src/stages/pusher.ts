@@ -1,7 +1,7 @@
 import type { Backend } from "../backend.js";
 import type { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
-import { R3mapError } from "../errors.js";
+import { isR3mapError, R3mapError } from "../errors.js";
 import { delay } from "../util/abort.js";
 import { isAllZero } from "../util/zero.js";
 import { DEFAULT_RETRY, type RetryPolicy } from "./puller.js";
@@ -29,6 +29,13 @@ export interface PusherOptions {
   collect?: WriteSource;
   /** A background (interval) push failed; the chunks stay dirty and are retried. */
   onError?: (error: unknown) => void;
+  /**
+   * A flush not finished after this many milliseconds rejects with
+   * `ERR_TIMEOUT` (default: it waits as long as the pushes take). Its pushes
+   * go on: a chunk whose push fails is dirty again, and a later flush waits
+   * for them.
+   */
+  timeoutMs?: number;
 }
 
 /** Chunks written out of a stage's sight, handed over once each (see `PusherOptions.collect`). */
@@ -75,6 +82,15 @@ export class Pusher {
         `push interval must be positive or null, got ${options.intervalMs}`,
       );
     }
+    if (
+      options.timeoutMs !== undefined &&
+      !(Number.isSafeInteger(options.timeoutMs) && options.timeoutMs > 0)
+    ) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `push timeout must be a positive number of milliseconds, got ${options.timeoutMs}`,
+      );
+    }
   }
 
   /** Chunks changed and not yet pushed (in flight ones excluded). */
@@ -105,18 +121,57 @@ export class Pusher {
    * remote when it resolves. Rejects if any of those chunks could not be pushed.
    */
   async flush(): Promise<void> {
+    this.#gather();
+    const earlier = [...this.#flushes];
+    const chunks = [...this.#dirty];
+    const own = this.#pushAll(chunks);
+    this.#dirty.clear();
+    // Kept until it settles, even past a timeout: a later flush must wait for its pushes.
+    this.#flushes.add(own);
+    void own.catch(() => {}).finally(() => this.#flushes.delete(own));
+    const results = await this.#withinTimeout(Promise.allSettled([own, ...earlier]), chunks.length);
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed.length > 0) throw failed[0]!.reason;
+  }
+
+  /**
+   * Every chunk changed and not yet known to be on the remote: dirty, being
+   * pushed right now, or written out of sight (native code's bitmap, a write
+   * source — taken into the dirty set here). What a close that cannot reach
+   * the remote must save elsewhere.
+   */
+  unpushed(): number[] {
+    this.#gather();
+    const chunks = new Set([...this.#dirty, ...this.#inFlight.keys()]);
+    return [...chunks].sort((a, b) => a - b);
+  }
+
+  /** Takes the chunks written out of sight into the dirty set. */
+  #gather(): void {
     this.options.written?.takeAll((chunk) => this.#dirty.add(chunk));
     if (this.options.collect) for (const chunk of this.options.collect.take()) this.#dirty.add(chunk);
-    const earlier = [...this.#flushes];
-    const own = this.#pushAll([...this.#dirty]);
-    this.#dirty.clear();
-    this.#flushes.add(own);
+  }
+
+  async #withinTimeout<T>(work: Promise<T>, chunks: number): Promise<T> {
+    const timeoutMs = this.options.timeoutMs;
+    if (timeoutMs === undefined) return work;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new R3mapError(
+              "ERR_TIMEOUT",
+              `the remote did not take ${chunks} changed chunk(s) within ${timeoutMs} ms; they stay dirty and will be retried`,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
     try {
-      const results = await Promise.allSettled([own, ...earlier]);
-      const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
-      if (failed.length > 0) throw failed[0]!.reason;
+      return await Promise.race([work, expired]);
     } finally {
-      this.#flushes.delete(own);
+      clearTimeout(timer);
     }
   }
 
@@ -135,23 +190,28 @@ export class Pusher {
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.options.workers, chunks.length) }, worker));
-    if (errors.length > 0) {
-      throw new R3mapError(
-        "ERR_REMOTE_FAILED",
-        `${errors.length} chunk(s) could not be pushed to the remote; they stay dirty and will be retried`,
-        { cause: errors[0] },
-      );
+    if (errors.length > 0) throw pushFailure(errors);
+    if (chunks.length === 0) return;
+    try {
+      await this.remote.sync();
+    } catch (error) {
+      // Written but not known to be durable: pushed again next time.
+      for (const chunk of chunks) this.markDirty(chunk);
+      throw error;
     }
-    if (chunks.length > 0) await this.remote.sync();
   }
 
-  /** Stops the interval and pushes what is left. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Stops the interval and pushes what is left — or, with `push: false`,
+   * drops it (a caller that saved `unpushed()` elsewhere). Idempotent: the
+   * first call decides.
+   */
+  close(options: { push?: boolean } = {}): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#timer);
       this.#timer = undefined;
       try {
-        await this.flush();
+        if (options.push !== false) await this.flush();
       } finally {
         this.#closed = true;
       }
@@ -197,4 +257,22 @@ export class Pusher {
     }
     this.options.onPushed?.(chunk, buffer.length);
   }
+}
+
+/**
+ * The error of a push that failed for some chunks. A full remote stays
+ * `ERR_NO_SPACE` (ENOSPC at the device, not EIO), since the writer can act on it.
+ */
+function pushFailure(errors: unknown[]): R3mapError {
+  const noSpace = errors.find((error) => isR3mapError(error, "ERR_NO_SPACE")) as R3mapError | undefined;
+  const reason = noSpace ? "the remote is out of space" : "the remote failed";
+  return new R3mapError(
+    noSpace ? "ERR_NO_SPACE" : "ERR_REMOTE_FAILED",
+    `${errors.length} chunk(s) could not be pushed (${reason}: ${messageOf(noSpace ?? errors[0])}); they stay dirty and will be retried`,
+    { cause: noSpace ?? errors[0], ...(noSpace ? { errno: noSpace.errno ?? "ENOSPC" } : {}) },
+  );
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

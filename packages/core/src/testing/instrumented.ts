@@ -21,6 +21,8 @@ export class InstrumentedBackend extends Stage {
   failReads = 0;
   /** The next this-many writes fail with ERR_REMOTE_FAILED. */
   failWrites = 0;
+  /** The next this-many syncs fail with ERR_REMOTE_FAILED (writes that reached the remote, not made durable). */
+  failSyncs = 0;
   /** While true every call fails with ERR_REMOTE_UNREACHABLE (a server that went away). */
   down = false;
   #inFlight = 0;
@@ -61,6 +63,10 @@ export class InstrumentedBackend extends Stage {
 
   override async sync(): Promise<void> {
     this.#checkUp();
+    if (this.failSyncs > 0) {
+      this.failSyncs--;
+      throw new R3mapError("ERR_REMOTE_FAILED", "injected sync failure");
+    }
     this.syncs++;
     await this.inner.sync();
   }
