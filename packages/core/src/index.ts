@@ -73,6 +73,7 @@ export {
   fileParam,
   flagParam,
   integerParam,
+  type OpenOptions,
   openBackend,
   registerBackendScheme,
   registeredBackendSchemes,

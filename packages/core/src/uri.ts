@@ -7,8 +7,20 @@ import { MemoryBackend } from "./backends/memory.js";
 import { R3mapError } from "./errors.js";
 import { parseSize } from "./units.js";
 
+/** How a backend is opened, beyond what its URI says. */
+export interface OpenOptions {
+  /**
+   * Milliseconds one request may take end to end, retries and reconnects
+   * included, before it fails with `ERR_TIMEOUT`: a remote that stops
+   * answering then costs a caller this long, not several timeouts in a row.
+   * Schemes that talk to a server honour it; a timeout in the URI itself
+   * (`?timeout=…`) wins. Default: the scheme's own.
+   */
+  timeoutMs?: number;
+}
+
 /** Opens a backend from a parsed URI. */
-export type BackendOpener = (uri: URL) => Backend | Promise<Backend>;
+export type BackendOpener = (uri: URL, options: OpenOptions) => Backend | Promise<Backend>;
 
 /** What a scheme's resources are, for callers that must decide without opening one. */
 export interface SchemeTraits {
@@ -55,7 +67,7 @@ export function schemeTraits(uri: string | URL): SchemeTraits {
  * - `file:///var/lib/disk.img?size=1GiB&create=1&readOnly=1` (size defaults to the file's)
  * - `dir:///var/lib/chunks?size=1GiB&chunk=1MiB&maxOpen=512`
  */
-export async function openBackend(uri: string | URL): Promise<Backend> {
+export async function openBackend(uri: string | URL, options: OpenOptions = {}): Promise<Backend> {
   let url: URL;
   try {
     url = typeof uri === "string" ? new URL(uri) : uri;
@@ -70,7 +82,16 @@ export async function openBackend(uri: string | URL): Promise<Backend> {
       `no backend for "${scheme}:" URIs; known: ${registeredBackendSchemes().join(", ")} (import the package that provides it)`,
     );
   }
-  return registered.open(url);
+  if (
+    options.timeoutMs !== undefined &&
+    !(Number.isSafeInteger(options.timeoutMs) && options.timeoutMs > 0)
+  ) {
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      `timeoutMs must be a positive number of milliseconds, got ${options.timeoutMs}`,
+    );
+  }
+  return registered.open(url, options);
 }
 
 /** Reads a size parameter (`size=1GiB`); throws naming the parameter when it is missing and required. */

@@ -33,6 +33,22 @@ export function remoteError(errno: number, message: string, command: number, tar
   });
 }
 
+/** The error of a request that got no reply within its deadline of `timeoutMs`. */
+export function timeoutError(
+  target: string,
+  command: number,
+  offset: number,
+  length: number,
+  timeoutMs: number,
+  cause?: unknown,
+): R3mapError {
+  return new R3mapError(
+    "ERR_TIMEOUT",
+    `${target}: no reply to command ${command} at ${offset}+${length} within ${timeoutMs} ms`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
 /**
  * One negotiated NBD connection in transmission phase: sends requests with
  * unique cookies and matches replies (in any order) back to them.
@@ -105,6 +121,7 @@ export class NbdConnection {
     return this.#failure;
   }
 
+  /** Sends a request; no reply within `timeoutMs` (default: the connection's; 0: none) fails it with ERR_TIMEOUT. */
   async request(
     command: number,
     flags: number,
@@ -112,10 +129,15 @@ export class NbdConnection {
     length: number,
     payload?: Uint8Array,
     target?: Uint8Array,
+    timeoutMs = this.#timeoutMs,
   ): Promise<StatusDescriptor[] | undefined> {
     if (this.#failure) throw this.#failure;
+    const expired = () => timeoutError(this.#target, command, offset, length, timeoutMs);
     if (this.#pending.size >= this.#maxInFlight) {
-      await new Promise<void>((go, fail) => this.#waiting.push({ go, fail }));
+      // The wait for a slot counts against the deadline too.
+      const started = performance.now();
+      await this.#slot(timeoutMs, expired);
+      if (timeoutMs > 0) timeoutMs = Math.max(1, timeoutMs - Math.round(performance.now() - started));
     }
     if (this.#failure) throw this.#failure;
     const cookie = this.#nextCookie;
@@ -134,12 +156,9 @@ export class NbdConnection {
         resolve,
         reject,
       };
-      if (this.#timeoutMs > 0) {
+      if (timeoutMs > 0) {
         pending.timer = setTimeout(() => {
-          const error = new R3mapError(
-            "ERR_TIMEOUT",
-            `${this.#target}: no reply to command ${command} at ${offset}+${length} within ${this.#timeoutMs} ms`,
-          );
+          const error = expired();
           // Its data is arriving and the socket may already be told to put the
           // next bytes into the caller's buffer: only ending the connection
           // guarantees nothing lands there after we gave up.
@@ -148,7 +167,7 @@ export class NbdConnection {
           pending.abandoned = true;
           pending.target = undefined;
           reject(error);
-        }, this.#timeoutMs);
+        }, timeoutMs);
       }
       this.#pending.set(cookie, pending);
       const header = Buffer.allocUnsafe(28);
@@ -159,6 +178,31 @@ export class NbdConnection {
         this.#stream.write(payload);
         this.#stream.uncork();
       } else this.#stream.write(header);
+    });
+  }
+
+  /** Resolves when fewer than `maxInFlight` requests are pending; rejects with `expired()` after `timeoutMs` (0: never). */
+  #slot(timeoutMs: number, expired: () => Error): Promise<void> {
+    return new Promise<void>((go, fail) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiter = {
+        go: () => {
+          clearTimeout(timer);
+          go();
+        },
+        fail: (error: Error) => {
+          clearTimeout(timer);
+          fail(error);
+        },
+      };
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => {
+          const at = this.#waiting.indexOf(waiter);
+          if (at >= 0) this.#waiting.splice(at, 1);
+          fail(expired());
+        }, timeoutMs);
+      }
+      this.#waiting.push(waiter);
     });
   }
 

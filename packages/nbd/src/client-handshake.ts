@@ -61,8 +61,12 @@ const MAX_OPTION_REPLY = 16 * 1024 * 1024;
  * Opens the socket (TCP or UNIX) within the connect deadline. Without TLS it
  * is read through a SocketInput (TLS needs node's own reads of the socket).
  */
-export function dial(o: ResolvedClientOptions): Promise<Dialed> {
+export function dial(o: ResolvedClientOptions, signal?: AbortSignal): Promise<Dialed> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abandoned(o));
+      return;
+    }
     // Node asks for the first read's buffer while connecting, before the reader exists; the greeting fits.
     const input = o.tls
       ? undefined
@@ -89,13 +93,21 @@ export function dial(o: ResolvedClientOptions): Promise<Dialed> {
         ),
       );
     }, o.connectTimeoutMs);
+    const onAbort = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(abandoned(o));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     socket.once("connect", () => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
       socket.off("error", onError);
       resolve({ socket, reader, input });
     });
     const onError = (error: Error) => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
       const wrapped = fromSystemError(error, `cannot connect to ${describeTarget(o)}`);
       reject(
         wrapped.code === "ERR_IO" || wrapped.code === "ERR_PERMISSION"
@@ -182,9 +194,9 @@ async function greet(
   return { fixed, noZeroes };
 }
 
-/** Connects and negotiates up to the transmission phase. */
-export async function clientHandshake(o: ResolvedClientOptions): Promise<Negotiated> {
-  const dialed = await dial(o);
+/** Connects and negotiates up to the transmission phase; `signal` abandons it (the client closed). */
+export async function clientHandshake(o: ResolvedClientOptions, signal?: AbortSignal): Promise<Negotiated> {
+  const dialed = await dial(o, signal);
   const { socket } = dialed;
   const target = describeTarget(o);
   const timer = setTimeout(
@@ -194,6 +206,8 @@ export async function clientHandshake(o: ResolvedClientOptions): Promise<Negotia
       ),
     o.connectTimeoutMs,
   );
+  const onAbort = () => socket.destroy(abandoned(o));
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     return await negotiate(dialed, o, target);
   } catch (error) {
@@ -201,7 +215,16 @@ export async function clientHandshake(o: ResolvedClientOptions): Promise<Negotia
     throw error;
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/** A connection given up because the client closed. */
+function abandoned(o: ResolvedClientOptions): R3mapError {
+  return new R3mapError(
+    "ERR_CLOSED",
+    `the connection to ${describeTarget(o)} was abandoned: the client closed`,
+  );
 }
 
 async function negotiate(dialed: Dialed, o: ResolvedClientOptions, target: string): Promise<Negotiated> {

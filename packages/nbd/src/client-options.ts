@@ -14,7 +14,11 @@ export interface NbdClientOptions {
   tls?: boolean | tls.ConnectionOptions;
   /** Connections to open when the server allows multi-conn (NBD_FLAG_CAN_MULTI_CONN). Default 1. */
   connections?: number;
-  /** Per-request deadline in ms; 0 disables. Default 30 000. */
+  /**
+   * Deadline of a request in ms, from the call to its answer: waits for a
+   * reconnect and retries on a new connection included (a request that
+   * reaches it fails with ERR_TIMEOUT). 0 disables. Default 30 000.
+   */
   timeoutMs?: number;
   /** Deadline for connecting and negotiating, in ms. Default 10 000. */
   connectTimeoutMs?: number;

@@ -1,6 +1,13 @@
 import type * as net from "node:net";
-import { type Backend, checkRange, type Extent, type NbdHandOff, R3mapError } from "@r3map/core";
-import { NbdConnection, type StatusDescriptor } from "./client-connection.js";
+import {
+  type Backend,
+  checkRange,
+  type Extent,
+  isR3mapError,
+  type NbdHandOff,
+  R3mapError,
+} from "@r3map/core";
+import { NbdConnection, type StatusDescriptor, timeoutError } from "./client-connection.js";
 import { clientHandshake, type ExportInfo, listExports } from "./client-handshake.js";
 import {
   describeTarget,
@@ -8,6 +15,7 @@ import {
   type ResolvedClientOptions,
   resolveClientOptions,
 } from "./client-options.js";
+import { Deadline } from "./deadline.js";
 import { CMD, DEFAULT_MAX_BLOCK, STATE_HOLE, STATE_ZERO, TF } from "./protocol.js";
 import { parseNbdUri } from "./uri.js";
 
@@ -35,6 +43,8 @@ export class NbdClient implements Backend {
   readonly #slots: Array<NbdConnection | undefined>;
   readonly #reconnecting = new Map<number, Promise<NbdConnection>>();
   readonly #piece: number;
+  /** Aborted on close: reconnects under way are abandoned. */
+  readonly #closed = new AbortController();
   #closing: Promise<void> | undefined;
 
   private constructor(first: NbdConnection, options: ResolvedClientOptions) {
@@ -79,8 +89,8 @@ export class NbdClient implements Backend {
     return client;
   }
 
-  static async #open(options: ResolvedClientOptions): Promise<NbdConnection> {
-    const negotiated = await clientHandshake(options);
+  static async #open(options: ResolvedClientOptions, signal?: AbortSignal): Promise<NbdConnection> {
+    const negotiated = await clientHandshake(options, signal);
     return new NbdConnection(negotiated, {
       target: describeTarget(options),
       timeoutMs: options.timeoutMs,
@@ -135,6 +145,7 @@ export class NbdClient implements Backend {
   /** Flushes (when writable), sends DISC on every connection and closes. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#closed.abort();
       const live = this.#slots.filter((slot): slot is NbdConnection => slot !== undefined && !slot.failure);
       if (!this.readOnly && this.info.flags & TF.SEND_FLUSH && live[0]) {
         await live[0].request(CMD.FLUSH, 0, 0, 0).catch(() => undefined);
@@ -209,7 +220,12 @@ export class NbdClient implements Backend {
     return extents;
   }
 
-  /** Sends one request, on the least-loaded live connection, retrying on a new connection when one is lost. */
+  /**
+   * Sends one request, on the least-loaded live connection, retrying on a new
+   * connection when one is lost — all within one deadline (`timeoutMs`), so
+   * a server that stops answering costs the caller that long, not a timeout
+   * per attempt.
+   */
   async #issue(
     command: number,
     flags: number,
@@ -219,15 +235,30 @@ export class NbdClient implements Backend {
     target?: Uint8Array,
   ): Promise<StatusDescriptor[] | undefined> {
     const { attempts, delayMs, maxDelayMs } = this.#options.retry;
+    const deadline = new Deadline(this.#options.timeoutMs, (cause) =>
+      timeoutError(this.#target, command, offset, length, this.#options.timeoutMs, cause),
+    );
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
       try {
-        const connection = await this.#pick();
-        return await connection.request(command, flags, offset, length, payload, target);
+        const connection = await deadline.race(this.#pick());
+        return await connection.request(
+          command,
+          flags,
+          offset,
+          length,
+          payload,
+          target,
+          deadline.remaining(),
+        );
       } catch (error) {
+        // The connection's timer ran out: say which deadline it was.
+        if (isR3mapError(error, "ERR_TIMEOUT")) throw deadline.expired(error);
         const retryable = error instanceof R3mapError && error.code === "ERR_REMOTE_UNREACHABLE";
         if (!retryable || attempt >= attempts || this.#closing) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(maxDelayMs, delayMs * 2 ** attempt)));
+        await deadline.race(
+          new Promise((resolve) => setTimeout(resolve, Math.min(maxDelayMs, delayMs * 2 ** attempt))),
+        );
       }
     }
   }
@@ -253,7 +284,7 @@ export class NbdClient implements Backend {
     if (existing) return existing;
     const attempt = (async () => {
       try {
-        const connection = await NbdClient.#open(this.#options);
+        const connection = await NbdClient.#open(this.#options, this.#closed.signal);
         if (connection.info.size !== this.size) {
           connection.destroy(new R3mapError("ERR_REMOTE_FAILED", "export size changed"));
           throw new R3mapError(

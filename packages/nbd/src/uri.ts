@@ -99,6 +99,12 @@ export function registerNbdSchemes(
   connect: (options: NbdClientOptions) => Promise<import("@r3map/core").Backend>,
 ): void {
   for (const scheme of ["nbd", "nbds", "nbd+unix", "nbds+unix"]) {
-    registerBackendScheme(scheme, (url) => connect(parseNbdUri(url)), { network: true });
+    // The mount's deadline, unless the URI sets its own (`timeout=`).
+    registerBackendScheme(
+      scheme,
+      (url, options) =>
+        connect({ ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}), ...parseNbdUri(url) }),
+      { network: true },
+    );
   }
 }

@@ -34,10 +34,19 @@ afterEach(async () => {
   }
 });
 
-/** Starts a server that negotiates honestly (structured replies when `structured`) and then runs `script`. */
-async function scripted(script: Script, structured = true): Promise<number> {
+/**
+ * Starts a server that negotiates honestly (structured replies when `structured`) and then runs `script`;
+ * connections after the first `greeted` ones are accepted and never answered (a server that hangs).
+ */
+async function scripted(
+  script: Script,
+  structured = true,
+  greeted = Number.POSITIVE_INFINITY,
+): Promise<number> {
+  let connections = 0;
   const server = net.createServer(async (socket) => {
     socket.on("error", () => {});
+    if (++connections > greeted) return;
     const reader = new ByteReader(socket);
     const greeting = Buffer.alloc(18);
     greeting.writeBigUInt64BE(NBD_MAGIC, 0);
@@ -200,6 +209,27 @@ describe("client against scripted servers", () => {
     await sleep(300);
     // The connection was ended, so the late bytes never reached the caller's buffer.
     expect(Buffer.compare(target, snapshot)).toBe(0);
+    await client.close();
+  });
+
+  it("fails a request within one deadline when its connection is lost and the reconnect hangs", async () => {
+    const port = await scripted(
+      async (socket, next) => {
+        await next();
+        socket.destroy(); // the connection is lost with the request on it
+      },
+      true,
+      1,
+    );
+    // A reconnect waits up to connectTimeoutMs (10 s) per attempt; the request's deadline is 500 ms.
+    const client = await connectNbd({ port, timeoutMs: 500, retry: { attempts: 3, delayMs: 10 } });
+    const started = performance.now();
+    const error = await client.readAt(new Uint8Array(4096), 0).catch((e: unknown) => e);
+    const elapsed = performance.now() - started;
+    expect(isR3mapError(error, "ERR_TIMEOUT"), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/within 500 ms/);
+    // Far below one connect timeout, let alone three.
+    expect(elapsed).toBeLessThan(5000);
     await client.close();
   });
 });

@@ -104,6 +104,22 @@ describe.skipIf(!have("nbdkit"))("our client ↔ nbdkit memory", () => {
     }
   });
 
+  it("takes its request deadline from openBackend's timeoutMs, unless the URI sets one", async () => {
+    const deadlineOf = async (uri: string, timeoutMs?: number) => {
+      const backend = (await openBackend(uri, timeoutMs ? { timeoutMs } : {})) as NbdClient;
+      try {
+        const handOff = await backend.handOffConnection();
+        handOff?.socket.destroy();
+        return handOff?.timeoutMs;
+      } finally {
+        await backend.close();
+      }
+    };
+    expect(await deadlineOf(`nbd+unix:///?socket=${socket}`)).toBe(30_000);
+    expect(await deadlineOf(`nbd+unix:///?socket=${socket}`, 1500)).toBe(1500);
+    expect(await deadlineOf(`nbd+unix:///?socket=${socket}&timeout=700`, 1500)).toBe(700);
+  });
+
   it("lists exports and reports an unknown one with a typed error", async () => {
     const exports = await listNbdExports({ port });
     expect(exports.length).toBeGreaterThanOrEqual(1);

@@ -109,10 +109,10 @@ export class Caller {
       );
   }
 
-  /** Deadline and signal for one attempt. */
-  callOptions(signal: AbortSignal | undefined): CallOptions {
+  /** Deadline and signal for one attempt (by default the whole `timeoutMs`). */
+  callOptions(signal: AbortSignal | undefined, timeoutMs = this.#timeoutMs): CallOptions {
     return {
-      ...(this.#timeoutMs > 0 ? { timeoutMs: this.#timeoutMs } : {}),
+      ...(timeoutMs > 0 ? { timeoutMs } : {}),
       ...(signal ? { signal } : {}),
     };
   }
@@ -125,12 +125,16 @@ export class Caller {
     send: (client: Client<S>, options: CallOptions) => Promise<T>,
     perCall: PerCallOptions = {},
   ): Promise<T> {
+    // One deadline for the call: each attempt gets what is left of it.
+    const deadline = this.#timeoutMs > 0 ? performance.now() + this.#timeoutMs : Number.POSITIVE_INFINITY;
+    const left = () =>
+      deadline === Number.POSITIVE_INFINITY ? 0 : Math.max(1, Math.ceil(deadline - performance.now()));
     const run = (async () => {
       this.assertOpen(what);
       for (let attempt = 0; ; attempt++) {
         try {
           return await this.#limiter.run(
-            () => this.pool.use(service, (client) => send(client, this.callOptions(perCall.signal))),
+            () => this.pool.use(service, (client) => send(client, this.callOptions(perCall.signal, left()))),
             perCall.signal,
           );
         } catch (caught) {
@@ -145,7 +149,8 @@ export class Caller {
             attempt >= this.#retries ||
             this.#closed ||
             perCall.signal?.aborted ||
-            !retryable(error, mode)
+            !retryable(error, mode) ||
+            performance.now() >= deadline
           ) {
             throw fromConnectError(error, what);
           }

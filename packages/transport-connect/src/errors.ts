@@ -27,6 +27,7 @@ const connectCodeByErrorCode: Record<ErrorCode, Code> = {
   ERR_NO_SPACE: Code.ResourceExhausted,
   ERR_IO: Code.Internal,
   ERR_BUSY: Code.FailedPrecondition,
+  ERR_DATA_LOST: Code.DataLoss,
 };
 
 /** Server side: the ConnectError a handler throws for anything a backend raised. */

@@ -81,7 +81,14 @@ export function clientOptionsFromUri(uri: string | URL): ConnectClientOptions {
 }
 
 for (const scheme of ["r3map+h2c", "r3map+https"]) {
-  registerBackendScheme(scheme, (url) => ConnectBackend.connect(clientOptionsFromUri(url)), {
-    network: true,
-  });
+  // The mount's deadline, unless the URI sets its own (`timeoutMs=`).
+  registerBackendScheme(
+    scheme,
+    (url, options) =>
+      ConnectBackend.connect({
+        ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+        ...clientOptionsFromUri(url),
+      }),
+    { network: true },
+  );
 }
