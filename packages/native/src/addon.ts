@@ -28,6 +28,7 @@ export interface NativeFuseOptions {
   mountPoint: string;
   fileName: string;
   fsName: string;
+  source: string;
   size: number;
   mode: number;
   readOnly: boolean;

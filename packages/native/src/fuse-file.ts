@@ -118,8 +118,14 @@ export interface FuseFileOptions extends FuseFileHandlers {
   mode?: number;
   /** Readahead of the mount in KiB (default 1024); 0 keeps the kernel's. */
   readAheadKb?: number;
-  /** Shown as the mount's source and type suffix (default "r3map"). */
+  /** Shown as the mount's type suffix (`fuse.r3map`) and, without `source`, its source (default "r3map"). */
   fsName?: string;
+  /**
+   * Shown as the mount's source in /proc/self/mountinfo (default: `fsName`):
+   * lets whoever finds the mount later tell whose it is (a mount's owner
+   * process, so that a stale mount can be recognised).
+   */
+  source?: string;
   /** Answer a request whose handler has not settled after this long with ETIMEDOUT (default: wait). */
   requestTimeoutMs?: number;
   /** Unmounts when aborted. */
@@ -210,6 +216,7 @@ export class FuseFile {
       mountPoint,
       fileName,
       fsName: options.fsName ?? "r3map",
+      source: options.source ?? options.fsName ?? "r3map",
       size: options.size,
       mode: options.mode ?? 0o600,
       readOnly,

@@ -174,6 +174,7 @@ class Server : public Napi::ObjectWrap<Server> {
     threads_ = std::clamp<uint32_t>(o.Get("threads").As<Napi::Number>().Uint32Value(), 1, 16);
     readAheadKb_ = o.Get("readAheadKb").As<Napi::Number>().Uint32Value();
     fsName_ = o.Get("fsName").As<Napi::String>().Utf8Value();
+    source_ = o.Get("source").As<Napi::String>().Utf8Value();
 
     Napi::Value local = o.Get("local");
     if (local.IsObject()) {
@@ -221,7 +222,9 @@ class Server : public Napi::ObjectWrap<Server> {
           [this](uint32_t channel, uint64_t unique, uint64_t offset, uint32_t length) {
             forwardedReads_.fetch_add(1, std::memory_order_relaxed);
             Forward(channel, Kind::kRead, unique, offset, length, nullptr);
-          });
+          },
+          // The server went silent for the whole deadline: EIO now, not a second wait in JavaScript.
+          [this](uint32_t channel, uint64_t unique) { SendStatus(channel, unique, EIO); });
     }
   }
 
@@ -694,7 +697,7 @@ class Server : public Napi::ObjectWrap<Server> {
     if (fd < 0) return ThreadResult::Fail(errno, "open /dev/fuse");
     std::string options = "fd=" + std::to_string(fd) + ",rootmode=40000,user_id=0,group_id=0,allow_other";
     std::string type = "fuse." + fsName_;
-    if (mount(fsName_.c_str(), mountPoint_.c_str(), type.c_str(), MS_NOSUID | MS_NODEV, options.c_str()) != 0) {
+    if (mount(source_.c_str(), mountPoint_.c_str(), type.c_str(), MS_NOSUID | MS_NODEV, options.c_str()) != 0) {
       int err = errno;
       close(fd);
       return ThreadResult::Fail(err, "mount " + mountPoint_);
@@ -952,7 +955,7 @@ class Server : public Napi::ObjectWrap<Server> {
     return info.Env().Undefined();
   }
 
-  std::string mountPoint_, fileName_, fsName_, device_;
+  std::string mountPoint_, fileName_, fsName_, source_, device_;
   uint64_t size_ = 0;
   uint32_t mode_ = 0600;
   bool readOnly_ = false, directIo_ = false, forwardFlush_ = false, forwardFsync_ = false;

@@ -86,13 +86,14 @@ void PutRequest(uint8_t* out, uint16_t type, uint64_t cookie, uint64_t offset, u
 }  // namespace
 
 NbdRemoteReader::NbdRemoteReader(int fd, uint32_t timeout_ms, uint32_t min_block, uint32_t max_block,
-                                 ReplyFn reply, FallbackFn fallback)
+                                 ReplyFn reply, FallbackFn fallback, ExpiredFn expired)
     : fd_(fd),
       timeout_ms_(timeout_ms == 0 ? 30000 : timeout_ms),
       min_block_(min_block == 0 ? 1 : min_block),
       max_block_(max_block),
       reply_(std::move(reply)),
-      fallback_(std::move(fallback)) {
+      fallback_(std::move(fallback)),
+      expired_(std::move(expired)) {
   fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
   receiver_ = std::thread([this] { Receive(); });
 }
@@ -120,6 +121,7 @@ bool NbdRemoteReader::Submit(uint32_t channel, uint64_t unique, uint64_t offset,
 void NbdRemoteReader::Receive() {
   std::vector<uint8_t> buffer;
   uint64_t quiet_since = NowMs();
+  bool silent = false;
   while (!stopping_.load(std::memory_order_acquire) && !dead_.load(std::memory_order_acquire)) {
     pollfd p{fd_, POLLIN, 0};
     int ready = poll(&p, 1, kPollSliceMs);
@@ -129,14 +131,15 @@ void NbdRemoteReader::Receive() {
       if (pending_.empty()) {
         quiet_since = NowMs();
       } else if (NowMs() - quiet_since > timeout_ms_) {
-        break;  // the server stopped answering
+        silent = true;  // the server stopped answering
+        break;
       }
       continue;
     }
     if (!ReceiveOne(&buffer)) break;
     quiet_since = NowMs();
   }
-  Fail();
+  Fail(silent);
 }
 
 bool NbdRemoteReader::ReceiveOne(std::vector<uint8_t>* buffer) {
@@ -175,14 +178,20 @@ bool NbdRemoteReader::ReceiveOne(std::vector<uint8_t>* buffer) {
   return true;
 }
 
-void NbdRemoteReader::Fail() {
+void NbdRemoteReader::Fail(bool silent) {
   std::unordered_map<uint64_t, Pending> waiting;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     dead_.store(true, std::memory_order_release);
     waiting.swap(pending_);
   }
-  for (const auto& [cookie, read] : waiting) fallback_(read.channel, read.unique, read.offset, read.length);
+  for (const auto& [cookie, read] : waiting) {
+    if (silent && expired_) {
+      expired_(read.channel, read.unique);
+    } else {
+      fallback_(read.channel, read.unique, read.offset, read.length);
+    }
+  }
 }
 
 void NbdRemoteReader::Stop() {

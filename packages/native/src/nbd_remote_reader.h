@@ -5,11 +5,14 @@
 // nor the engine's thread is on the way: a direct miss costs the round trip
 // and two thread wake-ups, not the four hops through the event loop.
 //
-// Any failure of the connection (closed, reset, a malformed or unknown reply,
-// no answer within the timeout) hands every read still waiting to the
-// fallback — JavaScript, which has its own connection, retries and timeouts
-// — and the reader takes no more reads. An NBD error for one read hands just
-// that read over, so its errno is decided where all errors are.
+// Any failure of the connection (closed, reset, a malformed or unknown reply)
+// hands every read still waiting to the fallback — JavaScript, which has its
+// own connection, retries and timeouts — and the reader takes no more reads.
+// No answer within the timeout does the same, unless the owner gave an
+// `expired` handler: then the waiting reads fail there (a FUSE read gets
+// EIO), since the fallback would ask the same silent server and wait a second
+// timeout. An NBD error for one read hands just that read over, so its errno
+// is decided where all errors are.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -25,12 +28,13 @@ class NbdRemoteReader {
  public:
   using ReplyFn = std::function<void(uint32_t channel, uint64_t unique, const uint8_t* data, uint32_t length)>;
   using FallbackFn = std::function<void(uint32_t channel, uint64_t unique, uint64_t offset, uint32_t length)>;
+  using ExpiredFn = std::function<void(uint32_t channel, uint64_t unique)>;
 
   // Takes `fd` over (a connected socket in the transmission phase); reads
   // must be multiples of `min_block` in offset and length and at most
   // `max_block` long, or they are not taken.
   NbdRemoteReader(int fd, uint32_t timeout_ms, uint32_t min_block, uint32_t max_block, ReplyFn reply,
-                  FallbackFn fallback);
+                  FallbackFn fallback, ExpiredFn expired = nullptr);
   ~NbdRemoteReader();
   NbdRemoteReader(const NbdRemoteReader&) = delete;
   NbdRemoteReader& operator=(const NbdRemoteReader&) = delete;
@@ -56,8 +60,9 @@ class NbdRemoteReader {
 
   void Receive();
   bool ReceiveOne(std::vector<uint8_t>* buffer);
-  // Marks the connection dead and hands every waiting read to the fallback.
-  void Fail();
+  // Marks the connection dead and hands every waiting read to the fallback
+  // (to `expired_`, when the server went silent and there is one).
+  void Fail(bool silent);
 
   int fd_;
   const uint32_t timeout_ms_;
@@ -65,6 +70,7 @@ class NbdRemoteReader {
   const uint32_t max_block_;
   const ReplyFn reply_;
   const FallbackFn fallback_;
+  const ExpiredFn expired_;
   std::mutex mutex_;  // pending_, next_cookie_, and the socket's send side
   std::unordered_map<uint64_t, Pending> pending_;
   uint64_t next_cookie_ = 1;
