@@ -278,6 +278,16 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     if (pusher) for (const chunk of chunks) pusher.markDirty(chunk);
   }
 
+  /**
+   * Writes are refused: the remote is read-only and writes would reach it (a
+   * direct mount, or a managed one that pushes). A managed mount that keeps
+   * its writes local takes them whatever the remote is.
+   */
+  get readOnly(): boolean {
+    const pushes = this.pipeline === undefined || this.pipeline.pusher !== undefined;
+    return pushes && (this.remote.readOnly ?? false);
+  }
+
   /** Starts recording every chunk written from now on, whichever way the write arrives. */
   trackWrites(): void {
     // Writes made before now are handed on untracked.

@@ -50,7 +50,7 @@ export class FileDevice implements Device {
     const owned = options.mountPoint ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), "r3map-mount-"));
     const mountPoint = options.mountPoint ?? owned!;
     const native = engine.nativeCache();
-    const readOnly = options.readOnly ?? engine.remote.readOnly ?? false;
+    const readOnly = options.readOnly ?? engine.readOnly;
     // Over NBD the FUSE threads read what is not local from the server themselves: always for a direct
     // mount; for a managed one only small misses, only while its pull runs (it then fetches those chunks
     // next, so the cache still fills) and only where native code knows what is local.

@@ -29,7 +29,7 @@ export class PathDevice implements Device {
     try {
       const loop = await LoopDevice.attach(file.path, {
         directIo: options.directIo ?? true,
-        readOnly: options.readOnly ?? engine.remote.readOnly ?? false,
+        readOnly: options.readOnly ?? engine.readOnly,
       });
       return new PathDevice(file, loop);
     } catch (error) {

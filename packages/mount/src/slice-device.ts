@@ -48,8 +48,8 @@ export class SliceDevice implements Device {
         this.#landed.push(chunk);
       });
     }
-    // Writes to the memory are seen by nobody: every push scans for them first.
-    if (engine.pipeline?.pusher) engine.addWriteSource(() => (this.#closed ? [] : region.scanDirtyChunks()));
+    // Writes to the memory are seen by nobody: every push, and a migration's tracking, scan for them first.
+    engine.addWriteSource(() => (this.#closed ? [] : region.scanDirtyChunks()));
   }
 
   /** The device over `region`, whose memfd is `engine`'s cache. */
@@ -150,7 +150,8 @@ export function sliceDevice(): DeviceBuilder {
         cacheInMemfd: true,
         presence,
         inFlight,
-        dirtyTracking: description.managed?.push !== false,
+        // Also without pushes: a migration tracks the memory's writes the same way.
+        dirtyTracking: true,
         onMiss: (chunk) => engine().fetchForReader(chunk),
         onLanded: (chunk) => engine().landedNatively(chunk),
       });
