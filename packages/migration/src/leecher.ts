@@ -71,7 +71,6 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
   readonly #client: SeederClient;
   readonly #attached = new AbortController();
   readonly #hooks: LeecherHooks;
-  readonly #seederChunkSize: number;
   #phase: LeecherPhase = "pre-copy";
   #finalizing: Promise<Finalized> | undefined;
   #releasing: Promise<MountCore> | undefined;
@@ -79,11 +78,10 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
   /** Why the seeder's attachment ended, if it did before the migration did. */
   #detached: unknown;
 
-  private constructor(core: MountCore, client: SeederClient, seederChunkSize: number, hooks: LeecherHooks) {
+  private constructor(core: MountCore, client: SeederClient, hooks: LeecherHooks) {
     super();
     this.core = core;
     this.#client = client;
-    this.#seederChunkSize = seederChunkSize;
     this.#hooks = hooks;
     core.engine.on("progress", (progress) => this.emit("progress", progress));
     core.engine.on("error", (error) => this.emit("error", error));
@@ -119,7 +117,7 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
       core = await MountCore.open(options.as, description, options.device ?? {});
       // Nothing is read here until the data is final.
       await core.setAccess("locked");
-      return new Leecher(core, client, track.chunkSize, options.hooks ?? {});
+      return new Leecher(core, client, options.hooks ?? {});
     } catch (error) {
       await core?.close().catch(() => {});
       // The seeder stops tracking once it sees this leecher gone (its attachment never started).

@@ -101,7 +101,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
         collectWrites: { take: () => this.#takeWrites(), pending: () => this.#written?.cardinality() ?? 0 },
         pull: pullOptions(managed),
-        ...(managed.pull && managed.pull.untilFinalized ? { awaitFinalize: true } : {}),
+        ...(managed.pull !== false && managed.pull?.untilFinalized ? { awaitFinalize: true } : {}),
         push: pushOptions(managed),
       });
       this.pipeline.on("progress", (progress) => this.emit("progress", progress));
