@@ -15,3 +15,4 @@ export {
   type SeederOptions,
   type SeederPhase,
 } from "./seeder.js";
+export { type Leech, Migrator } from "./migrator.js";

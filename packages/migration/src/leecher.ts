@@ -32,6 +32,12 @@ export interface LeecherOptions {
   pullWorkers?: number;
   /** Bearer token for the seeder (or `?token=` in its URI). */
   token?: string;
+  /**
+   * The seeder's data plane as reachable from here (`nbd://host:port/seed`),
+   * when the address the seeder reports is not (a proxy, NAT). Default: the
+   * seeder's host with the port it reports.
+   */
+  data?: string;
   /** Options of the file and path devices (mount point, file name). */
   device?: DeviceOptions;
   hooks?: LeecherHooks;
@@ -104,7 +110,7 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
       // Tracking begins before the first chunk is pulled: every write after this reaches the last round.
       const track = await client.migration.track();
       const description: MountDescription = {
-        remote: dataUri(seederUri, track),
+        remote: options.data ?? dataUri(seederUri, track),
         schemes: ["@r3map/nbd", "@r3map/transport-connect"],
         chunkSize: options.chunkSize ?? track.chunkSize,
         managed: {
