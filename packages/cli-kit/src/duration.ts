@@ -51,7 +51,7 @@ export function parseDurationValue(text: string, name: string, limits: DurationL
 /** `3s`, `4m05s`, `2h01m`, `3d04h` — short, for progress lines and messages. */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "?";
-  if (seconds < 10) return `${Number(seconds.toFixed(seconds < 1 ? 3 : 1))}s`;
+  if (seconds < 10) return `${Number(seconds.toFixed(1))}s`;
   const s = Math.round(seconds);
   const pad = (n: number) => String(n).padStart(2, "0");
   if (s < 60) return `${s}s`;

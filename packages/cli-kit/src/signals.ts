@@ -56,13 +56,20 @@ export function closeOnSignals(
   };
 }
 
+/** The parent at start-up: one that exits before `watchParent` is called still counts. */
+const startingParent = process.ppid;
+
 /**
  * Calls `onGone` once when the process that started this one exits (its
  * parent changes: Node has no PR_SET_PDEATHSIG), checking every `intervalMs`.
  * The check does not keep the process alive.
  */
 export function watchParent(onGone: () => void, intervalMs = 500): () => void {
-  const parent = process.ppid;
+  const parent = startingParent;
+  if (process.ppid !== parent) {
+    const soon = setImmediate(onGone);
+    return () => clearImmediate(soon);
+  }
   const timer = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(timer);
