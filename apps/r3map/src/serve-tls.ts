@@ -19,11 +19,13 @@ export interface ServerTls {
   ca: Buffer | undefined;
 }
 
+/** A certificate file the user named; one that cannot be read is a usage error. */
 function read(path: string, option: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
-    throw fromSystemError(error, `${option}: cannot read ${path}`);
+    const system = fromSystemError(error, `${option}: cannot read ${path}`);
+    throw new R3mapError("ERR_INVALID_ARGUMENT", system.message, { cause: error });
   }
 }
 

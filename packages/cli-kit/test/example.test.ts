@@ -1,6 +1,6 @@
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { Running, run } from "./helpers.js";
+import { Running, run } from "../src/testing.js";
 
 const example = path.join(import.meta.dirname, "..", "examples", "hash.mjs");
 const hold = path.join(import.meta.dirname, "fixtures", "hold.mjs");

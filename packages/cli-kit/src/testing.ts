@@ -1,3 +1,7 @@
+/**
+ * @r3map/cli-kit/testing: run a CLI as a test does — the real binary, its
+ * output collected, lines waited for with a deadline, NDJSON events parsed.
+ */
 import { type ChildProcess, spawn } from "node:child_process";
 
 export interface Ran {
@@ -7,15 +11,23 @@ export interface Ran {
   stderr: string;
 }
 
-/** A child whose output is collected, with a way to wait for a line. */
+/** A child process whose output is collected, with a way to wait for what it prints. */
 export class Running {
   readonly child: ChildProcess;
   stdout = "";
   stderr = "";
   readonly exited: Promise<Ran>;
 
-  constructor(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env) {
-    this.child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
+  constructor(
+    command: string,
+    args: readonly string[],
+    options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  ) {
+    this.child = spawn(command, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: options.env ?? process.env,
+      ...(options.cwd ? { cwd: options.cwd } : {}),
+    });
     this.child.stdout!.on("data", (data: Buffer) => {
       this.stdout += data;
     });
@@ -47,8 +59,19 @@ export class Running {
       .filter((line) => line.trim() !== "")
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   }
+
+  /** SIGTERM (or `signal`), then how it ended. */
+  stop(signal: NodeJS.Signals = "SIGTERM"): Promise<Ran> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
 }
 
-export function run(command: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<Ran> {
-  return new Running(command, args, env).exited;
+/** Runs a command to its end. */
+export function run(
+  command: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<Ran> {
+  return new Running(command, args, options).exited;
 }
