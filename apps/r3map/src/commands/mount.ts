@@ -133,7 +133,7 @@ export async function mount(remote: string, options: MountCommandOptions, output
     `${remote} mounted ${mode} as ${options.as}: ${mounted.path} (${formatBytes(mounted.size)})`,
   );
   let pushedSaid = 0;
-  mounted.on("progress", (progress) => {
+  const report = (progress: Progress) => {
     last = progress;
     const local = Math.min(mounted.size, progress.chunksLocal * options.chunkSize);
     output.progress({ label: "local", done: local, total: mounted.size, fields: { ...progress } });
@@ -143,7 +143,11 @@ export async function mount(remote: string, options: MountCommandOptions, output
         `pushed ${formatBytes(progress.bytesPushed)} so far, ${progress.dirtyChunks} chunk(s) dirty`,
       );
     }
-  });
+  };
+  mounted.on("progress", report);
+  // Reports made while the mount was opening had no listener yet (a fast pull may be over): start from now.
+  const current = await mounted.progress();
+  if (current && !last) report(current);
   mounted.on("error", (error) =>
     output.warning(`background: ${error instanceof Error ? error.message : String(error)}`, {
       code: (error as { code?: unknown }).code,
