@@ -36,7 +36,13 @@ describe("--json: NDJSON events", () => {
     expect(names[0]).toBe("warning");
     expect(events[0]!.message).toBe("--pull-workers 100000000 is more than the 64 chunks; 64 pull at once");
     expect(names[1]).toBe("start");
-    expect(events[1]).toMatchObject({ command: "mount", path, size: 16 * 1024 * 1024, as: "file", mode: "managed" });
+    expect(events[1]).toMatchObject({
+      command: "mount",
+      path,
+      size: 16 * 1024 * 1024,
+      as: "file",
+      mode: "managed",
+    });
     expect(names.at(-1)).toBe("done");
     expect(events.at(-1)).toMatchObject({ exitStatus: 0, path });
     expect(events.at(-1)!.bytesPushed).toBeGreaterThanOrEqual(4096);
@@ -63,7 +69,13 @@ describe("--json: NDJSON events", () => {
     const result = await server.stop("SIGINT");
     expect(result.status).toBe(0);
     expect(server.events()).toMatchObject([
-      { event: "start", command: "serve", size: 1024 * 1024, readOnly: false, nbd: expect.stringMatching(/^nbd:\/\//) },
+      {
+        event: "start",
+        command: "serve",
+        size: 1024 * 1024,
+        readOnly: false,
+        nbd: expect.stringMatching(/^nbd:\/\//),
+      },
       { event: "done", command: "serve", exitStatus: 0 },
     ]);
   });

@@ -10,7 +10,10 @@ export const cli = join(import.meta.dirname, "..", "dist", "cli.js");
 const started = new Set<Running>();
 
 /** Starts `r3map ARGS`. */
-export function r3map(args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Running {
+export function r3map(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Running {
   const running = new Running(process.execPath, [cli, ...args], options);
   started.add(running);
   void running.exited.then(() => started.delete(running));
@@ -48,7 +51,19 @@ export async function firstLine(running: Running): Promise<string> {
 export function makeCertificates(dir: string): void {
   const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
   const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  openssl("req", "-x509", ...key, "-days", "2", "-subj", "/CN=r3map test CA", "-keyout", "ca-key.pem", "-out", "ca-cert.pem");
+  openssl(
+    "req",
+    "-x509",
+    ...key,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=r3map test CA",
+    "-keyout",
+    "ca-key.pem",
+    "-out",
+    "ca-cert.pem",
+  );
   const usages = {
     server: "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
     client: "extendedKeyUsage=clientAuth\n",

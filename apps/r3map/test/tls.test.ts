@@ -40,7 +40,18 @@ afterAll(async () => {
 describe("serve --tls", () => {
   it("serves NBD with --tls=require: nbdcopy reads it over TLS (nbds://), a plain client is refused", async () => {
     const server = r3map(
-      ["serve", `file://${image}`, "--nbd", "127.0.0.1:0", "--tls=require", "--tls-cert", "server-cert.pem", "--tls-key", "server-key.pem", "--print-uri"],
+      [
+        "serve",
+        `file://${image}`,
+        "--nbd",
+        "127.0.0.1:0",
+        "--tls=require",
+        "--tls-cert",
+        "server-cert.pem",
+        "--tls-key",
+        "server-key.pem",
+        "--print-uri",
+      ],
       { cwd: work.dir },
     );
     const uri = await firstLine(server);
@@ -59,7 +70,19 @@ describe("serve --tls", () => {
 
   it("with --tls-ca, reads need a client certificate signed by that CA", async () => {
     const server = r3map(
-      ["serve", `file://${image}`, "--nbd", "127.0.0.1:0", "--tls-cert", "server-cert.pem", "--tls-key", "server-key.pem", "--tls-ca", "ca-cert.pem", "--print-uri"],
+      [
+        "serve",
+        `file://${image}`,
+        "--nbd",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "server-cert.pem",
+        "--tls-key",
+        "server-key.pem",
+        "--tls-ca",
+        "ca-cert.pem",
+        "--print-uri",
+      ],
       { cwd: work.dir },
     );
     const uri = await firstLine(server);
@@ -69,7 +92,10 @@ describe("serve --tls", () => {
     expect(sha256(withCert.bytes)).toBe(sha256(data));
     const onlyCa = scratch("r3map-cli-ca-");
     try {
-      writeFileSync(join(onlyCa.dir, "ca-cert.pem"), await import("node:fs").then((fs) => fs.readFileSync(join(work.dir, "ca-cert.pem"))));
+      writeFileSync(
+        join(onlyCa.dir, "ca-cert.pem"),
+        await import("node:fs").then((fs) => fs.readFileSync(join(work.dir, "ca-cert.pem"))),
+      );
       const without = await copy(`${uri}?tls-certificates=${onlyCa.dir}`);
       expect(without.status).not.toBe(0);
     } finally {
@@ -80,15 +106,37 @@ describe("serve --tls", () => {
 
   it("serves Connect over TLS with client certificates; r3map info reaches it with them", async () => {
     const server = r3map(
-      ["serve", `file://${image}`, "--connect", "127.0.0.1:0", "--tls-cert", "server-cert.pem", "--tls-key", "server-key.pem", "--tls-ca", "ca-cert.pem", "--read-only", "--print-uri"],
+      [
+        "serve",
+        `file://${image}`,
+        "--connect",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "server-cert.pem",
+        "--tls-key",
+        "server-key.pem",
+        "--tls-ca",
+        "ca-cert.pem",
+        "--read-only",
+        "--print-uri",
+      ],
       { cwd: work.dir },
     );
     const uri = await firstLine(server);
     expect(uri).toMatch(/^r3map\+https:\/\/127\.0\.0\.1:\d+$/);
-    const files = (names: string) => names.split(",").map((n) => `${n}=${join(work.dir, n === "ca" ? "ca-cert.pem" : `client-${n}.pem`)}`).join("&");
+    const files = (names: string) =>
+      names
+        .split(",")
+        .map((n) => `${n}=${join(work.dir, n === "ca" ? "ca-cert.pem" : `client-${n}.pem`)}`)
+        .join("&");
     const info = await run(process.execPath, [cli, "info", `${uri}?${files("ca,cert,key")}`, "--json"]);
     expect(info.status, info.stderr).toBe(0);
-    expect(JSON.parse(info.stdout)).toMatchObject({ event: "done", size: data.length, readOnly: true, transport: "r3map+https" });
+    expect(JSON.parse(info.stdout)).toMatchObject({
+      event: "done",
+      size: data.length,
+      readOnly: true,
+      transport: "r3map+https",
+    });
     const refused = await run(process.execPath, [cli, "info", `${uri}?${files("ca")}`]);
     expect(refused.status).not.toBe(0);
     expect(refused.stderr.trimEnd().split("\n")).toHaveLength(1);
