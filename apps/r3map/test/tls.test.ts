@@ -1,5 +1,6 @@
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "@r3map/cli-kit/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,20 +12,35 @@ const data = randomBytes(8 * 1024 * 1024);
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
 
 /** nbdcopy of a whole export to stdout. */
-async function copy(uri: string): Promise<{ status: number | null; bytes: Buffer; stderr: string }> {
-  const result = await new Promise<{ status: number | null; bytes: Buffer; stderr: string }>((resolve) => {
+function copy(uri: string): Promise<{ status: number | null; bytes: Buffer; stderr: string }> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let stderr = "";
-    import("node:child_process").then(({ spawn }) => {
-      const child = spawn("nbdcopy", [uri, "-"], { stdio: ["ignore", "pipe", "pipe"] });
-      child.stdout.on("data", (d: Buffer) => chunks.push(d));
-      child.stderr.on("data", (d: Buffer) => {
-        stderr += d;
-      });
-      child.once("close", (status) => resolve({ status, bytes: Buffer.concat(chunks), stderr }));
+    const child = spawn("nbdcopy", [uri, "-"], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.on("data", (d: Buffer) => chunks.push(d));
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d;
     });
+    child.once("close", (status) => resolve({ status, bytes: Buffer.concat(chunks), stderr }));
   });
-  return result;
+}
+
+/** `r3map serve` of the image with the test certificates (named as nbdkit names them); resolves with its URI. */
+async function serveImage(...options: string[]): Promise<{ uri: string; server: ReturnType<typeof r3map> }> {
+  const server = r3map(
+    [
+      "serve",
+      `file://${image}`,
+      "--tls-cert",
+      "server-cert.pem",
+      "--tls-key",
+      "server-key.pem",
+      "--print-uri",
+      ...options,
+    ],
+    { cwd: work.dir },
+  );
+  return { uri: await firstLine(server), server };
 }
 
 beforeAll(() => {
@@ -39,22 +55,7 @@ afterAll(async () => {
 
 describe("serve --tls", () => {
   it("serves NBD with --tls=require: nbdcopy reads it over TLS (nbds://), a plain client is refused", async () => {
-    const server = r3map(
-      [
-        "serve",
-        `file://${image}`,
-        "--nbd",
-        "127.0.0.1:0",
-        "--tls=require",
-        "--tls-cert",
-        "server-cert.pem",
-        "--tls-key",
-        "server-key.pem",
-        "--print-uri",
-      ],
-      { cwd: work.dir },
-    );
-    const uri = await firstLine(server);
+    const { uri, server } = await serveImage("--nbd", "127.0.0.1:0", "--tls=require");
     expect(uri).toMatch(/^nbds:\/\/127\.0\.0\.1:\d+\/default$/);
     const secure = await copy(`${uri}?tls-certificates=${work.dir}`);
     expect(secure.status, secure.stderr).toBe(0);
@@ -69,33 +70,14 @@ describe("serve --tls", () => {
   });
 
   it("with --tls-ca, reads need a client certificate signed by that CA", async () => {
-    const server = r3map(
-      [
-        "serve",
-        `file://${image}`,
-        "--nbd",
-        "127.0.0.1:0",
-        "--tls-cert",
-        "server-cert.pem",
-        "--tls-key",
-        "server-key.pem",
-        "--tls-ca",
-        "ca-cert.pem",
-        "--print-uri",
-      ],
-      { cwd: work.dir },
-    );
-    const uri = await firstLine(server);
+    const { uri, server } = await serveImage("--nbd", "127.0.0.1:0", "--tls-ca", "ca-cert.pem");
     // tls-certificates=DIR sends client-cert.pem/client-key.pem when the directory has them.
     const withCert = await copy(`${uri}?tls-certificates=${work.dir}`);
     expect(withCert.status, withCert.stderr).toBe(0);
     expect(sha256(withCert.bytes)).toBe(sha256(data));
     const onlyCa = scratch("r3map-cli-ca-");
     try {
-      writeFileSync(
-        join(onlyCa.dir, "ca-cert.pem"),
-        await import("node:fs").then((fs) => fs.readFileSync(join(work.dir, "ca-cert.pem"))),
-      );
+      copyFileSync(join(work.dir, "ca-cert.pem"), join(onlyCa.dir, "ca-cert.pem"));
       const without = await copy(`${uri}?tls-certificates=${onlyCa.dir}`);
       expect(without.status).not.toBe(0);
     } finally {
@@ -105,24 +87,13 @@ describe("serve --tls", () => {
   });
 
   it("serves Connect over TLS with client certificates; r3map info reaches it with them", async () => {
-    const server = r3map(
-      [
-        "serve",
-        `file://${image}`,
-        "--connect",
-        "127.0.0.1:0",
-        "--tls-cert",
-        "server-cert.pem",
-        "--tls-key",
-        "server-key.pem",
-        "--tls-ca",
-        "ca-cert.pem",
-        "--read-only",
-        "--print-uri",
-      ],
-      { cwd: work.dir },
+    const { uri, server } = await serveImage(
+      "--connect",
+      "127.0.0.1:0",
+      "--tls-ca",
+      "ca-cert.pem",
+      "--read-only",
     );
-    const uri = await firstLine(server);
     expect(uri).toMatch(/^r3map\+https:\/\/127\.0\.0\.1:\d+$/);
     const files = (names: string) =>
       names
