@@ -1,4 +1,4 @@
-export type { Backend, Extent } from "./backend.js";
+export type { Backend, Extent, NbdHandOff } from "./backend.js";
 export { memoryView, StorageBackend } from "./backend.js";
 export { DirectoryBackend, type DirectoryBackendOptions } from "./backends/directory.js";
 export { FileBackend, type FileBackendOptions, sizeOfOpenFile } from "./backends/file.js";
@@ -20,6 +20,13 @@ export {
 } from "./errors.js";
 export { type Progress, TypedEmitter } from "./events.js";
 export {
+  applyFilters,
+  type FilterDescription,
+  type FilterFactory,
+  registeredFilters,
+  registerFilter,
+} from "./filters.js";
+export {
   ManagedPipeline,
   type ManagedPipelineEvents,
   type ManagedPipelineOptions,
@@ -37,7 +44,7 @@ export {
   type PullPriority,
   type RetryPolicy,
 } from "./stages/puller.js";
-export { Pusher, type PusherOptions } from "./stages/pusher.js";
+export { Pusher, type PusherOptions, type WriteSource } from "./stages/pusher.js";
 export { Stage } from "./stages/stage.js";
 export { type ChunkOrigin, SyncedStage, type SyncedStageOptions } from "./stages/synced.js";
 export { TrackingStage } from "./stages/tracking.js";
@@ -62,9 +69,12 @@ export {
   openBackend,
   registerBackendScheme,
   registeredBackendSchemes,
+  type SchemeTraits,
+  schemeTraits,
   sizeParam,
 } from "./uri.js";
 export { type Deferred, deferred, delay } from "./util/abort.js";
 export { KeyedMutex } from "./util/keyed-mutex.js";
 export { lookupWithoutThreadpool } from "./util/lookup.js";
 export { ChunkPriorityQueue } from "./util/priority-queue.js";
+export { isAllZero } from "./util/zero.js";

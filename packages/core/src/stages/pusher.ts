@@ -3,6 +3,7 @@ import type { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
 import { delay } from "../util/abort.js";
+import { isAllZero } from "../util/zero.js";
 import { DEFAULT_RETRY, type RetryPolicy } from "./puller.js";
 
 export interface PusherOptions {
@@ -20,8 +21,22 @@ export interface PusherOptions {
    * (atomically) and pushes those chunks too.
    */
   written?: ChunkBitmap;
+  /**
+   * Chunks written where nobody calls `markDirty` (native code's bitmap, a
+   * slice's memory found by a dirty-page scan): taken at the start of every
+   * flush and pushed with the others.
+   */
+  collect?: WriteSource;
   /** A background (interval) push failed; the chunks stay dirty and are retried. */
   onError?: (error: unknown) => void;
+}
+
+/** Chunks written out of a stage's sight, handed over once each (see `PusherOptions.collect`). */
+export interface WriteSource {
+  /** The chunks written since the last call. */
+  take(): Iterable<number>;
+  /** How many are waiting to be taken, where the source can tell cheaply (for progress). */
+  pending?(): number;
 }
 
 /**
@@ -64,7 +79,9 @@ export class Pusher {
 
   /** Chunks changed and not yet pushed (in flight ones excluded). */
   get dirtyCount(): number {
-    return this.#dirty.size + (this.options.written?.cardinality() ?? 0);
+    return (
+      this.#dirty.size + (this.options.written?.cardinality() ?? 0) + (this.options.collect?.pending?.() ?? 0)
+    );
   }
 
   /** Starts the periodic push. */
@@ -89,6 +106,7 @@ export class Pusher {
    */
   async flush(): Promise<void> {
     this.options.written?.takeAll((chunk) => this.#dirty.add(chunk));
+    if (this.options.collect) for (const chunk of this.options.collect.take()) this.#dirty.add(chunk);
     const earlier = [...this.#flushes];
     const own = this.#pushAll([...this.#dirty]);
     this.#dirty.clear();
@@ -167,7 +185,10 @@ export class Pusher {
     const retry = this.options.retry ?? DEFAULT_RETRY;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.remote.writeAt(buffer, offset);
+        // A chunk of zeros (a trimmed one, say) goes as write-zeroes where the remote can: nothing to send.
+        if (this.remote.writeZeroes && isAllZero(buffer))
+          await this.remote.writeZeroes(offset, buffer.length);
+        else await this.remote.writeAt(buffer, offset);
         break;
       } catch (error) {
         if (attempt >= retry.attempts) throw error;
