@@ -17,7 +17,7 @@ infoCommand(program);
 demoCommand(program);
 program.addHelpText(
   "after",
-  "\nExit status: 0 done; 1 failure (I/O, or a bug: rerun with --debug); 2 bad usage; 3 remote unreachable or too slow;\n4 remote error; 5 not possible here (privilege, kernel feature, read-only); 6 no space; 128+N forced exit by signal N.",
+  "\nExit status: 0 done; 1 failure (I/O, or a bug: rerun with --debug); 2 bad usage; 3 remote unreachable or too slow;\n4 remote error; 5 not possible here (privilege, kernel feature, read-only); 6 no space; 7 busy;\n128+N forced exit by signal N.",
 );
 addExamples(program, [
   { what: "Print the version", line: "r3map --version" },

@@ -1,16 +1,16 @@
-import { type Backend, type Extent, R3mapError, Stage } from "@r3map/core";
+import { type Backend, R3mapError, Stage } from "@r3map/core";
 
 /**
  * A backend served read-only (`serve --read-only`): writes are refused with
- * ERR_READ_ONLY before they reach it, and it says `readOnly` so that NBD and
- * Connect advertise it. Reads, block status and sync pass through.
+ * ERR_READ_ONLY before they reach it, trim and write-zeroes are not offered,
+ * and it says `readOnly` so that NBD and Connect advertise it. Reads, block
+ * status and sync pass through.
  */
 export class ReadOnlyBackend extends Stage {
-  readonly blockStatus: ((offset: number, length: number) => Promise<Extent[]>) | undefined;
-
   constructor(inner: Backend) {
     super(inner);
-    this.blockStatus = inner.blockStatus?.bind(inner);
+    this.trim = undefined;
+    this.writeZeroes = undefined;
   }
 
   override get readOnly(): boolean {

@@ -21,6 +21,8 @@ export const ExitStatus = {
   UNABLE: 5,
   /** The local or remote store is full. */
   NO_SPACE: 6,
+  /** The resource is taken by someone else right now (a migration under way): try again later. */
+  BUSY: 7,
 } as const;
 
 /** The status each R3mapError code exits with. */
@@ -42,6 +44,7 @@ export const exitStatusByCode: Readonly<Record<ErrorCode, number>> = {
   ERR_IO: ExitStatus.FAILURE,
   ERR_CLOSED: ExitStatus.FAILURE,
   ERR_ABORTED: ExitStatus.FAILURE,
+  ERR_BUSY: ExitStatus.BUSY,
 };
 
 /** The exit status for an error: by its R3mapError code, as a usage error, or by its errno. */

@@ -17,6 +17,7 @@ describe("exit statuses", () => {
     ["ERR_READ_ONLY", ExitStatus.UNABLE],
     ["ERR_NO_SPACE", ExitStatus.NO_SPACE],
     ["ERR_IO", ExitStatus.FAILURE],
+    ["ERR_BUSY", ExitStatus.BUSY],
   ] as const)("%s exits with %d", (code, status) => {
     expect(exitStatusOf(new R3mapError(code, "x"))).toBe(status);
   });
