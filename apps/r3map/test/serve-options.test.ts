@@ -81,6 +81,7 @@ describe("serve's options", () => {
       transport: "nbd",
       exports: [{ name: "ro", description: "memory:?size=4MiB" }],
     });
+    expect(JSON.parse(info.stdout).features).not.toContain("trim");
     const write = await run("nbdcopy", ["--", "[", "nbdkit", "memory", "4M", "]", uri]);
     expect(write.status).not.toBe(0);
     expect(write.stderr).toContain("the destination is read-only");
