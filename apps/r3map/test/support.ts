@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Running } from "@r3map/cli-kit/testing";
@@ -49,42 +49,22 @@ export async function firstLine(running: Running): Promise<string> {
  * server-cert.pem, server-key.pem, client-cert.pem, client-key.pem).
  */
 export function makeCertificates(dir: string): void {
-  const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  openssl(
-    "req",
-    "-x509",
-    ...key,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=r3map test CA",
-    "-keyout",
-    "ca-key.pem",
-    "-out",
-    "ca-cert.pem",
-  );
-  const usages = {
-    server: "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    client: "extendedKeyUsage=clientAuth\n",
+  const openssl = (command: string, ...extra: string[]) =>
+    execFileSync("openssl", [...command.split(" "), ...extra], { cwd: dir, stdio: "pipe" });
+  const key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2";
+  openssl(`req -x509 ${key} -subj /CN=r3map-test-CA -keyout ca-key.pem -out ca-cert.pem`);
+  const extensions = {
+    server: ["subjectAltName=DNS:localhost,IP:127.0.0.1", "extendedKeyUsage=serverAuth"],
+    client: ["extendedKeyUsage=clientAuth"],
   };
-  for (const [who, extensions] of Object.entries(usages)) {
-    openssl("req", ...key, "-subj", `/CN=${who}`, "-keyout", `${who}-key.pem`, "-out", `${who}.csr`);
-    writeFileSync(join(dir, `${who}.ext`), extensions);
+  for (const [who, wanted] of Object.entries(extensions)) {
+    // `req -x509 -CA` issues a certificate signed by the CA in one step (OpenSSL 3).
+    const added = ["basicConstraints=critical,CA:FALSE", ...wanted].flatMap((e) => ["-addext", e]);
     openssl(
-      "x509",
-      "-req",
-      "-in",
-      `${who}.csr`,
-      "-CA",
-      "ca-cert.pem",
-      "-CAkey",
-      "ca-key.pem",
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-extfile",
-      `${who}.ext`,
+      `req -x509 ${key} -subj /CN=${who} -CA ca-cert.pem -CAkey ca-key.pem`,
+      ...added,
+      "-keyout",
+      `${who}-key.pem`,
       "-out",
       `${who}-cert.pem`,
     );
