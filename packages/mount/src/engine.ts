@@ -101,6 +101,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
         collectWrites: { take: () => this.#takeWrites(), pending: () => this.#written?.cardinality() ?? 0 },
         pull: pullOptions(managed),
+        ...(managed.pull && managed.pull.untilFinalized ? { awaitFinalize: true } : {}),
         push: pushOptions(managed),
       });
       this.pipeline.on("progress", (progress) => this.emit("progress", progress));
@@ -245,6 +246,20 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     for (const source of this.#writeSources) for (const chunk of source()) chunks.push(chunk);
     this.#tracking.recordChunks(chunks);
     return chunks;
+  }
+
+  /**
+   * A migration's last round (a pull `untilFinalized`): `changed` chunks —
+   * changed on the remote since the pull began — are marked remote and
+   * pulled first, then the pull finishes.
+   */
+  finalizePull(changed: readonly number[]): void {
+    this.#managed().finalize(changed);
+  }
+
+  /** Resolves once every chunk is local (a managed mount that pulls). */
+  pulled(): Promise<void> {
+    return this.#managed().pulled();
   }
 
   /** The chunks present in a managed mount's cache (none for a direct one). */

@@ -101,13 +101,12 @@ export class MountCore {
 
   /**
    * Opens a locked mount after `changed` chunks changed on the remote (a
-   * migration's dirty chunks): they are marked remote and the kernel's
-   * copies dropped, then every held request goes on. The drop may wait for
-   * a held read of one of those pages, which opening releases, so the two
-   * overlap.
+   * migration's dirty chunks, already marked remote in the engine): the
+   * kernel's copies are dropped, then every held request goes on. The drop
+   * may wait for a held read of one of those pages, which opening releases,
+   * so the two overlap.
    */
   async unlock(changed: readonly number[]): Promise<void> {
-    this.engine.markRemote(changed);
     const dropping = this.device.invalidate(changed);
     await this.setAccess("open");
     await dropping;
