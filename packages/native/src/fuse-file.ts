@@ -132,6 +132,11 @@ export interface FuseFileOptions extends FuseFileHandlers {
   signal?: AbortSignal;
 }
 
+/** What a FuseFile's native threads answer themselves (see `FuseFile.setAccess`). */
+export type FuseAccess = "serve" | "forward-writes" | "forward-all";
+
+const FUSE_ACCESS: Record<FuseAccess, number> = { serve: 0, "forward-writes": 1, "forward-all": 2 };
+
 export interface FuseFileStats {
   /** READs answered natively from the local cache. */
   nativeReads: number;
@@ -276,6 +281,18 @@ export class FuseFile {
   stats(): FuseFileStats {
     const { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads } = this.#native.stats();
     return { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads };
+  }
+
+  /**
+   * What the request threads answer themselves: `"serve"` (default) all they
+   * can; `"forward-writes"` reads only — every WRITE reaches `onWrite`;
+   * `"forward-all"` nothing — every READ and WRITE reaches the handlers,
+   * which may hold them (pages the kernel cached are still served by the
+   * kernel: `invalidate` them). Takes effect for requests that arrive after.
+   */
+  setAccess(access: FuseAccess): void {
+    if (this.#closing) return;
+    this.#native.setAccess(FUSE_ACCESS[access]);
   }
 
   /**

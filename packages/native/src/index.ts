@@ -3,6 +3,7 @@
 export { chunksOfRanges, type DirtyRange } from "./dirty-ranges.js";
 export {
   backendHandlers,
+  type FuseAccess,
   FuseFile,
   type FuseFileHandlers,
   type FuseFileOptions,

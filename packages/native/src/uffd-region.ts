@@ -337,6 +337,17 @@ export class UffdRegion {
     callNative(() => this.#native.evict(chunk));
   }
 
+  /**
+   * Gated, every fault goes to `onMiss` — present chunk or not — and nothing
+   * is fetched natively, so JavaScript decides when a touching thread may go
+   * on (a migration's leecher holds faults until its data is final). Pages
+   * already mapped stay mapped: do not `mapPresent` while gated.
+   */
+  setGated(gated: boolean): void {
+    this.#assertOpen();
+    callNative(() => this.#native.setGated(gated));
+  }
+
   /** cacheInMemfd: writes a chunk's bytes into the memfd (the cache); set its presence bit afterwards. */
   store(chunk: number, bytes: Uint8Array): void {
     this.#assertOpen();
