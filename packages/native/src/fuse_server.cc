@@ -588,8 +588,10 @@ class Server : public Napi::ObjectWrap<Server> {
         // asking the server costs little even if the chunk is on its way. A
         // large read goes to JavaScript, which fetches and stores it once —
         // read here, it would be fetched a second time by the pull.
-        if (access < kForwardAll && remote_ && (!cache_.HasData() || count <= kSmallRemoteRead) &&
-            remote_->Submit(channel, unique, r->offset, count)) {
+        const bool toServer = access < kForwardAll && remote_ && (!cache_.HasData() || count <= kSmallRemoteRead);
+        // The server just let a whole timeout pass: fail at once (the kernel retries a page whose readahead failed).
+        if (toServer && remote_->RecentlySilent()) return Send(fd, unique, EIO, nullptr, 0);
+        if (toServer && remote_->Submit(channel, unique, r->offset, count)) {
           if (cache_.HasData()) Notify(Kind::kRemoteRead, r->offset, count);
           return;
         }

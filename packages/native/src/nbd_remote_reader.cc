@@ -178,7 +178,12 @@ bool NbdRemoteReader::ReceiveOne(std::vector<uint8_t>* buffer) {
   return true;
 }
 
+bool NbdRemoteReader::RecentlySilent() const {
+  return NowMs() < silent_until_ms_.load(std::memory_order_acquire);
+}
+
 void NbdRemoteReader::Fail(bool silent) {
+  if (silent) silent_until_ms_.store(NowMs() + timeout_ms_, std::memory_order_release);
   std::unordered_map<uint64_t, Pending> waiting;
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -50,6 +50,12 @@ class NbdRemoteReader {
 
   uint64_t served() const { return served_.load(std::memory_order_relaxed); }
 
+  // The server went silent less than a timeout ago (the reader gave up on
+  // it): a read that would have gone to it should fail at once, not wait a
+  // second timeout elsewhere — the kernel asks again for a page whose
+  // readahead failed.
+  bool RecentlySilent() const;
+
  private:
   struct Pending {
     uint32_t channel;
@@ -77,6 +83,7 @@ class NbdRemoteReader {
   std::atomic<bool> dead_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> served_{0};
+  std::atomic<uint64_t> silent_until_ms_{0};
   std::once_flag stop_once_;
   std::thread receiver_;
 };

@@ -45,6 +45,13 @@ export class NbdClient implements Backend {
   readonly #piece: number;
   /** Aborted on close: reconnects under way are abandoned. */
   readonly #closed = new AbortController();
+  /**
+   * Until when requests fail at once: the server just let a request's whole
+   * deadline pass. A caller that asks again right away — the kernel retries
+   * a page whose readahead failed — then hears so at once instead of after a
+   * second deadline. The first request after it goes out as usual.
+   */
+  #silentUntil = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(first: NbdConnection, options: ResolvedClientOptions) {
@@ -238,11 +245,17 @@ export class NbdClient implements Backend {
     const deadline = new Deadline(this.#options.timeoutMs, (cause) =>
       timeoutError(this.#target, command, offset, length, this.#options.timeoutMs, cause),
     );
+    if (performance.now() < this.#silentUntil) {
+      throw new R3mapError(
+        "ERR_TIMEOUT",
+        `${this.#target} did not answer a request within ${this.#options.timeoutMs} ms just now; not waiting again so soon`,
+      );
+    }
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
       try {
         const connection = await deadline.race(this.#pick());
-        return await connection.request(
+        const reply = await connection.request(
           command,
           flags,
           offset,
@@ -251,9 +264,14 @@ export class NbdClient implements Backend {
           target,
           deadline.remaining(),
         );
+        this.#silentUntil = 0;
+        return reply;
       } catch (error) {
-        // The connection's timer ran out: say which deadline it was.
-        if (isR3mapError(error, "ERR_TIMEOUT")) throw deadline.expired(error);
+        if (isR3mapError(error, "ERR_TIMEOUT")) {
+          this.#silentUntil = performance.now() + this.#options.timeoutMs;
+          // The connection's timer ran out: say which deadline it was.
+          throw deadline.expired(error);
+        }
         const retryable = error instanceof R3mapError && error.code === "ERR_REMOTE_UNREACHABLE";
         if (!retryable || attempt >= attempts || this.#closing) throw error;
         await deadline.race(
