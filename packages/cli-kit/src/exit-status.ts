@@ -23,6 +23,10 @@ export const ExitStatus = {
   NO_SPACE: 6,
   /** The resource is taken by someone else right now (a migration under way): try again later. */
   BUSY: 7,
+  /** The remote could not take the changes: they were saved to a recovery file (`r3map recover FILE` pushes them). */
+  SAVED_FOR_RECOVERY: 8,
+  /** Changes acknowledged to their writers could neither be pushed nor saved: they are lost. */
+  DATA_LOST: 9,
 } as const;
 
 /** The status each R3mapError code exits with. */
@@ -45,6 +49,7 @@ export const exitStatusByCode: Readonly<Record<ErrorCode, number>> = {
   ERR_CLOSED: ExitStatus.FAILURE,
   ERR_ABORTED: ExitStatus.FAILURE,
   ERR_BUSY: ExitStatus.BUSY,
+  ERR_DATA_LOST: ExitStatus.DATA_LOST,
 };
 
 /** The exit status for an error: by its R3mapError code, as a usage error, or by its errno. */

@@ -9,6 +9,13 @@ export interface SignalHandlingOptions {
    * to save what the graceful close would have saved (synchronously).
    */
   onForced?: () => void;
+  /**
+   * What the second signal does instead of the immediate exit: `run` hurries
+   * the close under way, which then ends the process (a mount stops retrying
+   * its push and saves what is left); a third signal exits at once. `means`
+   * says what it does, in the line printed at the first signal.
+   */
+  second?: { means: string; run: (signal: NodeJS.Signals) => void };
 }
 
 export interface CloseControl {
@@ -32,10 +39,13 @@ export function closeOnSignals(
 ): CloseControl {
   const signals = options.signals ?? ["SIGINT", "SIGTERM"];
   let closing = false;
+  let hurried = false;
   const begin = (reason: string) => {
     if (closing) return;
     closing = true;
-    output.say(`${reason}: closing (a second signal exits at once)`);
+    output.say(
+      `${reason}: closing (${options.second ? `a second signal ${options.second.means}, a third exits at once` : "a second signal exits at once"})`,
+    );
     close().then(
       () => output.finish(0),
       (error: unknown) => output.finish(output.error(error, "close failed")),
@@ -43,6 +53,11 @@ export function closeOnSignals(
   };
   const onSignal = (signal: NodeJS.Signals) => {
     if (!closing) return begin(signal);
+    if (!hurried && options.second) {
+      hurried = true;
+      options.second.run(signal);
+      return;
+    }
     output.say(`${signal} again: exiting at once`);
     options.onForced?.();
     output.finish(128 + (constants.signals[signal] ?? 0));

@@ -65,9 +65,30 @@ export interface MountDescription {
   chunkSize?: number;
   /** Managed: a local cache in front of the remote, pulled and pushed in the background. Absent: direct. */
   managed?: ManagedDescription;
+  /**
+   * The longest a request to the remote may keep a caller waiting, in
+   * milliseconds (default 15 000): a read of a chunk that is not local, a
+   * fsync, one attempt of a close's final push. A remote that stops
+   * answering (a frozen server) fails them with EIO (`ERR_TIMEOUT`) after
+   * this long, retries and reconnects included. A timeout in the remote's URI
+   * (`?timeout=…`) wins for the remote's own requests.
+   */
+  timeoutMs?: number;
 }
 
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+export const DEFAULT_TIMEOUT_MS = 15_000;
+
+export function timeoutOf(description: MountDescription): number {
+  const timeoutMs = description.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      `timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`,
+    );
+  }
+  return timeoutMs;
+}
 
 export function chunkSizeOf(description: MountDescription): number {
   const chunkSize = description.chunkSize ?? DEFAULT_CHUNK_SIZE;

@@ -13,10 +13,11 @@ import {
   schemeTraits,
   TrackingStage,
   TypedEmitter,
+  writeRecoveryFile,
 } from "@r3map/core";
 import { keepBackendFromChildren, type Population, populateInBackground } from "@r3map/native";
 import { type Access, AccessGate } from "./access-gate.js";
-import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
+import { chunkSizeOf, type ManagedDescription, type MountDescription, timeoutOf } from "./description.js";
 import { importSchemePackages } from "./schemes.js";
 
 export interface MountEngineEvents {
@@ -61,6 +62,8 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   readonly backend: Backend;
   readonly pipeline: ManagedPipeline | undefined;
   readonly chunkSize: number;
+  /** The mount's request deadline (`MountDescription.timeoutMs`). */
+  readonly timeoutMs: number;
   readonly remote: Backend;
   /** A managed mount whose background pull runs. */
   readonly pulls: boolean;
@@ -79,6 +82,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     super();
     this.#description = description;
     this.chunkSize = chunkSizeOf(description);
+    this.timeoutMs = timeoutOf(description);
     this.remote = parts.remote;
     const managed = description.managed;
     this.pulls = managed !== undefined && managed.pull !== false;
@@ -102,7 +106,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         collectWrites: { take: () => this.#takeWrites(), pending: () => this.#written?.cardinality() ?? 0 },
         pull: pullOptions(managed),
         ...(managed.pull !== false && managed.pull?.untilFinalized ? { awaitFinalize: true } : {}),
-        push: pushOptions(managed),
+        push: pushOptions(managed, this.timeoutMs),
       });
       this.pipeline.on("progress", (progress) => this.emit("progress", progress));
       this.pipeline.on("chunk-local", (chunk, origin) => this.emit("chunk-local", chunk, origin));
@@ -397,12 +401,46 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     else await this.remote.sync();
   }
 
-  /** Final push, then closes the backends. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Chunks written and not yet known to be on the remote (managed mounts;
+   * none for direct ones, whose writes reach the remote before they return).
+   */
+  unpushed(): number[] {
+    return this.pipeline?.unpushed() ?? [];
+  }
+
+  /**
+   * Writes every unpushed chunk, read from the local cache, to a recovery
+   * file (see `writeRecoveryFile`) naming this mount's remote — without the
+   * credentials its URI may carry — for `recover` to push later. Call once
+   * nothing writes any more.
+   */
+  async saveUnpushed(file: string): Promise<{ file: string; chunks: number; bytes: number }> {
+    const local = this.#managed().synced.local;
+    const description = this.#description;
+    return writeRecoveryFile(
+      file,
+      {
+        remote: withoutCredentials(description.remote),
+        ...(description.schemes ? { schemes: description.schemes } : {}),
+        ...(description.filters?.length ? { filters: description.filters.map((filter) => filter.name) } : {}),
+        size: this.size,
+        chunkSize: this.chunkSize,
+      },
+      this.unpushed(),
+      (chunk, into) => local.readAt(into, chunk * this.chunkSize),
+    );
+  }
+
+  /**
+   * Final push, then closes the backends. Idempotent. `push: false` skips
+   * the push and drops what is unpushed (saved elsewhere by `saveUnpushed`).
+   */
+  close(options: { push?: boolean } = {}): Promise<void> {
     this.#closing ??= (async () => {
       this.#population?.stop();
       try {
-        await (this.pipeline ? this.pipeline.close() : this.remote.close());
+        await (this.pipeline ? this.pipeline.close(options) : this.remote.close());
       } finally {
         // Its native thread ends within a step; a worker hosting the engine may exit right after this.
         await this.#population?.done;
@@ -416,9 +454,27 @@ function isNativeCache(local: Backend | undefined): boolean {
   return local instanceof MemoryBackend || local instanceof FileBackend;
 }
 
+/**
+ * A remote URI without the secrets it may carry (a `token` parameter, a
+ * password), for files that outlive the mount: they are given again when
+ * the file is used.
+ */
+function withoutCredentials(uri: string): string {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return uri;
+  }
+  if (!url.searchParams.has("token") && url.password === "") return uri;
+  url.searchParams.delete("token");
+  url.password = "";
+  return url.href;
+}
+
 /** Opens the remote a description names (or takes the one given), with the description's filters stacked on it. */
-async function openRemote(description: MountDescription, given?: Backend): Promise<Backend> {
-  const remote = given ?? (await openBackend(description.remote));
+export async function openRemote(description: MountDescription, given?: Backend): Promise<Backend> {
+  const remote = given ?? (await openBackend(description.remote, { timeoutMs: timeoutOf(description) }));
   try {
     return await applyFilters(remote, description.filters);
   } catch (error) {
@@ -439,12 +495,13 @@ function pullOptions(managed: ManagedDescription) {
   };
 }
 
-function pushOptions(managed: ManagedDescription) {
+function pushOptions(managed: ManagedDescription, timeoutMs: number) {
   const push = managed.push;
   if (push === false) return false as const;
   return {
     workers: push?.workers ?? 16,
     intervalMs: push?.intervalMs === undefined ? 5000 : push.intervalMs,
+    timeoutMs,
   };
 }
 

@@ -6,7 +6,9 @@ import type { Access } from "./access-gate.js";
 import { runsOf } from "./chunk-runs.js";
 import type { Device, DeviceBuilder, MountHandle } from "./device.js";
 import type { MountEngine } from "./engine.js";
+import { Guardian } from "./guardian.js";
 import { handOff } from "./hand-off.js";
+import { ownerSource } from "./mount-table.js";
 
 export interface FileDeviceOptions {
   /** An empty directory to mount on; default: a new temporary directory, removed on close. */
@@ -38,11 +40,18 @@ export class FileDevice implements Device {
   readonly #fuse: FuseFile;
   readonly #engine: MountEngine;
   readonly #ownedMountPoint: string | undefined;
+  readonly #guardian: Guardian;
 
-  private constructor(engine: MountEngine, fuse: FuseFile, ownedMountPoint: string | undefined) {
+  private constructor(
+    engine: MountEngine,
+    fuse: FuseFile,
+    ownedMountPoint: string | undefined,
+    guardian: Guardian,
+  ) {
     this.#engine = engine;
     this.#fuse = fuse;
     this.#ownedMountPoint = ownedMountPoint;
+    this.#guardian = guardian;
     this.handle = { frontend: "file", size: engine.size, path: fuse.path };
   }
 
@@ -56,9 +65,13 @@ export class FileDevice implements Device {
     // next, so the cache still fills) and only where native code knows what is local.
     const readsRemote = engine.pipeline === undefined || (native !== undefined && engine.pulls);
     const remoteReads = readsRemote ? await handOff(engine.remote) : undefined;
+    let guardian: Guardian | undefined;
     try {
+      // Before mounting: a process killed from here on leaves nothing behind.
+      guardian = Guardian.watch(canonical(mountPoint), owned);
       const fuse = await FuseFile.mount({
         mountPoint,
+        source: ownerSource(),
         size: engine.size,
         ...(options.fileName ? { fileName: options.fileName } : {}),
         readOnly,
@@ -96,10 +109,11 @@ export class FileDevice implements Device {
         onFsync: () => engine.sync(),
         onStoredWhole: (offset, length) => engine.storedNatively(offset, length),
       });
-      return new FileDevice(engine, fuse, owned);
+      return new FileDevice(engine, fuse, owned, guardian);
     } catch (error) {
       remoteReads?.socket.destroy();
       if (owned) fs.rmSync(owned, { recursive: true, force: true });
+      await guardian?.release();
       throw error;
     }
   }
@@ -143,10 +157,11 @@ export class FileDevice implements Device {
     this.#fuse.setAccess(FUSE_ACCESS[access]);
   }
 
-  /** Unmounts (waiting for requests in flight) and removes a mount point it created. */
+  /** Unmounts (waiting for requests in flight), removes a mount point it created and lets its guardian go. */
   async close(): Promise<void> {
     await this.#fuse.close();
     if (this.#ownedMountPoint) fs.rmSync(this.#ownedMountPoint, { recursive: true, force: true });
+    await this.#guardian.release();
   }
 }
 
@@ -155,6 +170,12 @@ const FUSE_ACCESS: Record<Access, FuseAccess> = {
   "read-only": "forward-writes",
   locked: "forward-all",
 };
+
+/** A mount point as the kernel lists it: its parent resolved (the directory itself may be a dead mount). */
+function canonical(mountPoint: string): string {
+  const absolute = path.resolve(mountPoint);
+  return path.join(fs.realpathSync(path.dirname(absolute)), path.basename(absolute));
+}
 
 export const fileDevice = (): DeviceBuilder => ({
   attach: (engine, options) => FileDevice.attach(engine, options),

@@ -1,6 +1,14 @@
 export { type Access, AccessGate } from "./access-gate.js";
 export {
+  type CloseOptions,
+  type CloseResult,
+  type CloseRetryStatus,
+  closeRetryDelay,
+  closeSafely,
+} from "./close.js";
+export {
   DEFAULT_CHUNK_SIZE,
+  DEFAULT_TIMEOUT_MS,
   type ManagedDescription,
   type MountDescription,
   type PullDescription,
@@ -24,4 +32,6 @@ export {
 } from "./mount.js";
 export { MountCore } from "./mount-core.js";
 export { PathDevice, type PathDeviceOptions, pathDevice } from "./path-device.js";
+export { type RecoverOptions, recover } from "./recover.js";
 export { SliceDevice, sliceDevice } from "./slice-device.js";
+export { type ClearedMount, clearStaleMounts } from "./stale-mounts.js";

@@ -1,5 +1,6 @@
 import type { Backend, Progress } from "@r3map/core";
 import type { Access } from "./access-gate.js";
+import { type CloseOptions, type CloseResult, closeSafely } from "./close.js";
 import type { MountDescription } from "./description.js";
 import type { Device, DeviceOptions, Frontend, MountHandle } from "./device.js";
 import { devices } from "./devices.js";
@@ -11,12 +12,12 @@ import { MountEngine } from "./engine.js";
  * talks to one directly or, by default, through a worker (`WorkerHost`).
  *
  * Open: engine (with the device's own cache, for a slice) → device → start
- * the pull and push → prime the miss path. Close: flush the device → push →
- * detach the device → close the engine (a last push of anything written in
- * between) → close the backends.
+ * the pull and push → prime the miss path. Close: flush the device → detach
+ * it → push (retried, or what is left saved to a recovery file) → close the
+ * engine and its backends.
  */
 export class MountCore {
-  #closing: Promise<void> | undefined;
+  #closing: Promise<CloseResult> | undefined;
 
   private constructor(
     readonly engine: MountEngine,
@@ -112,22 +113,14 @@ export class MountCore {
     await dropping;
   }
 
-  close(): Promise<void> {
-    this.#closing ??= (async () => {
-      let pushFailed: unknown;
-      try {
-        await this.sync();
-      } catch (error) {
-        pushFailed = error;
-      }
-      try {
-        await this.device.close();
-      } finally {
-        // Closing the engine pushes again whatever arrived after the sync, then closes the backends.
-        await this.engine.close();
-      }
-      if (pushFailed) throw pushFailed;
-    })();
+  /**
+   * Flush → detach the device → final push (retried with `retryUntil`) →
+   * close the engine; changes that cannot be pushed are saved to
+   * `recoveryFile`, or the close rejects with `ERR_DATA_LOST` (see
+   * `closeSafely`). Idempotent: the first call's options decide.
+   */
+  close(options: CloseOptions = {}): Promise<CloseResult> {
+    this.#closing ??= closeSafely(this.engine, this.device, options);
     return this.#closing;
   }
 }

@@ -1,5 +1,6 @@
 import { type Backend, type ChunkOrigin, type Progress, R3mapError, TypedEmitter } from "@r3map/core";
 import { UffdRegion } from "@r3map/native";
+import type { CloseOptions, CloseResult } from "./close.js";
 import type { MountDescription } from "./description.js";
 import type { DeviceOptions, Frontend, MountHandle } from "./device.js";
 import { MountCore } from "./mount-core.js";
@@ -47,7 +48,7 @@ interface Host {
   progress(): Promise<Progress | undefined> | Progress | undefined;
   sync(): Promise<void>;
   refresh(chunks: readonly number[]): Promise<void>;
-  close(): Promise<void>;
+  close(options: CloseOptions): Promise<CloseResult>;
 }
 
 /**
@@ -62,7 +63,7 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
   readonly path: string | undefined;
   readonly #host: Host;
   #buffer: Buffer | undefined;
-  #closing: Promise<void> | undefined;
+  #closing: Promise<CloseResult> | undefined;
 
   readonly #hooks: MountHooks;
 
@@ -101,7 +102,7 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
     const host = new WorkerHost((notice: Notice) => {
       if (notice.event === "progress") mount?.emit("progress", notice.progress);
       else if (notice.event === "chunk-local") mount?.chunkBecameLocal(notice.chunk, notice.origin);
-      else mount?.emit("error", deserializeError(notice.error));
+      else if (notice.event === "error") mount?.emit("error", deserializeError(notice.error));
     });
     const description = source as MountDescription;
     const handle = await host.open(frontend, description, deviceOptions, hooks.onChunkLocal !== undefined);
@@ -139,17 +140,36 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
     await this.#host.refresh(chunks);
   }
 
-  /** Flush → final push → detach the device → close the backends. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Flush → detach the device → final push → close the backends. Resolves
+   * with what became of the mount's changes: `{ pushed: true }`, or — when
+   * the remote could not take them and `recoveryFile` was given — where they
+   * were saved (`{ pushed: false, recoveryFile, chunks, bytes }`; push them
+   * later with `recover`). Rejects with `ERR_DATA_LOST` when they could be
+   * neither pushed nor saved. With `retryUntil`, a failed push is retried
+   * (0.5 s, doubling to 5 s between attempts; `onRetry` hears of each) until
+   * it succeeds or the signal aborts. Idempotent: the first call's options
+   * decide.
+   *
+   * ```ts
+   * const stop = new AbortController(); // aborted on a second Ctrl-C, say
+   * const result = await mount.close({ retryUntil: stop.signal, recoveryFile: "/var/lib/app/unpushed.r3rec" });
+   * ```
+   */
+  close(options: CloseOptions = {}): Promise<CloseResult> {
     this.#closing ??= (async () => {
+      let hookFailure: unknown;
       try {
         await this.#hooks.beforeClose?.();
         await this.#hooks.beforeSync?.();
-      } finally {
-        await this.#host.close().finally(() => {
-          this.#buffer = undefined;
-        });
+      } catch (error) {
+        hookFailure = error;
       }
+      const result = await this.#host.close(options).finally(() => {
+        this.#buffer = undefined;
+      });
+      if (hookFailure !== undefined) throw hookFailure;
+      return result;
     })();
     return this.#closing;
   }

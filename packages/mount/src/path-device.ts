@@ -29,6 +29,8 @@ export class PathDevice implements Device {
     try {
       const loop = await LoopDevice.attach(file.path, {
         directIo: options.directIo ?? true,
+        // Detached by the kernel once the last handle closes: ours goes with this process, killed or not.
+        autoclear: true,
         readOnly: options.readOnly ?? engine.readOnly,
       });
       return new PathDevice(file, loop);

@@ -11,6 +11,8 @@ import { type Notice, type Reply, type Request, serializeError } from "./protoco
 const port = parentPort!;
 let mount: MountCore | undefined;
 let lastProgressAt = 0;
+/** Aborted by "stop-retrying": the close's `retryUntil`, which cannot cross threads itself. */
+const stopRetrying = new AbortController();
 
 function notify(notice: Notice): void {
   port.postMessage(notice);
@@ -42,8 +44,16 @@ async function handle(request: Request): Promise<Reply> {
       case "refresh":
         await mount?.refresh(request.chunks);
         return { id: request.id, ok: true };
-      case "close":
-        await mount?.close();
+      case "close": {
+        const value = await mount?.close({
+          ...(request.retry ? { retryUntil: stopRetrying.signal } : {}),
+          ...(request.recoveryFile !== undefined ? { recoveryFile: request.recoveryFile } : {}),
+          ...(request.retryEvents ? { onRetry: (status) => notify({ event: "close-retry", status }) } : {}),
+        });
+        return { id: request.id, ok: true, value };
+      }
+      case "stop-retrying":
+        stopRetrying.abort();
         return { id: request.id, ok: true };
     }
   } catch (error) {

@@ -1,4 +1,5 @@
 import { type ChunkOrigin, type ErrorCode, type Progress, R3mapError } from "@r3map/core";
+import type { CloseResult, CloseRetryStatus } from "../close.js";
 import type { MountDescription } from "../description.js";
 import type { DeviceOptions, Frontend, MountHandle } from "../device.js";
 
@@ -13,17 +14,29 @@ export type Request =
       /** Forward every chunk-local event (only when someone listens: one message per chunk). */
       chunkEvents: boolean;
     }
-  | { id: number; op: "sync" | "close" | "progress" }
+  | { id: number; op: "sync" | "progress" }
+  | {
+      id: number;
+      op: "close";
+      /** Retry the final push until "stop-retrying" arrives (`CloseOptions.retryUntil`). */
+      retry?: boolean;
+      recoveryFile?: string;
+      /** Send a "close-retry" notice after each failed attempt. */
+      retryEvents?: boolean;
+    }
+  /** The main thread's `retryUntil` aborted: the close stops retrying. */
+  | { id: number; op: "stop-retrying" }
   | { id: number; op: "refresh"; chunks: number[] };
 
 export type Reply =
-  | { id: number; ok: true; value?: MountHandle | Progress | undefined }
+  | { id: number; ok: true; value?: MountHandle | Progress | CloseResult | undefined }
   | { id: number; ok: false; error: SerializedError };
 
 export type Notice =
   | { event: "progress"; progress: Progress }
   | { event: "chunk-local"; chunk: number; origin: ChunkOrigin }
-  | { event: "error"; error: SerializedError };
+  | { event: "error"; error: SerializedError }
+  | { event: "close-retry"; status: CloseRetryStatus };
 
 export interface SerializedError {
   code?: string;

@@ -1,5 +1,6 @@
 import { Worker } from "node:worker_threads";
 import { type Progress, R3mapError } from "@r3map/core";
+import type { CloseOptions, CloseResult } from "../close.js";
 import type { MountDescription } from "../description.js";
 import type { DeviceOptions, Frontend, MountHandle } from "../device.js";
 import { deserializeError, type Notice, type Reply, type Request } from "./protocol.js";
@@ -15,13 +16,16 @@ export class WorkerHost {
   readonly #pending = new Map<number, Pending>();
   #next = 1;
   #exited: Error | undefined;
+  /** The running close's `onRetry`. */
+  #onRetry: CloseOptions["onRetry"];
 
   constructor(onNotice: (notice: Notice) => void) {
     // The built package keeps the worker entry at dist/worker/engine-worker.js, beside the bundle this runs in.
     this.#worker = new Worker(new URL("./worker/engine-worker.js", import.meta.url));
     this.#worker.on("message", (message: Reply | Notice) => {
       if ("event" in message) {
-        onNotice(message);
+        if (message.event === "close-retry") this.#onRetry?.(message.status);
+        else onNotice(message);
         return;
       }
       const pending = this.#pending.get(message.id);
@@ -59,10 +63,22 @@ export class WorkerHost {
     await this.#call({ op: "refresh", chunks: [...chunks] });
   }
 
-  async close(): Promise<void> {
+  /** Closes the mount on the worker (see `MountCore.close`), then ends the worker. */
+  async close(options: CloseOptions = {}): Promise<CloseResult> {
+    const { retryUntil, recoveryFile } = options;
+    const stop = () => void this.#call({ op: "stop-retrying" }).catch(() => {});
+    const retry = retryUntil !== undefined && !retryUntil.aborted;
+    if (retry) retryUntil.addEventListener("abort", stop, { once: true });
+    this.#onRetry = options.onRetry;
     try {
-      await this.#call({ op: "close" });
+      return (await this.#call({
+        op: "close",
+        retry,
+        ...(recoveryFile !== undefined ? { recoveryFile } : {}),
+        retryEvents: options.onRetry !== undefined,
+      })) as CloseResult;
     } finally {
+      retryUntil?.removeEventListener("abort", stop);
       await this.#worker.terminate();
     }
   }
