@@ -3,6 +3,7 @@ import { addExamples, createProgram, packageVersion, runCli } from "@r3map/cli-k
 import { demoCommand } from "./commands/demo.js";
 import { infoCommand } from "./commands/info.js";
 import { mountCommand } from "./commands/mount.js";
+import { recoverCommand } from "./commands/recover.js";
 import { serveCommand } from "./commands/serve.js";
 
 const program = createProgram({
@@ -13,11 +14,12 @@ const program = createProgram({
 });
 serveCommand(program);
 mountCommand(program);
+recoverCommand(program);
 infoCommand(program);
 demoCommand(program);
 program.addHelpText(
   "after",
-  "\nExit status: 0 done; 1 failure (I/O, or a bug: rerun with --debug); 2 bad usage; 3 remote unreachable or too slow;\n4 remote error; 5 not possible here (privilege, kernel feature, read-only); 6 no space; 7 busy;\n128+N forced exit by signal N.",
+  "\nExit status: 0 done; 1 failure (I/O, or a bug: rerun with --debug); 2 bad usage; 3 remote unreachable or too slow;\n4 remote error; 5 not possible here (privilege, kernel feature, read-only); 6 no space; 7 busy;\n8 writes saved to a recovery file, not pushed; 9 writes lost; 128+N forced exit by signal N.",
 );
 addExamples(program, [
   { what: "Print the version", line: "r3map --version" },

@@ -1,13 +1,23 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
 import {
   addExamples,
   closeOnSignals,
   durationOption,
+  ExitStatus,
   type Output,
   outputFor,
   readTokens,
 } from "@r3map/cli-kit";
 import { formatBytes, type Progress } from "@r3map/core";
-import { type MountDescription, mountFile, mountPath } from "@r3map/mount";
+import {
+  type CloseRetryStatus,
+  clearStaleMounts,
+  type Mount,
+  type MountDescription,
+  mountFile,
+  mountPath,
+} from "@r3map/mount";
 import { type Command, Option } from "commander";
 import {
   chunkSizeOption,
@@ -17,6 +27,7 @@ import {
   schemePackages,
   tokenFileOption,
 } from "../options.js";
+import { defaultRecoveryFile } from "../recovery-file.js";
 import { withToken } from "../remote-uri.js";
 
 export interface MountCommandOptions {
@@ -27,6 +38,9 @@ export interface MountCommandOptions {
   pullWorkers: number;
   /** Milliseconds; 0: only on sync and close. */
   pushInterval: number;
+  /** Milliseconds. */
+  timeout: number;
+  recoveryFile?: string;
   mountPoint?: string;
   tokenFile: string[];
   scheme: string[];
@@ -38,7 +52,7 @@ export function mountCommand(program: Command): void {
     .command("mount")
     .summary("mount a remote as a file or a block device until SIGINT/SIGTERM")
     .description(
-      "Mount a remote (nbd://…, r3map+h2c://…, redis://…) as a file (FUSE) or a block device (a loop device over it) until SIGINT/SIGTERM. Direct mounts send every read and write to the remote; managed ones (--managed) keep a local cache, pull the rest in the background and push writes back. The first signal pushes and unmounts; a second exits at once.",
+      "Mount a remote (nbd://…, r3map+h2c://…, redis://…) as a file (FUSE) or a block device (a loop device over it) until SIGINT/SIGTERM. Direct mounts send every read and write to the remote; managed ones (--managed) keep a local cache, pull the rest in the background and push writes back. The first signal unmounts and pushes; while the remote cannot take the writes, they are saved to a recovery file and the push is retried, saying what is still unpushed, until it succeeds (the file is then removed). A second signal stops retrying and exits with status 8, the file kept for `r3map recover`; a third exits at once. A killed mount is cleaned up by a guardian process; mounts left by dead r3map processes are cleared at start.",
     )
     .argument("<remote>", "remote backend URI")
     .addOption(
@@ -60,6 +74,18 @@ export function mountCommand(program: Command): void {
         { zero: "only on sync and close" },
         "5s",
       ),
+    )
+    .addOption(
+      durationOption(
+        "--timeout <duration>",
+        "the longest a read of a chunk not yet local, a fsync or one push attempt at close waits for a remote that does not answer (then EIO)",
+        { minMs: 100 },
+        "15s",
+      ),
+    )
+    .option(
+      "--recovery-file <file>",
+      "managed: where writes the remote cannot take at close are saved (default: $XDG_STATE_HOME/r3map/recovery/<time>-<pid>.r3rec)",
     )
     .option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)")
     .addOption(tokenFileOption())
@@ -105,23 +131,40 @@ export async function mount(remote: string, options: MountCommandOptions, output
       : {}),
   };
   const deviceOptions = options.mountPoint ? { mountPoint: options.mountPoint } : {};
+  for (const stale of await clearStaleMounts()) {
+    output.warning(`cleared a stale mount at ${stale.mountPoint}, left by process ${stale.owner}`, {
+      mountPoint: stale.mountPoint,
+      owner: stale.owner,
+      loopDevices: stale.loopDevices,
+    });
+  }
   const mounted =
     options.as === "path"
-      ? await mountPath(description, deviceOptions)
-      : await mountFile(description, deviceOptions);
+      ? await mountPath({ ...description, timeoutMs: options.timeout }, deviceOptions)
+      : await mountFile({ ...description, timeoutMs: options.timeout }, deviceOptions);
   const mode = options.managed ? "managed" : "direct";
   let last: Progress | undefined;
+  const closing = new CloseWithRetries(
+    mounted,
+    output,
+    options.managed === true,
+    options.recoveryFile ?? defaultRecoveryFile(),
+  );
   // Before announcing the mount: a signal sent as soon as the announcement is read must close it gracefully.
-  closeOnSignals(async () => {
-    await mounted.close();
-    output.done(
-      {
+  closeOnSignals(
+    () =>
+      closing.run({
         path: mounted.path,
         ...(last ? { bytesPulled: last.bytesPulled, bytesPushed: last.bytesPushed } : {}),
+      }),
+    output,
+    {
+      second: {
+        means: "stops retrying the push and keeps the recovery file",
+        run: (signal) => closing.stopRetrying(signal),
       },
-      `closed: ${mounted.path} unmounted${options.managed ? ", every write pushed" : ""}`,
-    );
-  }, output);
+    },
+  );
   const chunks = Math.ceil(mounted.size / options.chunkSize);
   if (options.managed && options.pullWorkers > chunks) {
     output.warning(
@@ -153,4 +196,69 @@ export async function mount(remote: string, options: MountCommandOptions, output
       code: (error as { code?: unknown }).code,
     }),
   );
+}
+
+/**
+ * The close of a mount at a signal: retries the push while the remote is
+ * away, saying what is still unpushed, until it succeeds or `stopRetrying`
+ * (a second signal); then says exactly what became of the writes and ends
+ * the process with the matching status.
+ */
+class CloseWithRetries {
+  readonly #stop = new AbortController();
+
+  constructor(
+    readonly mount: Mount,
+    readonly output: Output,
+    readonly managed: boolean,
+    readonly recoveryFile: string,
+  ) {}
+
+  async run(fields: Record<string, unknown>): Promise<void> {
+    if (this.managed) fs.mkdirSync(path.dirname(this.recoveryFile), { recursive: true });
+    const result = await this.mount.close({
+      retryUntil: this.#stop.signal,
+      recoveryFile: this.recoveryFile,
+      onRetry: (status) => this.#retrying(status),
+    });
+    if (result.pushed) {
+      this.output.done(
+        { ...fields, pushed: true },
+        `closed: ${this.mount.path} unmounted${this.managed ? ", every write pushed" : ""}`,
+      );
+      return;
+    }
+    const status = ExitStatus.SAVED_FOR_RECOVERY;
+    this.output.done(
+      {
+        ...fields,
+        pushed: false,
+        recoveryFile: result.recoveryFile,
+        unpushedChunks: result.chunks,
+        unpushedBytes: result.bytes,
+        exitStatus: status,
+      },
+      `closed: ${this.mount.path} unmounted; ${result.chunks} chunk(s) (${formatBytes(result.bytes)}) the remote did not take are saved in ${result.recoveryFile}: push them with \`r3map recover ${result.recoveryFile}\``,
+    );
+    this.output.finish(status);
+  }
+
+  stopRetrying(signal: NodeJS.Signals): void {
+    this.output.say(`${signal} again: no more retries; the unpushed writes stay in the recovery file`);
+    this.#stop.abort();
+  }
+
+  #retrying(status: CloseRetryStatus): void {
+    const saved = status.recoveryFile ? `saved in ${status.recoveryFile} meanwhile` : "not saved anywhere";
+    this.output.warning(
+      `the remote did not take ${status.unpushedChunks} chunk(s) (${formatBytes(status.unpushedBytes)}), ${saved}: ${status.reason}; attempt ${status.attempt + 1} in ${(status.nextDelayMs / 1000).toFixed(1)} s (a second signal stops retrying)`,
+      {
+        unpushedChunks: status.unpushedChunks,
+        unpushedBytes: status.unpushedBytes,
+        attempt: status.attempt,
+        nextDelayMs: status.nextDelayMs,
+        ...(status.recoveryFile ? { recoveryFile: status.recoveryFile } : {}),
+      },
+    );
+  }
 }
