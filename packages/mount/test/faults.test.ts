@@ -1,16 +1,18 @@
 import * as fs from "node:fs";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { type Mount, mountFile } from "../dist/index.js";
-import { leftovers, NbdkitRemote, randomImage, readAt, scratchDir, writeAt } from "./helpers.js";
+import { NbdkitRemote, randomImage, readAt, scratchDir, TestScope, writeAt } from "./helpers.js";
 
 const size = 32 * 1024 * 1024;
 const chunkSize = 256 * 1024;
 const scratch = scratchDir();
-const cleanup: Array<() => Promise<unknown>> = [];
+let scope = new TestScope();
 
+// Only this test's own mounts: other packages' tests may have theirs meanwhile.
 afterEach(async () => {
-  for (const step of cleanup.splice(0).reverse()) await step().catch(() => {});
-  expect(leftovers()).toEqual([]);
+  const left = await scope.cleanup();
+  scope = new TestScope();
+  expect(left).toEqual([]);
 });
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
@@ -20,13 +22,14 @@ describe("a managed file mount whose remote dies", () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
     let remote = await NbdkitRemote.start(image, undefined, 20);
-    cleanup.push(() => remote.kill());
-    const mount: Mount = await mountFile({
-      remote: `${remote.uri}?timeout=2000`,
-      chunkSize,
-      managed: { pull: { workers: 1 }, push: { intervalMs: null } },
-    });
-    cleanup.push(() => mount.close());
+    scope.add(remote, () => remote.kill());
+    const mount: Mount = scope.mount(
+      await mountFile({
+        remote: `${remote.uri}?timeout=2000`,
+        chunkSize,
+        managed: { pull: { workers: 1 }, push: { intervalMs: null } },
+      }),
+    );
     const errors: unknown[] = [];
     mount.on("error", (error) => errors.push(error));
     const file = mount.path!;
