@@ -85,8 +85,9 @@ describe("direct file mount over NBD", () => {
     expect(device.stats().forwardedReads).toBeGreaterThan(0); // the engine answered, over its new connection
   });
 
-  it("a server that stops answering: the read is handed to the engine after the timeout, and fails with EIO in bounded time", async () => {
+  it("a server that stops answering: the read fails with EIO after the timeout, not after a second wait in the engine; reads work again once it answers", async () => {
     const image = randomImage(scratch, size);
+    const original = fs.readFileSync(image);
     const remote = scope.add(await NbdkitRemote.start(image), async () => {
       remote.resume();
       await remote.kill();
@@ -98,7 +99,20 @@ describe("direct file mount over NBD", () => {
     await expect(readOnThread(device.path, 131072, 4096)).rejects.toMatchObject({ errno: "EIO" });
     const elapsed = Date.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(900);
-    expect(elapsed).toBeLessThan(15_000);
+    // One timeout (1 s), not one here and another in the engine; the margin is for a loaded machine.
+    expect(elapsed).toBeLessThan(3000);
+    expect(device.stats().forwardedReads).toBe(0);
+    remote.resume();
+    // The connection that timed out is given up: the engine, with its own, answers from now on.
+    const deadline = Date.now() + 15_000;
+    let bytes: Uint8Array | undefined;
+    while (!bytes) {
+      bytes = await read(device.path, 262144, 4096).catch((error: unknown) => {
+        if (Date.now() > deadline) throw error;
+        return undefined;
+      });
+    }
+    expect(Buffer.compare(bytes, original.subarray(262144, 262144 + 4096))).toBe(0);
     expect(device.stats().forwardedReads).toBeGreaterThan(0);
   });
 });
