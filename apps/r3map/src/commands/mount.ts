@@ -153,10 +153,11 @@ export async function mount(remote: string, options: MountCommandOptions, output
   // Before announcing the mount: a signal sent as soon as the announcement is read must close it gracefully.
   closeOnSignals(
     () =>
-      closing.run({
+      // The fields are read once closed: the last progress report counts the final push.
+      closing.run(() => ({
         path: mounted.path,
         ...(last ? { bytesPulled: last.bytesPulled, bytesPushed: last.bytesPushed } : {}),
-      }),
+      })),
     output,
     {
       second: {
@@ -214,13 +215,14 @@ class CloseWithRetries {
     readonly recoveryFile: string,
   ) {}
 
-  async run(fields: Record<string, unknown>): Promise<void> {
+  async run(fieldsOnceClosed: () => Record<string, unknown>): Promise<void> {
     if (this.managed) fs.mkdirSync(path.dirname(this.recoveryFile), { recursive: true });
     const result = await this.mount.close({
       retryUntil: this.#stop.signal,
       recoveryFile: this.recoveryFile,
       onRetry: (status) => this.#retrying(status),
     });
+    const fields = fieldsOnceClosed();
     if (result.pushed) {
       this.output.done(
         { ...fields, pushed: true },
