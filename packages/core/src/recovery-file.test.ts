@@ -53,6 +53,11 @@ describe("recovery files", () => {
     expect(Buffer.compare(got, want)).toBe(0);
   });
 
+  it("create the directory they go to", async () => {
+    const saved = await save(path.join(scratch, "state", "r3map", "recovery", "d.r3rec"));
+    expect((await readRecoveryFile(saved.file)).chunks).toBe(3);
+  });
+
   it("never replace an earlier recovery file", async () => {
     const first = await save(path.join(scratch, "b.r3rec"));
     const second = await save(path.join(scratch, "b.r3rec"));

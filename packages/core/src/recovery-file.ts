@@ -47,7 +47,8 @@ const RECORD_HEAD = 12;
 /**
  * Writes `chunks` — read with `read` — crash-consistently to `file`, or to
  * `file-1`, `file-2`, … when `file` exists (an earlier recovery file is never
- * replaced). Resolves with the path written and what it holds.
+ * replaced), creating its directory if needed. Resolves with the path
+ * written and what it holds.
  */
 export async function writeRecoveryFile(
   file: string,
@@ -63,6 +64,11 @@ export async function writeRecoveryFile(
     bytes,
     createdAt: new Date().toISOString(),
   };
+  try {
+    await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+  } catch (error) {
+    throw fromSystemError(error, `cannot create the directory of the recovery file ${file}`);
+  }
   const target = freeName(path.resolve(file));
   const temporary = `${target}.${process.pid}.partial`;
   let handle: fs.promises.FileHandle | undefined;

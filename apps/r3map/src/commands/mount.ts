@@ -1,5 +1,3 @@
-import * as fs from "node:fs";
-import * as path from "node:path";
 import {
   addExamples,
   closeOnSignals,
@@ -216,7 +214,6 @@ class CloseWithRetries {
   ) {}
 
   async run(fieldsOnceClosed: () => Record<string, unknown>): Promise<void> {
-    if (this.managed) fs.mkdirSync(path.dirname(this.recoveryFile), { recursive: true });
     const result = await this.mount.close({
       retryUntil: this.#stop.signal,
       recoveryFile: this.recoveryFile,
