@@ -176,19 +176,23 @@ function aborted(signal: AbortSignal): Promise<typeof ABORTED> {
 
 /**
  * Closes the engine without pushing (its changes are saved, or lost), giving
- * up after its request deadline: a remote that does not answer would
- * otherwise hold the close in its goodbye (a last flush, a disconnect).
+ * it a moment only: a remote that does not answer would otherwise hold the
+ * close for another deadline in its goodbye (a last flush, a disconnect),
+ * which nothing needs any more. What is left of it ends with its thread.
  */
 async function closeWithin(engine: MountEngine): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     engine.close({ push: false }).catch(() => {}),
     new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, engine.timeoutMs);
+      timer = setTimeout(resolve, Math.min(engine.timeoutMs, GOODBYE_MS));
     }),
   ]);
   clearTimeout(timer);
 }
+
+/** The longest a close waits for the backends of an engine whose remote failed it. */
+const GOODBYE_MS = 1000;
 
 /** The bytes `chunks` of the engine's resource hold (the last chunk may be short). */
 function bytesOf(engine: MountEngine, chunks: readonly number[]): number {
