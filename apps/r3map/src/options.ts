@@ -1,4 +1,4 @@
-import { collect, countOption, sizeOption } from "@r3map/cli-kit";
+import { collect, countOption, durationOption, sizeOption } from "@r3map/cli-kit";
 import { Option } from "commander";
 
 /** Scheme packages every command loads; `--scheme` adds more. The only list of them. */
@@ -50,3 +50,12 @@ export const tokenFileOption = () =>
   )
     .argParser(collect)
     .default([] as string[], "none");
+
+/** `--timeout`: the request deadline against a remote that does not answer (`what` says which requests). */
+export const timeoutOption = (what: string) =>
+  durationOption(
+    "--timeout <duration>",
+    `the longest ${what} waits for a remote that does not answer, retries included`,
+    { minMs: 100 },
+    "15s",
+  );

@@ -119,30 +119,38 @@ async function until(check: () => boolean, what: string, timeoutMs: number): Pro
   }
 }
 
+/**
+ * A managed mount of a server's image (`r3map serve file://…`), 4 MiB written to it, the server killed,
+ * and the mount told to close (SIGTERM): its push cannot succeed.
+ */
+async function closingWithServerDown() {
+  const dir = scratch("r3map-peers-");
+  undo.push(() => dir.remove());
+  const { image, expected, update, at } = imageAndUpdate(dir.dir);
+  const port = await freePort();
+  const server = await serve(`file://${image}`, port);
+  const recoveryFile = path.join(dir.dir, "unpushed.r3rec");
+  const { running, path: file } = await mount([
+    `nbd://127.0.0.1:${port}/default`,
+    "--managed",
+    "--chunk-size",
+    "256KiB",
+    "--push-interval",
+    "0",
+    "--timeout",
+    "2s",
+    "--recovery-file",
+    recoveryFile,
+  ]);
+  writeAt(file, at, update);
+  await kill(server);
+  running.child.kill("SIGTERM");
+  return { image, expected, port, recoveryFile, running };
+}
+
 describe("a managed mount closed while its server is down (1)", () => {
   it("retries the push, saying what is unpushed, and pushes everything once the server returns", async () => {
-    const dir = scratch("r3map-peers-");
-    undo.push(() => dir.remove());
-    const { image, expected, update, at } = imageAndUpdate(dir.dir);
-    const port = await freePort();
-    let server = await serve(`file://${image}`, port);
-    const recoveryFile = path.join(dir.dir, "unpushed.r3rec");
-    const { running, path: file } = await mount([
-      `nbd://127.0.0.1:${port}/default`,
-      "--managed",
-      "--chunk-size",
-      "256KiB",
-      "--push-interval",
-      "0",
-      "--timeout",
-      "2s",
-      "--recovery-file",
-      recoveryFile,
-    ]);
-    writeAt(file, at, update);
-    await kill(server);
-
-    running.child.kill("SIGTERM");
+    const { image, expected, port, recoveryFile, running } = await closingWithServerDown();
     const retrying = (r: Running) => r.events().filter((e) => e.event === "warning" && e.unpushedChunks);
     await running.until((r) => retrying(r).length >= 2, "two retries", 60_000);
     const warning = retrying(running)[0]!;
@@ -151,7 +159,7 @@ describe("a managed mount closed while its server is down (1)", () => {
     expect(fs.existsSync(recoveryFile)).toBe(true);
     expect(running.stderr).toMatch(/the remote did not take 16 chunk\(s\) \(4\.00 MiB\)/);
 
-    server = await serve(`file://${image}`, port);
+    const server = await serve(`file://${image}`, port);
     const result = await running.exited;
     expect(result.status, result.stderr).toBe(0);
     expect(running.events().at(-1)).toMatchObject({ event: "done", exitStatus: 0, pushed: true });
@@ -162,28 +170,7 @@ describe("a managed mount closed while its server is down (1)", () => {
   });
 
   it("stops retrying at a second signal, keeps the recovery file, and `r3map recover` pushes it later", async () => {
-    const dir = scratch("r3map-peers-");
-    undo.push(() => dir.remove());
-    const { image, expected, update, at } = imageAndUpdate(dir.dir);
-    const port = await freePort();
-    const server = await serve(`file://${image}`, port);
-    const recoveryFile = path.join(dir.dir, "unpushed.r3rec");
-    const { running, path: file } = await mount([
-      `nbd://127.0.0.1:${port}/default`,
-      "--managed",
-      "--chunk-size",
-      "256KiB",
-      "--push-interval",
-      "0",
-      "--timeout",
-      "2s",
-      "--recovery-file",
-      recoveryFile,
-    ]);
-    writeAt(file, at, update);
-    await kill(server);
-
-    running.child.kill("SIGTERM");
+    const { image, expected, port, recoveryFile, running } = await closingWithServerDown();
     await running.until(
       (r) => r.events().some((e) => e.event === "warning" && e.unpushedChunks),
       "a retry",
@@ -353,6 +340,27 @@ describe("a directory backend whose disk fills up mid-write (4)", () => {
       fs.closeSync(fd);
     }
     expect((await running.stop()).status).toBe(0);
+
+    // A managed mount takes the write into its cache; its fsync, which pushes, hears ENOSPC too (not EIO).
+    const managed = await mount([
+      `nbd://127.0.0.1:${port}/default`,
+      "--managed",
+      "--pull-workers",
+      "0",
+      "--push-interval",
+      "0",
+    ]);
+    const handle = await fs.promises.open(managed.path, "r+");
+    try {
+      await handle.write(bytes(3, chunks - 1), 0, MiB, (chunks - 1) * MiB);
+      await expect(handle.sync()).rejects.toMatchObject({ code: "ENOSPC" });
+    } finally {
+      await handle.close();
+    }
+    // Its close cannot push either: it keeps the write in its recovery file, at the second signal.
+    managed.running.child.kill("SIGTERM");
+    await managed.running.until((r) => r.stderr.includes("the remote did not take"), "a retry", 60_000);
+    expect((await managed.running.stop()).status).toBe(8);
     await kill(server);
   });
 });

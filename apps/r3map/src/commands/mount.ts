@@ -23,6 +23,7 @@ import {
   pullWorkersOption,
   schemeOption,
   schemePackages,
+  timeoutOption,
   tokenFileOption,
 } from "../options.js";
 import { defaultRecoveryFile } from "../recovery-file.js";
@@ -74,12 +75,7 @@ export function mountCommand(program: Command): void {
       ),
     )
     .addOption(
-      durationOption(
-        "--timeout <duration>",
-        "the longest a read of a chunk not yet local, a fsync or one push attempt at close waits for a remote that does not answer (then EIO)",
-        { minMs: 100 },
-        "15s",
-      ),
+      timeoutOption("a read of a chunk not yet local, a fsync or one push attempt at close (then EIO)"),
     )
     .option(
       "--recovery-file <file>",

@@ -1,8 +1,8 @@
-import { addExamples, durationOption, type Output, outputFor, readTokens } from "@r3map/cli-kit";
+import { addExamples, type Output, outputFor, readTokens } from "@r3map/cli-kit";
 import { formatBytes, readRecoveryFile } from "@r3map/core";
 import { recover as recoverFile } from "@r3map/mount";
 import type { Command } from "commander";
-import { jsonOption, schemeOption, schemePackages, tokenFileOption } from "../options.js";
+import { jsonOption, schemeOption, schemePackages, timeoutOption, tokenFileOption } from "../options.js";
 import { withToken } from "../remote-uri.js";
 
 export interface RecoverCommandOptions {
@@ -23,14 +23,7 @@ export function recoverCommand(program: Command): void {
     )
     .argument("<file>", "the recovery file (printed by `r3map mount`, and in its done event)")
     .option("--remote <uri>", "push to this remote instead of the one the file names (the same resource)")
-    .addOption(
-      durationOption(
-        "--timeout <duration>",
-        "the longest one request may wait for a remote that does not answer",
-        { minMs: 100 },
-        "15s",
-      ),
-    )
+    .addOption(timeoutOption("one request"))
     .addOption(tokenFileOption())
     .addOption(jsonOption())
     .addOption(schemeOption())
