@@ -38,7 +38,8 @@ afterEach(async () => {
       // the next step still runs
     }
   }
-});
+  // A mount still retrying is given 10 s, then a second signal, then 10 s more.
+}, 60_000);
 
 /** SIGTERM; a second one after 10 s, SIGKILL after 20 s. */
 async function stop(running: Running): Promise<void> {
