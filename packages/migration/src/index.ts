@@ -7,6 +7,7 @@ export {
   type LeecherOptions,
   type LeecherPhase,
 } from "./leecher.js";
+export { type Leech, Migrator } from "./migrator.js";
 export { backendResource, mountResource, type SeededResource } from "./resource.js";
 export {
   Seeder,
@@ -15,4 +16,3 @@ export {
   type SeederOptions,
   type SeederPhase,
 } from "./seeder.js";
-export { type Leech, Migrator } from "./migrator.js";

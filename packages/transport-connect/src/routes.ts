@@ -143,6 +143,7 @@ export function r3mapRoutes(
           if (backend.trim) capabilities.push(Capability.TRIM);
           if (backend.writeZeroes) capabilities.push(Capability.WRITE_ZEROES);
           if (backend.blockStatus) capabilities.push(Capability.BLOCK_STATUS);
+          if (backend.byteRanges) capabilities.push(Capability.BYTE_RANGES);
           return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
         }),
       readStream: (request, context) =>
@@ -190,9 +191,9 @@ export function r3mapRoutes(
       close: () => guarded(async () => seeder.close()).then(() => ({})),
     });
     router.service(MigrationService, {
-      track: () =>
+      track: (request) =>
         guarded(async () => {
-          await seeder.track();
+          await seeder.track(request.session || undefined);
           const data = seeder.dataPlane;
           return {
             chunkSize: seederChunk,
@@ -218,10 +219,10 @@ export function r3mapRoutes(
 
 /** Heartbeats to an attached leecher until its stream ends, which the seeder hears of. */
 async function* attach(seeder: Seeder, intervalMs: number, signal: AbortSignal) {
-  seeder.attach?.(signal);
+  const session = seeder.attach?.(signal) ?? "";
   const interval = Math.max(MIN_PROGRESS_INTERVAL_MS, intervalMs || 1000);
   while (!signal.aborted) {
-    yield { phase: seeder.phase?.() ?? "tracking" };
+    yield { phase: seeder.phase?.() ?? "tracking", session };
     await delay(interval, signal).catch(() => undefined);
   }
 }

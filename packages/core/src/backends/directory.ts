@@ -34,6 +34,12 @@ export interface DirectoryBackendOptions {
 const TEMPORARY = /^\.\d+\.new$/;
 
 export class DirectoryBackend extends StorageBackend {
+  /**
+   * Any byte range is read or written; a partial chunk is rewritten whole
+   * here, from the local file, which costs a caller less than doing it
+   * itself over the backend.
+   */
+  readonly byteRanges = true;
   readonly directory: string;
   readonly layout: ChunkLayout;
   readonly #maxOpenFiles: number;

@@ -1,3 +1,3 @@
 export { type ConformanceOptions, describeBackendConformance, patternBytes } from "./conformance.js";
-export { InstrumentedBackend } from "./instrumented.js";
+export { InstrumentedBackend, plainBackend } from "./instrumented.js";
 export { Tmpfs } from "./tmpfs.js";
