@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -13,6 +14,9 @@
 namespace r3map {
 
 namespace {
+
+// After the server let a read time out, reads that would go to it fail at once for this long.
+constexpr uint64_t kSilentWindowMs = 1000;
 
 constexpr uint32_t kRequestMagic = 0x25609513;
 constexpr uint32_t kSimpleReplyMagic = 0x67446698;
@@ -183,7 +187,8 @@ bool NbdRemoteReader::RecentlySilent() const {
 }
 
 void NbdRemoteReader::Fail(bool silent) {
-  if (silent) silent_until_ms_.store(NowMs() + timeout_ms_, std::memory_order_release);
+  // The kernel asks again for a failed page at once: a short window covers it.
+  if (silent) silent_until_ms_.store(NowMs() + std::min<uint64_t>(timeout_ms_, kSilentWindowMs), std::memory_order_release);
   std::unordered_map<uint64_t, Pending> waiting;
   {
     std::lock_guard<std::mutex> lock(mutex_);

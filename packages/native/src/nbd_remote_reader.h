@@ -50,10 +50,10 @@ class NbdRemoteReader {
 
   uint64_t served() const { return served_.load(std::memory_order_relaxed); }
 
-  // The server went silent less than a timeout ago (the reader gave up on
-  // it): a read that would have gone to it should fail at once, not wait a
-  // second timeout elsewhere — the kernel asks again for a page whose
-  // readahead failed.
+  // The server went silent a moment ago (the reader gave up on it, at most a
+  // second before): a read that would have gone to it should fail at once,
+  // not wait a second timeout elsewhere — the kernel asks again for a page
+  // whose readahead failed.
   bool RecentlySilent() const;
 
  private:

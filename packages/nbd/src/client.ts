@@ -19,6 +19,9 @@ import { Deadline } from "./deadline.js";
 import { CMD, DEFAULT_MAX_BLOCK, STATE_HOLE, STATE_ZERO, TF } from "./protocol.js";
 import { parseNbdUri } from "./uri.js";
 
+/** The deadline of a request to a server that let the last one time out (see `#suspect`). */
+const PROBE_MS = 1000;
+
 /** Pieces for commands without payload whose length is not bounded by the maximum block size. */
 const LARGE_PIECE = 1024 * 1024 * 1024;
 
@@ -48,12 +51,13 @@ export class NbdClient implements Backend {
   /** Aborted on close: reconnects under way are abandoned. */
   readonly #closed = new AbortController();
   /**
-   * Until when requests fail at once: the server just let a request's whole
-   * deadline pass. A caller that asks again right away — the kernel retries
-   * a page whose readahead failed — then hears so at once instead of after a
-   * second deadline. The first request after it goes out as usual.
+   * The server let a request's whole deadline pass and has not answered one
+   * since: requests then wait at most `PROBE_MS`. A caller that asks again
+   * right away — the kernel retries a page whose readahead failed — hears
+   * within a second, not after a second deadline; a server that answers
+   * again is trusted again.
    */
-  #silentUntil = 0;
+  #suspect = false;
   #closing: Promise<void> | undefined;
 
   private constructor(first: NbdConnection, options: ResolvedClientOptions) {
@@ -245,15 +249,11 @@ export class NbdClient implements Backend {
     target?: Uint8Array,
   ): Promise<StatusDescriptor[] | undefined> {
     const { attempts, delayMs, maxDelayMs } = this.#options.retry;
-    const deadline = new Deadline(this.#options.timeoutMs, (cause) =>
-      timeoutError(this.#target, command, offset, length, this.#options.timeoutMs, cause),
+    const full = this.#options.timeoutMs;
+    const timeoutMs = this.#suspect && full > 0 ? Math.min(full, PROBE_MS) : full;
+    const deadline = new Deadline(timeoutMs, (cause) =>
+      timeoutError(this.#target, command, offset, length, timeoutMs, cause),
     );
-    if (performance.now() < this.#silentUntil) {
-      throw new R3mapError(
-        "ERR_TIMEOUT",
-        `${this.#target} did not answer a request within ${this.#options.timeoutMs} ms just now; not waiting again so soon`,
-      );
-    }
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
       try {
@@ -267,11 +267,11 @@ export class NbdClient implements Backend {
           target,
           deadline.remaining(),
         );
-        this.#silentUntil = 0;
+        this.#suspect = false;
         return reply;
       } catch (error) {
         if (isR3mapError(error, "ERR_TIMEOUT")) {
-          this.#silentUntil = performance.now() + this.#options.timeoutMs;
+          this.#suspect = true;
           // The connection's timer ran out: say which deadline it was.
           throw deadline.expired(error);
         }
