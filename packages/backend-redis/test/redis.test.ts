@@ -79,7 +79,7 @@ describe("RedisChunkStore", () => {
     for (const base of [inject("redisUrl"), inject("redisClusterUrl")]) {
       const s = await store(base);
       const backend = createRedisBackend(s);
-      const client = s.client as Redis & Cluster;
+      const client: Redis | Cluster = s.client;
       // ArbitraryStage issues every chunk's GET in the same tick; auto-pipelining queues them together.
       const reading = backend.readAt(new Uint8Array(16 * CHUNK), 0);
       expect(client.autoPipelineQueueSize).toBe(16);
