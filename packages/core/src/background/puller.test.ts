@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { MemoryBackend } from "../backends/memory.js";
+import { SyncedStage } from "../stages/synced.js";
 import { InstrumentedBackend, nextTurn, patternBytes, settlesThisTurn, waitFor } from "../testing/index.js";
 import { Puller } from "./puller.js";
-import { SyncedStage } from "./synced.js";
 
 const chunkSize = 4096;
 

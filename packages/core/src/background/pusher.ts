@@ -2,8 +2,7 @@ import type { Backend } from "../backend.js";
 import type { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
-import { delay } from "../util/abort.js";
-import { DEFAULT_RETRY, type RetryPolicy } from "./puller.js";
+import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.js";
 
 export interface PusherOptions {
   /** Concurrent pushes; at least 1. */
@@ -164,16 +163,7 @@ export class Pusher {
     const buffer = new Uint8Array(this.layout.lengthOf(chunk));
     // Snapshot the local bytes first: a write after this point re-marks the chunk dirty.
     await this.local.readAt(buffer, offset);
-    const retry = this.options.retry ?? DEFAULT_RETRY;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.remote.writeAt(buffer, offset);
-        break;
-      } catch (error) {
-        if (attempt >= retry.attempts) throw error;
-        await delay(retry.backoffMs * 2 ** (attempt - 1));
-      }
-    }
+    await withRetry(() => this.remote.writeAt(buffer, offset), this.options.retry ?? DEFAULT_RETRY);
     this.options.onPushed?.(chunk, buffer.length);
   }
 }
