@@ -1,4 +1,4 @@
-export type { Backend, Extent } from "./backend.js";
+export type { Backend, Extent, NbdHandOff } from "./backend.js";
 export { memoryView, StorageBackend } from "./backend.js";
 export { DirectoryBackend, type DirectoryBackendOptions } from "./backends/directory.js";
 export { FileBackend, type FileBackendOptions, sizeOfOpenFile } from "./backends/file.js";
@@ -14,7 +14,7 @@ export {
   type PullerOptions,
   type PullPriority,
 } from "./background/puller.js";
-export { Pusher, type PusherOptions } from "./background/pusher.js";
+export { Pusher, type PusherOptions, type WriteSource } from "./background/pusher.js";
 export { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./background/retry.js";
 export { ChunkBitmap } from "./chunk-bitmap.js";
 export { ChunkLayout, checkRange } from "./chunk-layout.js";
@@ -37,6 +37,13 @@ export {
 } from "./errors.js";
 export { type Progress, TypedEmitter } from "./events.js";
 export {
+  applyFilters,
+  type FilterDescription,
+  type FilterFactory,
+  registeredFilters,
+  registerFilter,
+} from "./filters.js";
+export {
   ManagedPipeline,
   type ManagedPipelineEvents,
   type ManagedPipelineOptions,
@@ -58,9 +65,12 @@ export {
   openBackend,
   registerBackendScheme,
   registeredBackendSchemes,
+  type SchemeTraits,
+  schemeTraits,
   sizeParam,
 } from "./uri.js";
 export { type Deferred, deferred, delay } from "./util/abort.js";
 export { KeyedMutex } from "./util/keyed-mutex.js";
 export { lookupWithoutThreadpool } from "./util/lookup.js";
 export { ChunkPriorityQueue } from "./util/priority-queue.js";
+export { isAllZero } from "./util/zero.js";

@@ -1,6 +1,6 @@
 import type { Backend } from "./backend.js";
 import { Puller, type PullPriority } from "./background/puller.js";
-import { Pusher } from "./background/pusher.js";
+import { Pusher, type WriteSource } from "./background/pusher.js";
 import type { RetryPolicy } from "./background/retry.js";
 import type { ChunkBitmap } from "./chunk-bitmap.js";
 import type { ChunkLayout } from "./chunk-layout.js";
@@ -61,6 +61,13 @@ export interface ManagedPipelineOptions {
    * on every flush. Only writes to present chunks may be made that way.
    */
   written?: ChunkBitmap;
+  /**
+   * Chunks written where the pipeline does not see it (native code's
+   * bitmap, a slice's memory found by a dirty-page scan), taken before every
+   * push. An alternative to `written` for callers that must see those chunks
+   * too (a migration's tracking).
+   */
+  collectWrites?: WriteSource;
   /** Bits set while a chunk is being fetched or first written (see `SyncedStageOptions.inFlight`). */
   inFlight?: ChunkBitmap;
   /** Background pull; `false` fetches chunks only when they are read. */
@@ -162,6 +169,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
             intervalMs: push.intervalMs === undefined ? 20_000 : push.intervalMs,
             presence: this.presence,
             ...(options.written ? { written: options.written } : {}),
+            ...(options.collectWrites ? { collect: options.collectWrites } : {}),
             ...(push.retry ? { retry: push.retry } : {}),
             onPushed: (_chunk, bytes) => {
               this.#stats.bytesPushed += bytes;
@@ -289,9 +297,9 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     const count = pull === false || pull === undefined ? 4 : (pull.readahead ?? 4);
     if (!puller || (count <= 0 && !including)) return;
     this.#misses++;
-    const base = 2 ** 40 + this.#misses * 1024;
+    const base = READAHEAD_PRIORITY + this.#misses * MISS_PRIORITY_STEP;
     const start = including ? first : last + 1;
-    const end = Math.min(this.layout.count - 1, last + Math.max(0, count));
+    const end = Math.min(this.layout.count - 1, last + Math.min(Math.max(0, count), MISS_PRIORITY_STEP - 1));
     for (let next = start; next <= end; next++) {
       if (!this.presence.has(next)) puller.prioritize(next, base - (next - start));
     }
@@ -315,6 +323,15 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     });
   }
 }
+
+/**
+ * Priorities of chunks queued after a miss: above any a priority function
+ * gives (access traces rank by position, far below 2^40), and each miss
+ * above the one before it — by more than any readahead window is long, so
+ * the chunks of one miss keep their order between those of the next.
+ */
+const READAHEAD_PRIORITY = 2 ** 40;
+const MISS_PRIORITY_STEP = 1024;
 
 /** A pull's first request asks for this much; each next one for twice as much, up to `pull.requestBytes`. */
 const FIRST_REQUEST_BYTES = 64 * 1024;

@@ -1,5 +1,6 @@
 import {
   ArbitraryStage,
+  applyFilters,
   type Backend,
   ChunkBitmap,
   type ChunkOrigin,
@@ -9,9 +10,12 @@ import {
   openBackend,
   type Progress,
   R3mapError,
+  schemeTraits,
+  TrackingStage,
   TypedEmitter,
 } from "@r3map/core";
 import { keepBackendFromChildren, type Population, populateInBackground } from "@r3map/native";
+import { type Access, AccessGate } from "./access-gate.js";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
 import { importSchemePackages } from "./schemes.js";
 
@@ -38,12 +42,15 @@ export interface EngineParts {
   inFlight?: ChunkBitmap;
 }
 
-/** Makes the local cache once the remote's size is known (a slice: its memfd). */
-export type LocalFactory = (size: number) => {
+/** A local cache a device brings itself (a slice: its memfd), with the bitmaps it shares with native code. */
+export interface EngineCache {
   local: Backend;
   presence?: ChunkBitmap;
   inFlight?: ChunkBitmap;
-};
+}
+
+/** Makes the local cache once the remote's size is known. */
+export type LocalFactory = (size: number) => EngineCache;
 
 /**
  * The JavaScript side of a mount: the remote, and for managed mounts the local
@@ -55,25 +62,34 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   readonly pipeline: ManagedPipeline | undefined;
   readonly chunkSize: number;
   readonly remote: Backend;
+  /** A managed mount whose background pull runs. */
+  readonly pulls: boolean;
+  readonly #description: MountDescription;
   #closing: Promise<void> | undefined;
   #population: Population | undefined;
   #written: ChunkBitmap | undefined;
   #inFlight: ChunkBitmap | undefined;
-  #pulls = false;
+  /** Where writes the engine does not see are found (see `addWriteSource`). */
+  readonly #writeSources: (() => Iterable<number>)[] = [];
+  /** Records the chunks written from a point in time on (a migration's seeder). */
+  readonly #tracking: TrackingStage;
+  readonly #gate: AccessGate;
 
   private constructor(description: MountDescription, parts: EngineParts) {
     super();
+    this.#description = description;
     this.chunkSize = chunkSizeOf(description);
     this.remote = parts.remote;
     const managed = description.managed;
+    this.pulls = managed !== undefined && managed.pull !== false;
     if (managed) {
       if (!parts.local) throw new R3mapError("ERR_INVALID_ARGUMENT", "a managed mount needs a local cache");
       // A child process spawned by this one would otherwise make every cache page copy-on-write here.
       if (parts.local) keepBackendFromChildren(parts.local);
-      // Native code may store writes to present chunks in a memory or file cache itself, marking them here.
-      const nativeWrites = managed.push !== false && isNativeCache(parts.local);
+      // Native code may store writes to present chunks in a memory or file cache itself, marking them here;
+      // every push and a migration's tracking take the marks (`#takeWrites`).
       const chunks = Math.ceil(parts.remote.size / this.chunkSize);
-      if (nativeWrites) this.#written = new ChunkBitmap(chunks);
+      if (isNativeCache(parts.local)) this.#written = new ChunkBitmap(chunks);
       // Native code reading misses from the remote itself leaves chunks already on their way to the engine.
       if (isNativeCache(parts.local)) this.#inFlight = parts.inFlight ?? new ChunkBitmap(chunks);
       this.pipeline = new ManagedPipeline({
@@ -81,20 +97,25 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         local: parts.local,
         chunkSize: this.chunkSize,
         ...(parts.presence ? { presence: parts.presence } : {}),
-        ...(this.#written ? { written: this.#written } : {}),
         ...(this.#inFlight ? { inFlight: this.#inFlight } : {}),
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
+        collectWrites: { take: () => this.#takeWrites(), pending: () => this.#written?.cardinality() ?? 0 },
         pull: pullOptions(managed),
+        ...(managed.pull !== false && managed.pull?.untilFinalized ? { awaitFinalize: true } : {}),
         push: pushOptions(managed),
       });
       this.pipeline.on("progress", (progress) => this.emit("progress", progress));
       this.pipeline.on("chunk-local", (chunk, origin) => this.emit("chunk-local", chunk, origin));
       this.pipeline.on("error", (error) => this.emit("error", error));
-      this.backend = this.pipeline.backend;
     } else {
       this.pipeline = undefined;
-      this.backend = new ArbitraryStage(parts.remote, this.chunkSize);
     }
+    this.#tracking = new TrackingStage(
+      this.pipeline?.backend ?? new ArbitraryStage(parts.remote, this.chunkSize),
+      this.chunkSize,
+    );
+    this.#gate = new AccessGate(this.#tracking);
+    this.backend = this.#gate;
   }
 
   /**
@@ -107,20 +128,17 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     makeLocal?: LocalFactory,
     given: { remote?: Backend } = {},
   ): Promise<MountEngine> {
-    let remote = given.remote;
-    if (!remote) {
-      await importSchemePackages(description.schemes);
-      remote = await openBackend(description.remote);
-    }
+    await importSchemePackages(description.schemes);
+    const remote = await openRemote(description, given.remote);
     let pullRemote: Backend | undefined;
     try {
       if (!description.managed) return new MountEngine(description, { remote });
       // The background pull gets its own connection, so a reader's miss never queues behind dozens of
-      // pulled chunks (the first-chunk latency of a cold mount depends on it). Only for remotes reached
-      // over a network: a Backend object cannot be opened twice, a second `memory:` would be another
-      // resource, and local files gain nothing.
-      if (description.managed.pull !== false && !given.remote && isNetworkUri(description.remote)) {
-        pullRemote = await openBackend(description.remote);
+      // pulled chunks (the first-chunk latency of a cold mount depends on it). Only for remotes whose
+      // scheme says a second open is a second connection to the same resource: a Backend object cannot
+      // be opened twice, a second `memory:` would be another resource, and local files gain nothing.
+      if (description.managed.pull !== false && !given.remote && schemeTraits(description.remote).network) {
+        pullRemote = await openRemote(description);
       }
       const pulling = pullRemote ? { pullRemote } : {};
       if (makeLocal) return new MountEngine(description, { remote, ...pulling, ...makeLocal(remote.size) });
@@ -135,11 +153,6 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 
   get size(): number {
     return this.remote.size;
-  }
-
-  /** A managed mount whose background pull runs (known once started). */
-  get pulls(): boolean {
-    return this.#pulls;
   }
 
   /** A device's native code wrote this range whole into the cache, chunks that were not local before. */
@@ -191,10 +204,130 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     return undefined;
   }
 
+  /**
+   * A reader is blocked on `chunk` outside the engine's backend (a slice's
+   * page fault): fetches it over the demand connection if it is not local.
+   */
+  async fetchForReader(chunk: number): Promise<void> {
+    await this.#gate.whileLocked();
+    await this.#managed().synced.ensureLocalForReader(chunk);
+  }
+
+  /** Native code fetched `chunk`, stored it and marked it present: reported as a demand fetch. */
+  landedNatively(chunk: number): void {
+    this.pipeline?.synced.landedNatively(chunk);
+  }
+
+  /**
+   * Adds a place where writes the engine does not see are found (a slice's
+   * memory: a scan of its dirty pages). Every push first collects them.
+   */
+  addWriteSource(source: () => Iterable<number>): void {
+    this.#writeSources.push(source);
+  }
+
+  /**
+   * Chunks changed elsewhere: a managed mount forgets its local copies
+   * (their next access fetches them again; local changes not yet pushed are
+   * dropped). The device drops the kernel's copies (`Device.invalidate`).
+   */
+  markRemote(chunks: readonly number[]): void {
+    this.pipeline?.markRemote(chunks);
+  }
+
+  /**
+   * Takes the chunks written where the engine's stages did not see it —
+   * native code's `written` bitmap, the write sources — and records them for
+   * tracking. Whoever calls this hands them on: a push pushes them.
+   */
+  #takeWrites(): number[] {
+    const chunks: number[] = [];
+    this.#written?.takeAll((chunk) => chunks.push(chunk));
+    for (const source of this.#writeSources) for (const chunk of source()) chunks.push(chunk);
+    this.#tracking.recordChunks(chunks);
+    return chunks;
+  }
+
+  /**
+   * A migration's last round (a pull `untilFinalized`): `changed` chunks —
+   * changed on the remote since the pull began — are marked remote and
+   * pulled first, then the pull finishes.
+   */
+  finalizePull(changed: readonly number[]): void {
+    this.#managed().finalize(changed);
+  }
+
+  /** Resolves once every chunk is local (a managed mount that pulls). */
+  pulled(): Promise<void> {
+    return this.#managed().pulled();
+  }
+
+  /** The chunks present in a managed mount's cache (none for a direct one). */
+  presentChunks(): number[] {
+    const present: number[] = [];
+    const presence = this.pipeline?.presence;
+    if (presence)
+      for (let chunk = 0; chunk < presence.count; chunk++) if (presence.has(chunk)) present.push(chunk);
+    return present;
+  }
+
+  /** Takes the writes made out of sight now (handing them to the pusher) rather than at the next push. */
+  #collectNow(): void {
+    const chunks = this.#takeWrites();
+    const pusher = this.pipeline?.pusher;
+    if (pusher) for (const chunk of chunks) pusher.markDirty(chunk);
+  }
+
+  /**
+   * Writes are refused: the remote is read-only and writes would reach it (a
+   * direct mount, or a managed one that pushes). A managed mount that keeps
+   * its writes local takes them whatever the remote is.
+   */
+  get readOnly(): boolean {
+    const pushes = this.pipeline === undefined || this.pipeline.pusher !== undefined;
+    return pushes && (this.remote.readOnly ?? false);
+  }
+
+  /** Starts recording every chunk written from now on, whichever way the write arrives. */
+  trackWrites(): void {
+    // Writes made before now are handed on untracked.
+    this.#collectNow();
+    this.#tracking.track();
+  }
+
+  /** The chunks written since `trackWrites()` or the previous call; tracking goes on. */
+  takeTrackedWrites(): number[] {
+    this.#collectNow();
+    return this.#tracking.takeDirty();
+  }
+
+  /** The chunks written since the previous `takeTrackedWrites()`; tracking stops. */
+  stopTracking(): number[] {
+    this.#collectNow();
+    return this.#tracking.stopTracking();
+  }
+
+  get tracking(): boolean {
+    return this.#tracking.tracking;
+  }
+
+  /** Who may use the engine (see `Access`); resolves once requests already inside have finished. */
+  setAccess(access: Access): Promise<void> {
+    return this.#gate.set(access);
+  }
+
+  get access(): Access {
+    return this.#gate.access;
+  }
+
+  #managed(): ManagedPipeline {
+    if (!this.pipeline) throw new R3mapError("ERR_NOT_SUPPORTED", "a direct mount has no local cache");
+    return this.pipeline;
+  }
+
   /** Starts the background pull and push; with `pull.first`, resolves once everything is local. */
-  async start(description: MountDescription): Promise<void> {
-    const pull = description.managed?.pull;
-    this.#pulls = this.pipeline !== undefined && pull !== false;
+  async start(): Promise<void> {
+    const pull = this.#description.managed?.pull;
     if (!this.pipeline) return;
     // The pull will write every page of a memory cache: fault them in on another core, ahead of the data,
     // rather than one at a time on the thread receiving it — as huge pages, whose assembly (zeroing, at
@@ -233,11 +366,11 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       if (throughDevice) {
         await throughDevice(Math.floor(offset / 4096) * 4096, 4096);
         // Touched, so cached: forget it again when only the user's touches may be kept.
-        if (this.pipeline && !this.#pulls) {
+        if (this.pipeline && !this.pulls) {
           this.pipeline.markRemote([last]);
           forget?.(last);
         }
-      } else if (this.pipeline && !this.#pulls) {
+      } else if (this.pipeline && !this.pulls) {
         await this.remote.readAt(new Uint8Array(this.size - offset), offset);
       } else if (this.pipeline) {
         await this.pipeline.synced.ensureLocalForReader(last);
@@ -283,10 +416,15 @@ function isNativeCache(local: Backend | undefined): boolean {
   return local instanceof MemoryBackend || local instanceof FileBackend;
 }
 
-/** Remotes opened twice are two connections to one resource (not `memory:`, `file:`, `dir:`). */
-function isNetworkUri(uri: string): boolean {
-  const scheme = uri.slice(0, Math.max(0, uri.indexOf(":"))).toLowerCase();
-  return !["memory", "file", "dir"].includes(scheme);
+/** Opens the remote a description names (or takes the one given), with the description's filters stacked on it. */
+async function openRemote(description: MountDescription, given?: Backend): Promise<Backend> {
+  const remote = given ?? (await openBackend(description.remote));
+  try {
+    return await applyFilters(remote, description.filters);
+  } catch (error) {
+    await remote.close().catch(() => {});
+    throw error;
+  }
 }
 
 function pullOptions(managed: ManagedDescription) {

@@ -1,7 +1,10 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FuseFile, readOnThread } from "@r3map/native";
+import { type FuseAccess, FuseFile, readOnThread } from "@r3map/native";
+import type { Access } from "./access-gate.js";
+import { runsOf } from "./chunk-runs.js";
+import type { Device, DeviceBuilder, MountHandle } from "./device.js";
 import type { MountEngine } from "./engine.js";
 import { handOff } from "./hand-off.js";
 
@@ -30,20 +33,24 @@ export interface FileDeviceOptions {
  * misses and writes, and fsync, reach the engine on the thread that created
  * the device.
  */
-export class FileDevice {
+export class FileDevice implements Device {
+  readonly handle: MountHandle;
   readonly #fuse: FuseFile;
+  readonly #engine: MountEngine;
   readonly #ownedMountPoint: string | undefined;
 
-  private constructor(fuse: FuseFile, ownedMountPoint: string | undefined) {
+  private constructor(engine: MountEngine, fuse: FuseFile, ownedMountPoint: string | undefined) {
+    this.#engine = engine;
     this.#fuse = fuse;
     this.#ownedMountPoint = ownedMountPoint;
+    this.handle = { frontend: "file", size: engine.size, path: fuse.path };
   }
 
   static async attach(engine: MountEngine, options: FileDeviceOptions = {}): Promise<FileDevice> {
     const owned = options.mountPoint ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), "r3map-mount-"));
     const mountPoint = options.mountPoint ?? owned!;
     const native = engine.nativeCache();
-    const readOnly = options.readOnly ?? engine.remote.readOnly ?? false;
+    const readOnly = options.readOnly ?? engine.readOnly;
     // Over NBD the FUSE threads read what is not local from the server themselves: always for a direct
     // mount; for a managed one only small misses, only while its pull runs (it then fetches those chunks
     // next, so the cache still fills) and only where native code knows what is local.
@@ -89,9 +96,7 @@ export class FileDevice {
         onFsync: () => engine.sync(),
         onStoredWhole: (offset, length) => engine.storedNatively(offset, length),
       });
-      // Warm the whole miss path, FUSE dispatch included, with one real read on a native thread.
-      await engine.prime((offset, length) => readOnThread(fuse.path, offset, length));
-      return new FileDevice(fuse, owned);
+      return new FileDevice(engine, fuse, owned);
     } catch (error) {
       remoteReads?.socket.destroy();
       if (owned) fs.rmSync(owned, { recursive: true, force: true });
@@ -113,9 +118,44 @@ export class FileDevice {
     return this.#fuse.stats();
   }
 
+  /** Warms the whole miss path, FUSE dispatch included, with one real read on a native thread. */
+  prime(): Promise<void> {
+    return this.#engine.prime((offset, length) => readOnThread(this.#fuse.path, offset, length));
+  }
+
+  /** Writes reach the engine before they return (the file is written through): nothing is held. */
+  async flush(): Promise<void> {}
+
+  async invalidate(chunks: readonly number[]): Promise<void> {
+    const { chunkSize } = this.#engine;
+    for (const [first, count] of runsOf(chunks)) {
+      await this.#fuse.invalidate(
+        first * chunkSize,
+        Math.min(count * chunkSize, this.#fuse.size - first * chunkSize),
+      );
+    }
+  }
+
+  async setAccess(access: Access): Promise<void> {
+    // Pages the kernel cached would still be read without asking us: dropped while reads are still
+    // answered (dropping waits for a read in progress on the page, which a locked engine would hold).
+    if (access === "locked") await this.#fuse.invalidate();
+    this.#fuse.setAccess(FUSE_ACCESS[access]);
+  }
+
   /** Unmounts (waiting for requests in flight) and removes a mount point it created. */
   async close(): Promise<void> {
     await this.#fuse.close();
     if (this.#ownedMountPoint) fs.rmSync(this.#ownedMountPoint, { recursive: true, force: true });
   }
 }
+
+const FUSE_ACCESS: Record<Access, FuseAccess> = {
+  open: "serve",
+  "read-only": "forward-writes",
+  locked: "forward-all",
+};
+
+export const fileDevice = (): DeviceBuilder => ({
+  attach: (engine, options) => FileDevice.attach(engine, options),
+});

@@ -1,5 +1,7 @@
 import * as fs from "node:fs";
 import { LoopDevice } from "@r3map/native";
+import type { Access } from "./access-gate.js";
+import type { Device, DeviceBuilder, MountHandle } from "./device.js";
 import type { MountEngine } from "./engine.js";
 import { FileDevice, type FileDeviceOptions } from "./file-device.js";
 
@@ -12,18 +14,22 @@ export interface PathDeviceOptions extends FileDeviceOptions {
  * The path frontend on a kernel without NBD: a loop device over the FUSE file
  * (`/dev/loopN`, which mkfs, mount and swapon accept).
  */
-export class PathDevice {
+export class PathDevice implements Device {
+  readonly handle: MountHandle;
+
   private constructor(
     readonly file: FileDevice,
     readonly loop: LoopDevice,
-  ) {}
+  ) {
+    this.handle = { frontend: "path", size: file.handle.size, path: loop.path };
+  }
 
   static async attach(engine: MountEngine, options: PathDeviceOptions = {}): Promise<PathDevice> {
     const file = await FileDevice.attach(engine, options);
     try {
       const loop = await LoopDevice.attach(file.path, {
         directIo: options.directIo ?? true,
-        readOnly: options.readOnly ?? engine.remote.readOnly ?? false,
+        readOnly: options.readOnly ?? engine.readOnly,
       });
       return new PathDevice(file, loop);
     } catch (error) {
@@ -35,6 +41,10 @@ export class PathDevice {
   /** The block device: /dev/loopN. */
   get path(): string {
     return this.loop.path;
+  }
+
+  prime(): Promise<void> {
+    return this.file.prime();
   }
 
   /**
@@ -52,6 +62,19 @@ export class PathDevice {
     }
   }
 
+  /** Drops the FUSE file's pages and the block device's buffers (a file system mounted on it keeps its own). */
+  async invalidate(chunks: readonly number[]): Promise<void> {
+    await this.file.invalidate(chunks);
+    await this.loop.flushBuffers();
+  }
+
+  async setAccess(access: Access): Promise<void> {
+    // The block device's own buffers too, first: writing them back needs the FUSE file still served.
+    // (A file system mounted on the device keeps its own caches.)
+    if (access === "locked") await this.loop.flushBuffers();
+    await this.file.setAccess(access);
+  }
+
   async close(): Promise<void> {
     try {
       await this.loop.close();
@@ -60,3 +83,7 @@ export class PathDevice {
     }
   }
 }
+
+export const pathDevice = (): DeviceBuilder => ({
+  attach: (engine, options) => PathDevice.attach(engine, options),
+});

@@ -6,7 +6,13 @@
  */
 import * as fs from "node:fs";
 import { testRandom, waitFor } from "@r3map/core/testing";
-import { FileDevice, type MountDescription, MountEngine, mountSlice, SliceDevice } from "@r3map/mount";
+import {
+  type FileDevice,
+  MountCore,
+  type MountDescription,
+  mountSlice,
+  type SliceDevice,
+} from "@r3map/mount";
 import { TestScope } from "@r3map/mount/testing";
 import { readOnThread, touchOnThread } from "@r3map/native";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -34,12 +40,12 @@ async function read(path: string, offset: number, length: number): Promise<Buffe
   }
 }
 
-/** A file mount whose engine runs on this thread (started, then the device), so its stats are at hand. */
+/** A file mount whose engine runs on this thread, so its stats are at hand. */
 async function openFile(description: MountDescription) {
-  const engine = await MountEngine.open(description);
+  const core = await MountCore.open("file", description, { readAheadKb: 0 });
+  const { engine } = core;
   scope.add(engine, () => engine.close());
-  await engine.start(description);
-  const device = scope.mount(await FileDevice.attach(engine, { readAheadKb: 0 }));
+  const device = scope.mount(core.device as FileDevice);
   return { engine, device };
 }
 
@@ -199,12 +205,13 @@ describe("slice over NBD", () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
     const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
-    const device = await SliceDevice.open({
+    const core = await MountCore.open("slice", {
       remote: remote.uri,
       chunkSize,
       managed: { pull: false, push: false },
     });
-    scope.add(device, () => device.close());
+    const device = core.device as SliceDevice;
+    scope.add(core, () => core.close());
     const before = device.region.stats();
     const chunks = [3, 40, 100];
     // Touched on native threads: this thread runs the engine, which must not be needed.
@@ -215,9 +222,9 @@ describe("slice over NBD", () => {
       fetchedNatively: after.remoteFetches - before.remoteFetches,
       handedToTheEngine: after.misses - before.misses,
     }).toEqual({ fetchedNatively: chunks.length, handedToTheEngine: 0 });
-    // The landings reach the engine as notices from the native threads.
+    // The notices of the landings cross from the native threads in their own time.
     await waitFor(
-      () => chunks.every((chunk) => device.engine.pipeline!.presence.has(chunk)),
+      () => device.engine.progress()?.chunksLocal === chunks.length,
       "the notices of the landings",
     );
     for (const chunk of chunks) {

@@ -12,10 +12,17 @@ import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import * as path from "node:path";
-import { type Backend, type ChunkBitmap, errnoOf, fromSystemError, R3mapError } from "@r3map/core";
+import {
+  type Backend,
+  type ChunkBitmap,
+  errnoOf,
+  fromSystemError,
+  type NbdHandOff,
+  R3mapError,
+} from "@r3map/core";
 import { addon, FuseRequestKind, type NativeFuseOptions, type NativeFuseServer } from "./addon.js";
 import { checkPositiveInteger, mapNativeError } from "./fuse-errors.js";
-import { type NbdHandOff, nativeHandOff } from "./nbd-hand-off.js";
+import { nativeHandOff } from "./nbd-hand-off.js";
 
 /**
  * Called on the thread that mounted. `signal` aborts when the request times
@@ -118,6 +125,11 @@ export interface FuseFileOptions extends FuseFileHandlers {
   /** Unmounts when aborted. */
   signal?: AbortSignal;
 }
+
+/** What a FuseFile's native threads answer themselves (see `FuseFile.setAccess`). */
+export type FuseAccess = "serve" | "forward-writes" | "forward-all";
+
+const FUSE_ACCESS: Record<FuseAccess, number> = { serve: 0, "forward-writes": 1, "forward-all": 2 };
 
 export interface FuseFileStats {
   /** READs answered natively from the local cache. */
@@ -262,6 +274,36 @@ export class FuseFile {
   stats(): FuseFileStats {
     const { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads } = this.#native.stats();
     return { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads };
+  }
+
+  /**
+   * What the request threads answer themselves: `"serve"` (default) all they
+   * can; `"forward-writes"` reads only — every WRITE reaches `onWrite`;
+   * `"forward-all"` nothing — every READ and WRITE reaches the handlers,
+   * which may hold them (pages the kernel cached are still served by the
+   * kernel: `invalidate` them). Takes effect for requests that arrive after.
+   */
+  setAccess(access: FuseAccess): void {
+    if (this.#closing) return;
+    this.#native.setAccess(FUSE_ACCESS[access]);
+  }
+
+  /**
+   * Drops the kernel's cached pages of `[offset, offset + length)` (default:
+   * the whole file), so the next read of that range reaches the handlers or
+   * the local cache again — after the data behind it changed (a chunk marked
+   * remote again). Reads are otherwise served from the page cache once read.
+   */
+  async invalidate(offset = 0, length = this.size - offset): Promise<void> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `cannot invalidate [${offset}, ${offset + length})`);
+    }
+    if (length === 0 || this.#closing) return;
+    try {
+      await this.#native.invalidate(offset, length);
+    } catch (error) {
+      throw mapNativeError(error, `cannot invalidate the page cache of ${this.path}`);
+    }
   }
 
   /** Lets the process exit while mounted (it is then unmounted at exit). */

@@ -27,4 +27,13 @@ export interface Seeder {
   close(): Promise<void> | void;
   /** The migration's progress, served by WatchProgress. */
   progress?(): Progress;
+  /** An NBD server on the seeder's host serving `backend` read-only, for bulk reads (told in Track's reply). */
+  readonly dataPlane?: { nbdPort: number; nbdExport: string; tls?: boolean };
+  /**
+   * A leecher opened MigrationService.Attach: `signal` aborts when that
+   * stream ends. If it ends before `close()`, the leecher is gone.
+   */
+  attach?(signal: AbortSignal): void;
+  /** The phase Attach reports: "tracking", "synced" or "closed". */
+  phase?(): string;
 }

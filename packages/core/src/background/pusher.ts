@@ -2,6 +2,7 @@ import type { Backend } from "../backend.js";
 import type { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
+import { isAllZero } from "../util/zero.js";
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.js";
 
 export interface PusherOptions {
@@ -19,8 +20,22 @@ export interface PusherOptions {
    * (atomically) and pushes those chunks too.
    */
   written?: ChunkBitmap;
+  /**
+   * Chunks written where nobody calls `markDirty` (native code's bitmap, a
+   * slice's memory found by a dirty-page scan): taken at the start of every
+   * flush and pushed with the others.
+   */
+  collect?: WriteSource;
   /** A background (interval) push failed; the chunks stay dirty and are retried. */
   onError?: (error: unknown) => void;
+}
+
+/** Chunks written out of a stage's sight, handed over once each (see `PusherOptions.collect`). */
+export interface WriteSource {
+  /** The chunks written since the last call. */
+  take(): Iterable<number>;
+  /** How many are waiting to be taken, where the source can tell cheaply (for progress). */
+  pending?(): number;
 }
 
 /**
@@ -63,7 +78,9 @@ export class Pusher {
 
   /** Chunks changed and not yet pushed (in flight ones excluded). */
   get dirtyCount(): number {
-    return this.#dirty.size + (this.options.written?.cardinality() ?? 0);
+    return (
+      this.#dirty.size + (this.options.written?.cardinality() ?? 0) + (this.options.collect?.pending?.() ?? 0)
+    );
   }
 
   /** Starts the periodic push. */
@@ -88,6 +105,7 @@ export class Pusher {
    */
   async flush(): Promise<void> {
     this.options.written?.takeAll((chunk) => this.#dirty.add(chunk));
+    if (this.options.collect) for (const chunk of this.options.collect.take()) this.#dirty.add(chunk);
     const earlier = [...this.#flushes];
     const own = this.#pushAll([...this.#dirty]);
     this.#dirty.clear();
@@ -163,7 +181,14 @@ export class Pusher {
     const buffer = new Uint8Array(this.layout.lengthOf(chunk));
     // Snapshot the local bytes first: a write after this point re-marks the chunk dirty.
     await this.local.readAt(buffer, offset);
-    await withRetry(() => this.remote.writeAt(buffer, offset), this.options.retry ?? DEFAULT_RETRY);
+    await withRetry(
+      // A chunk of zeros (a trimmed one, say) goes as write-zeroes where the remote can: nothing to send.
+      () =>
+        this.remote.writeZeroes && isAllZero(buffer)
+          ? this.remote.writeZeroes(offset, buffer.length)
+          : this.remote.writeAt(buffer, offset),
+      this.options.retry ?? DEFAULT_RETRY,
+    );
     this.options.onPushed?.(chunk, buffer.length);
   }
 }

@@ -2,6 +2,7 @@ import { type Backend, memoryView } from "../backend.js";
 import { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
+import { settleAll } from "./arbitrary.js";
 import { ChunkedStage } from "./chunked.js";
 
 /** Why a chunk became local. */
@@ -55,6 +56,8 @@ export class SyncedStage implements Backend {
   readonly #pending = new Map<number, Promise<void>>();
   /** Background runs (`claimRun`) no reader has overtaken yet: the first reader's miss with a buffer need not wait for one. */
   readonly #runs = new WeakSet<Promise<void>>();
+  /** Chunks marked remote while a fetch of them was under way: that fetch must not make them present. */
+  readonly #stale = new Set<number>();
   readonly #options: SyncedStageOptions;
 
   constructor(
@@ -102,7 +105,48 @@ export class SyncedStage implements Backend {
 
   async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
     const chunk = this.#validator.check(offset, buffer.length);
-    // Wait for whoever is bringing the chunk; then it is present, or ours to write first.
+    await this.#store(chunk, () => this.local.writeAt(buffer, offset));
+  }
+
+  /**
+   * Whole chunks only (an ArbitraryStage above zeroes partial ones). The
+   * local copy is trimmed — or zeroed, where the cache cannot trim — and the
+   * chunks count as written: a pushed all-zero chunk is sent as write-zeroes
+   * where the remote can.
+   */
+  readonly trim = (offset: number, length: number): Promise<void> =>
+    this.#zero(offset, length, this.local.trim ?? this.local.writeZeroes);
+
+  readonly writeZeroes = (offset: number, length: number): Promise<void> =>
+    this.#zero(offset, length, this.local.writeZeroes);
+
+  async #zero(
+    offset: number,
+    length: number,
+    zeroLocal: ((offset: number, length: number) => Promise<void>) | undefined,
+  ): Promise<void> {
+    const [first, end] = this.#validator.checkSpan(offset, length);
+    const stores: Promise<void>[] = [];
+    for (let chunk = first; chunk < end; chunk++) {
+      const chunkOffset = this.layout.offsetOf(chunk);
+      const chunkLength = this.layout.lengthOf(chunk);
+      stores.push(
+        this.#store(chunk, () =>
+          zeroLocal
+            ? zeroLocal.call(this.local, chunkOffset, chunkLength)
+            : this.local.writeAt(new Uint8Array(chunkLength), chunkOffset),
+        ),
+      );
+    }
+    await settleAll(stores);
+  }
+
+  /**
+   * Writes a whole chunk with `write`: waits for whoever is bringing the
+   * chunk (then it is present, or ours to write first — a first write claims
+   * it and makes it present without fetching), then reports the write.
+   */
+  async #store(chunk: number, write: () => Promise<void>): Promise<void> {
     let first = false;
     for (;;) {
       const pending = this.#pending.get(chunk);
@@ -118,10 +162,10 @@ export class SyncedStage implements Backend {
       }
     }
     if (!first) {
-      await this.local.writeAt(buffer, offset);
+      await write();
     } else {
       await this.#claim(chunk, async () => {
-        await this.local.writeAt(buffer, offset);
+        await write();
         this.presence.set(chunk);
         this.#options.onChunkLocal?.(chunk, "write");
       });
@@ -197,7 +241,9 @@ export class SyncedStage implements Backend {
 
   /**
    * Marks chunks as stale so the next read fetches them again (a migration's
-   * dirty chunks, changed on the other host).
+   * dirty chunks, changed on the other host). A fetch of one of them under
+   * way now may carry the old bytes: it does not mark the chunk present when
+   * it lands, so the chunk is fetched again.
    */
   markRemote(chunks: Iterable<number>): void {
     for (const chunk of chunks) {
@@ -208,6 +254,7 @@ export class SyncedStage implements Backend {
         );
       }
       this.presence.clear(chunk);
+      if (this.#pending.has(chunk)) this.#stale.add(chunk);
     }
   }
 
@@ -270,6 +317,8 @@ export class SyncedStage implements Backend {
     if (!direct) await this.local.writeAt(buffer, offset);
     this.#options.onFetched?.(first, length, performance.now() - started);
     for (let chunk = first; chunk <= last; chunk++) {
+      // Marked remote while this fetch was under way: what landed may be older than the remote.
+      if (this.#stale.delete(chunk)) continue;
       // A reader may have overtaken a run for one of its chunks (`#overtake`): that chunk is local already.
       if (this.presence.set(chunk)) this.#options.onChunkLocal?.(chunk, "fetch");
     }

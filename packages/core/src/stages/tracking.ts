@@ -39,6 +39,12 @@ export class TrackingStage extends Stage {
     return dirty;
   }
 
+  /** Records chunks written behind the stage's back (native code, a mapped memory), while tracking. */
+  recordChunks(chunks: Iterable<number>): void {
+    if (!this.#dirty) return;
+    for (const chunk of chunks) this.#dirty.add(chunk);
+  }
+
   override async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
     await this.inner.writeAt(buffer, offset);
     // Recorded after the write lands, so a reader of the dirty set never sees a
@@ -46,19 +52,15 @@ export class TrackingStage extends Stage {
     this.#record(offset, buffer.length);
   }
 
-  readonly trim =
-    this.inner.trim &&
-    (async (offset: number, length: number) => {
-      await this.inner.trim!(offset, length);
-      this.#record(offset, length);
-    });
+  protected override async trimRange(offset: number, length: number): Promise<void> {
+    await super.trimRange(offset, length);
+    this.#record(offset, length);
+  }
 
-  readonly writeZeroes =
-    this.inner.writeZeroes &&
-    (async (offset: number, length: number) => {
-      await this.inner.writeZeroes!(offset, length);
-      this.#record(offset, length);
-    });
+  protected override async zeroRange(offset: number, length: number): Promise<void> {
+    await super.zeroRange(offset, length);
+    this.#record(offset, length);
+  }
 
   #record(offset: number, length: number): void {
     if (!this.#dirty) return;

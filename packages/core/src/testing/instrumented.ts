@@ -13,6 +13,9 @@ import { Gate } from "./gate.js";
 export class InstrumentedBackend extends Stage {
   readonly reads: number[] = [];
   readonly writes: number[] = [];
+  /** `[offset, length]` of every trim and write-zeroes that reached the wrapped backend. */
+  readonly trims: [number, number][] = [];
+  readonly zeroes: [number, number][] = [];
   syncs = 0;
   /**
    * Reads wait here before they reach the wrapped backend (open until the test
@@ -74,6 +77,18 @@ export class InstrumentedBackend extends Stage {
     this.#checkUp();
     this.syncs++;
     await this.inner.sync();
+  }
+
+  protected override async trimRange(offset: number, length: number): Promise<void> {
+    this.#checkUp();
+    this.trims.push([offset, length]);
+    await super.trimRange(offset, length);
+  }
+
+  protected override async zeroRange(offset: number, length: number): Promise<void> {
+    this.#checkUp();
+    this.zeroes.push([offset, length]);
+    await super.zeroRange(offset, length);
   }
 
   async #enter(gate: Gate): Promise<void> {

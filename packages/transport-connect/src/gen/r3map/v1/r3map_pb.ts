@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file r3map/v1/r3map.proto.
  */
 export const file_r3map_v1_r3map: GenFile = /*@__PURE__*/
-  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5Ii0KC1RyaW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiDgoMVHJpbVJlc3BvbnNlIjQKEldyaXRlWmVyb2VzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIhUKE1dyaXRlWmVyb2VzUmVzcG9uc2UiNAoSQmxvY2tTdGF0dXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRAoGRXh0ZW50Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSDAoEemVybxgDIAEoCBIMCgRob2xlGAQgASgIIjgKE0Jsb2NrU3RhdHVzUmVzcG9uc2USIQoHZXh0ZW50cxgBIAMoCzIQLnIzbWFwLnYxLkV4dGVudCJHChFSZWFkU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEhIKCmNodW5rX3NpemUYAyABKA0iMgoSUmVhZFN0cmVhbVJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIqABCghQcm9ncmVzcxIUCgxjaHVua3NfdG90YWwYASABKAQSFAoMY2h1bmtzX2xvY2FsGAIgASgEEhQKDGJ5dGVzX3B1bGxlZBgDIAEoBBIUCgxieXRlc19wdXNoZWQYBCABKAQSFAoMZGlydHlfY2h1bmtzGAUgASgEEg8KB2ZldGNoZXMYBiABKAQSFQoNbWVhbl9mZXRjaF9tcxgHIAEoASIrChRXYXRjaFByb2dyZXNzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSI9ChVXYXRjaFByb2dyZXNzUmVzcG9uc2USJAoIcHJvZ3Jlc3MYASABKAsyEi5yM21hcC52MS5Qcm9ncmVzcyIOCgxUcmFja1JlcXVlc3QiMQoNVHJhY2tSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEgwKBHNpemUYAiABKAQiDQoLU3luY1JlcXVlc3QiOAoMU3luY1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIhEKD0ZpbmFsaXplUmVxdWVzdCI8ChBGaW5hbGl6ZVJlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIg4KDENsb3NlUmVxdWVzdCIPCg1DbG9zZVJlc3BvbnNlKuABCgpDYXBhYmlsaXR5EhoKFkNBUEFCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZDQVBBQklMSVRZX1JFQURfU1RSRUFNEAESFwoTQ0FQQUJJTElUWV9QUk9HUkVTUxACEhgKFENBUEFCSUxJVFlfTUlHUkFUSU9OEAMSGAoUQ0FQQUJJTElUWV9SRUFEX09OTFkQBBITCg9DQVBBQklMSVRZX1RSSU0QBRIbChdDQVBBQklMSVRZX1dSSVRFX1pFUk9FUxAGEhsKF0NBUEFCSUxJVFlfQkxPQ0tfU1RBVFVTEAcy1gMKDkJhY2tlbmRTZXJ2aWNlEkMKB0dldEluZm8SGC5yM21hcC52MS5HZXRJbmZvUmVxdWVzdBoZLnIzbWFwLnYxLkdldEluZm9SZXNwb25zZSIDkAIBEk4KClJlYWRTdHJlYW0SGy5yM21hcC52MS5SZWFkU3RyZWFtUmVxdWVzdBocLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXNwb25zZSIDkAIBMAESNwoEVHJpbRIVLnIzbWFwLnYxLlRyaW1SZXF1ZXN0GhYucjNtYXAudjEuVHJpbVJlc3BvbnNlIgASTAoLV3JpdGVaZXJvZXMSHC5yM21hcC52MS5Xcml0ZVplcm9lc1JlcXVlc3QaHS5yM21hcC52MS5Xcml0ZVplcm9lc1Jlc3BvbnNlIgASTwoLQmxvY2tTdGF0dXMSHC5yM21hcC52MS5CbG9ja1N0YXR1c1JlcXVlc3QaHS5yM21hcC52MS5CbG9ja1N0YXR1c1Jlc3BvbnNlIgOQAgESVwoNV2F0Y2hQcm9ncmVzcxIeLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXF1ZXN0Gh8ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlIgOQAgEwATKIAgoQTWlncmF0aW9uU2VydmljZRI6CgVUcmFjaxIWLnIzbWFwLnYxLlRyYWNrUmVxdWVzdBoXLnIzbWFwLnYxLlRyYWNrUmVzcG9uc2UiABI3CgRTeW5jEhUucjNtYXAudjEuU3luY1JlcXVlc3QaFi5yM21hcC52MS5TeW5jUmVzcG9uc2UiABJDCghGaW5hbGl6ZRIZLnIzbWFwLnYxLkZpbmFsaXplUmVxdWVzdBoaLnIzbWFwLnYxLkZpbmFsaXplUmVzcG9uc2UiABI6CgVDbG9zZRIWLnIzbWFwLnYxLkNsb3NlUmVxdWVzdBoXLnIzbWFwLnYxLkNsb3NlUmVzcG9uc2UiAGIGcHJvdG8z");
+  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5Ii0KC1RyaW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiDgoMVHJpbVJlc3BvbnNlIjQKEldyaXRlWmVyb2VzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIhUKE1dyaXRlWmVyb2VzUmVzcG9uc2UiNAoSQmxvY2tTdGF0dXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRAoGRXh0ZW50Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSDAoEemVybxgDIAEoCBIMCgRob2xlGAQgASgIIjgKE0Jsb2NrU3RhdHVzUmVzcG9uc2USIQoHZXh0ZW50cxgBIAMoCzIQLnIzbWFwLnYxLkV4dGVudCJHChFSZWFkU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEhIKCmNodW5rX3NpemUYAyABKA0iMgoSUmVhZFN0cmVhbVJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIqABCghQcm9ncmVzcxIUCgxjaHVua3NfdG90YWwYASABKAQSFAoMY2h1bmtzX2xvY2FsGAIgASgEEhQKDGJ5dGVzX3B1bGxlZBgDIAEoBBIUCgxieXRlc19wdXNoZWQYBCABKAQSFAoMZGlydHlfY2h1bmtzGAUgASgEEg8KB2ZldGNoZXMYBiABKAQSFQoNbWVhbl9mZXRjaF9tcxgHIAEoASIrChRXYXRjaFByb2dyZXNzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSI9ChVXYXRjaFByb2dyZXNzUmVzcG9uc2USJAoIcHJvZ3Jlc3MYASABKAsyEi5yM21hcC52MS5Qcm9ncmVzcyIOCgxUcmFja1JlcXVlc3QiaAoNVHJhY2tSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEgwKBHNpemUYAiABKAQSEAoIbmJkX3BvcnQYAyABKA0SEgoKbmJkX2V4cG9ydBgEIAEoCRIPCgduYmRfdGxzGAUgASgIIg0KC1N5bmNSZXF1ZXN0IjgKDFN5bmNSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEhQKDGRpcnR5X2NodW5rcxgCIAMoBCIRCg9GaW5hbGl6ZVJlcXVlc3QiPAoQRmluYWxpemVSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEhQKDGRpcnR5X2NodW5rcxgCIAMoBCIkCg1BdHRhY2hSZXF1ZXN0EhMKC2ludGVydmFsX21zGAEgASgNIh8KDkF0dGFjaFJlc3BvbnNlEg0KBXBoYXNlGAEgASgJIg4KDENsb3NlUmVxdWVzdCIPCg1DbG9zZVJlc3BvbnNlKuABCgpDYXBhYmlsaXR5EhoKFkNBUEFCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZDQVBBQklMSVRZX1JFQURfU1RSRUFNEAESFwoTQ0FQQUJJTElUWV9QUk9HUkVTUxACEhgKFENBUEFCSUxJVFlfTUlHUkFUSU9OEAMSGAoUQ0FQQUJJTElUWV9SRUFEX09OTFkQBBITCg9DQVBBQklMSVRZX1RSSU0QBRIbChdDQVBBQklMSVRZX1dSSVRFX1pFUk9FUxAGEhsKF0NBUEFCSUxJVFlfQkxPQ0tfU1RBVFVTEAcy1gMKDkJhY2tlbmRTZXJ2aWNlEkMKB0dldEluZm8SGC5yM21hcC52MS5HZXRJbmZvUmVxdWVzdBoZLnIzbWFwLnYxLkdldEluZm9SZXNwb25zZSIDkAIBEk4KClJlYWRTdHJlYW0SGy5yM21hcC52MS5SZWFkU3RyZWFtUmVxdWVzdBocLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXNwb25zZSIDkAIBMAESNwoEVHJpbRIVLnIzbWFwLnYxLlRyaW1SZXF1ZXN0GhYucjNtYXAudjEuVHJpbVJlc3BvbnNlIgASTAoLV3JpdGVaZXJvZXMSHC5yM21hcC52MS5Xcml0ZVplcm9lc1JlcXVlc3QaHS5yM21hcC52MS5Xcml0ZVplcm9lc1Jlc3BvbnNlIgASTwoLQmxvY2tTdGF0dXMSHC5yM21hcC52MS5CbG9ja1N0YXR1c1JlcXVlc3QaHS5yM21hcC52MS5CbG9ja1N0YXR1c1Jlc3BvbnNlIgOQAgESVwoNV2F0Y2hQcm9ncmVzcxIeLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXF1ZXN0Gh8ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlIgOQAgEwATLJAgoQTWlncmF0aW9uU2VydmljZRI6CgVUcmFjaxIWLnIzbWFwLnYxLlRyYWNrUmVxdWVzdBoXLnIzbWFwLnYxLlRyYWNrUmVzcG9uc2UiABI3CgRTeW5jEhUucjNtYXAudjEuU3luY1JlcXVlc3QaFi5yM21hcC52MS5TeW5jUmVzcG9uc2UiABJDCghGaW5hbGl6ZRIZLnIzbWFwLnYxLkZpbmFsaXplUmVxdWVzdBoaLnIzbWFwLnYxLkZpbmFsaXplUmVzcG9uc2UiABI6CgVDbG9zZRIWLnIzbWFwLnYxLkNsb3NlUmVxdWVzdBoXLnIzbWFwLnYxLkNsb3NlUmVzcG9uc2UiABI/CgZBdHRhY2gSFy5yM21hcC52MS5BdHRhY2hSZXF1ZXN0GhgucjNtYXAudjEuQXR0YWNoUmVzcG9uc2UiADABYgZwcm90bzM");
 
 /**
  * @generated from message r3map.v1.GetInfoRequest
@@ -382,6 +382,27 @@ export type TrackResponse = Message<"r3map.v1.TrackResponse"> & {
    * @generated from field: uint64 size = 2;
    */
   size: bigint;
+
+  /**
+   * A data plane for bulk reads: an NBD server on this port of the seeder's
+   * host serving the resource read-only as export nbd_export (0: none; read
+   * over ReadAt/ReadStream then).
+   *
+   * @generated from field: uint32 nbd_port = 3;
+   */
+  nbdPort: number;
+
+  /**
+   * @generated from field: string nbd_export = 4;
+   */
+  nbdExport: string;
+
+  /**
+   * The data plane needs TLS (nbds://), with the same certificates as this endpoint.
+   *
+   * @generated from field: bool nbd_tls = 5;
+   */
+  nbdTls: boolean;
 };
 
 /**
@@ -464,6 +485,44 @@ export const FinalizeResponseSchema: GenMessage<FinalizeResponse> = /*@__PURE__*
   messageDesc(file_r3map_v1_r3map, 19);
 
 /**
+ * @generated from message r3map.v1.AttachRequest
+ */
+export type AttachRequest = Message<"r3map.v1.AttachRequest"> & {
+  /**
+   * Milliseconds between heartbeats; 0 means 1000.
+   *
+   * @generated from field: uint32 interval_ms = 1;
+   */
+  intervalMs: number;
+};
+
+/**
+ * Describes the message r3map.v1.AttachRequest.
+ * Use `create(AttachRequestSchema)` to create a new message.
+ */
+export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 20);
+
+/**
+ * @generated from message r3map.v1.AttachResponse
+ */
+export type AttachResponse = Message<"r3map.v1.AttachResponse"> & {
+  /**
+   * The seeder's phase: "tracking", "synced" (after the last round), "closed".
+   *
+   * @generated from field: string phase = 1;
+   */
+  phase: string;
+};
+
+/**
+ * Describes the message r3map.v1.AttachResponse.
+ * Use `create(AttachResponseSchema)` to create a new message.
+ */
+export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 21);
+
+/**
  * @generated from message r3map.v1.CloseRequest
  */
 export type CloseRequest = Message<"r3map.v1.CloseRequest"> & {
@@ -474,7 +533,7 @@ export type CloseRequest = Message<"r3map.v1.CloseRequest"> & {
  * Use `create(CloseRequestSchema)` to create a new message.
  */
 export const CloseRequestSchema: GenMessage<CloseRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 20);
+  messageDesc(file_r3map_v1_r3map, 22);
 
 /**
  * @generated from message r3map.v1.CloseResponse
@@ -487,7 +546,7 @@ export type CloseResponse = Message<"r3map.v1.CloseResponse"> & {
  * Use `create(CloseResponseSchema)` to create a new message.
  */
 export const CloseResponseSchema: GenMessage<CloseResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 21);
+  messageDesc(file_r3map_v1_r3map, 23);
 
 /**
  * @generated from enum r3map.v1.Capability
@@ -672,6 +731,19 @@ export const MigrationService: GenService<{
     methodKind: "unary";
     input: typeof CloseRequestSchema;
     output: typeof CloseResponseSchema;
+  },
+  /**
+   * The leecher keeps this stream open from Track to Close: the seeder sends
+   * a heartbeat every interval. If the stream ends before Close (the leecher
+   * died or its network did), the seeder stops tracking and, after the last
+   * round, lets its application write again; a new leecher may start over.
+   *
+   * @generated from rpc r3map.v1.MigrationService.Attach
+   */
+  attach: {
+    methodKind: "server_streaming";
+    input: typeof AttachRequestSchema;
+    output: typeof AttachResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_r3map_v1_r3map, 1);
