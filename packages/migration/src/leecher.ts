@@ -75,7 +75,8 @@ export interface Finalized {
 export class Leecher extends TypedEmitter<LeecherEvents> {
   readonly core: MountCore;
   readonly #client: SeederClient;
-  readonly #attached = new AbortController();
+  readonly #attached: AbortController;
+  readonly #beats: AsyncIterator<unknown>;
   readonly #hooks: LeecherHooks;
   #phase: LeecherPhase = "pre-copy";
   #finalizing: Promise<Finalized> | undefined;
@@ -84,10 +85,17 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
   /** Why the seeder's attachment ended, if it did before the migration did. */
   #detached: unknown;
 
-  private constructor(core: MountCore, client: SeederClient, hooks: LeecherHooks) {
+  private constructor(
+    core: MountCore,
+    client: SeederClient,
+    attachment: { controller: AbortController; beats: AsyncIterator<unknown> },
+    hooks: LeecherHooks,
+  ) {
     super();
     this.core = core;
     this.#client = client;
+    this.#attached = attachment.controller;
+    this.#beats = attachment.beats;
     this.#hooks = hooks;
     core.engine.on("progress", (progress) => this.emit("progress", progress));
     core.engine.on("error", (error) => this.emit("error", error));
@@ -106,9 +114,15 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
       ...(options.token !== undefined ? { token: options.token } : {}),
     });
     let core: MountCore | undefined;
+    const controller = new AbortController();
     try {
+      // Attached first: the seeder ties the migration to this stream, and ends it if the stream ends.
+      const beats = client.migration.attach(controller.signal)[Symbol.asyncIterator]();
+      const first = await beats.next();
+      if (first.done)
+        throw new R3mapError("ERR_REMOTE_UNREACHABLE", "the seeder ended the migration stream at once");
       // Tracking begins before the first chunk is pulled: every write after this reaches the last round.
-      const track = await client.migration.track();
+      const track = await client.migration.track({ session: first.value.session });
       const description: MountDescription = {
         remote: options.data ?? dataUri(seederUri, track),
         schemes: ["@r3map/nbd", "@r3map/transport-connect"],
@@ -123,11 +137,11 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
       core = await MountCore.open(options.as, description, options.device ?? {});
       // Nothing is read here until the data is final.
       await core.setAccess("locked");
-      return new Leecher(core, client, options.hooks ?? {});
+      return new Leecher(core, client, { controller, beats }, options.hooks ?? {});
     } catch (error) {
       await core?.close().catch(() => {});
-      // The seeder stops tracking once it sees this leecher gone (its attachment never started).
-      await client.migration.close().catch(() => {});
+      // Ending the attachment tells the seeder to stop tracking.
+      controller.abort();
       await client.release();
       throw error;
     }
@@ -233,9 +247,8 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
   /** Holds the seeder's Attach stream open until release or close; its end before then is noted. */
   #stayAttached(): void {
     (async () => {
-      for await (const _phase of this.#client.migration.attach(this.#attached.signal)) {
-        // Heartbeats: the seeder is there.
-      }
+      // Heartbeats: the seeder is there.
+      while (!(await this.#beats.next()).done) {}
     })().then(
       () => this.#detach(new R3mapError("ERR_REMOTE_UNREACHABLE", "the seeder ended the migration stream")),
       (error: unknown) => this.#detach(error),

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type Backend, deferred, type Progress, R3mapError, TypedEmitter } from "@r3map/core";
 import { MountCore } from "@r3map/mount";
@@ -78,7 +79,9 @@ const DEFAULT_CHUNK_SIZE = 64 * 1024;
 export class Seeder extends TypedEmitter<SeederEvents> {
   readonly resource: SeededResource;
   #phase: SeederPhase = "idle";
-  #attached: AbortSignal | undefined;
+  /** Open Attach streams by session id; the one named by Track owns the migration. */
+  readonly #attachments = new Map<string, AbortSignal>();
+  #owner: string | undefined;
   #closing: Promise<void> | undefined;
   readonly #migrated = deferred<void>();
   readonly #hooks: SeederHooks;
@@ -119,7 +122,7 @@ export class Seeder extends TypedEmitter<SeederEvents> {
     const service: SeederService = {
       backend: seeded.backend,
       chunkSize: seeded.chunkSize,
-      track: () => seeder!.#track(),
+      track: (session) => seeder!.#track(session),
       sync: () => seeder!.#round(),
       finalize: () => seeder!.#lastRound(),
       close: () => seeder!.#leecherClosed(),
@@ -167,8 +170,8 @@ export class Seeder extends TypedEmitter<SeederEvents> {
   async resume(): Promise<void> {
     if (this.#phase === "migrated") throw new R3mapError("ERR_CLOSED", "the resource was migrated away");
     const wasSynced = this.#phase === "synced";
-    if (this.resource && this.#phase === "tracking") this.resource.stopTracking();
-    this.#attached = undefined;
+    if (this.#phase === "tracking") this.resource.stopTracking();
+    this.#owner = undefined;
     this.#setPhase("idle");
     if (wasSynced) {
       await this.resource.setWritable(true);
@@ -188,7 +191,7 @@ export class Seeder extends TypedEmitter<SeederEvents> {
     await this.close();
   }
 
-  #track(): void {
+  #track(session: string | undefined): void {
     if (this.#phase === "migrated") throw new R3mapError("ERR_CLOSED", "the resource was migrated away");
     if (this.#phase !== "idle") {
       throw new R3mapError(
@@ -196,6 +199,10 @@ export class Seeder extends TypedEmitter<SeederEvents> {
         `a migration is already under way (${this.#phase}); a new leecher may start once it ends`,
       );
     }
+    if (session !== undefined && !this.#attachments.has(session)) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `no attachment "${session}": open Attach before Track`);
+    }
+    this.#owner = session;
     this.resource.trackWrites();
     this.#setPhase("tracking");
   }
@@ -228,18 +235,21 @@ export class Seeder extends TypedEmitter<SeederEvents> {
     }
   }
 
-  #attach(signal: AbortSignal): void {
-    this.#attached = signal;
+  #attach(signal: AbortSignal): string {
+    const session = randomUUID();
+    this.#attachments.set(session, signal);
     signal.addEventListener(
       "abort",
       () => {
-        // A newer attachment, or a migration that ended properly, is none of this stream's business.
-        if (this.#attached !== signal || this.#phase === "migrated" || this.#phase === "idle") return;
+        this.#attachments.delete(session);
+        // Another leecher's attachment, or a migration that ended properly, is none of this stream's business.
+        if (this.#owner !== session || this.#phase === "migrated" || this.#phase === "idle") return;
         this.emit("leecher-gone");
         this.resume().catch((error) => this.emit("error", error));
       },
       { once: true },
     );
+    return session;
   }
 
   #progress(): Progress {

@@ -45,6 +45,13 @@ export class FixtureProcess {
     });
   }
 
+  /** The lines seen so far and not yet taken that `match` accepts (taken now). */
+  lines(match: (line: Line) => boolean): Line[] {
+    const taken = this.#lines.filter(match);
+    for (const line of taken) this.#lines.splice(this.#lines.indexOf(line), 1);
+    return taken;
+  }
+
   send(text: string): void {
     this.child.stdin!.write(`${text}\n`);
   }

@@ -190,9 +190,9 @@ export function r3mapRoutes(
       close: () => guarded(async () => seeder.close()).then(() => ({})),
     });
     router.service(MigrationService, {
-      track: () =>
+      track: (request) =>
         guarded(async () => {
-          await seeder.track();
+          await seeder.track(request.session || undefined);
           const data = seeder.dataPlane;
           return {
             chunkSize: seederChunk,
@@ -218,10 +218,10 @@ export function r3mapRoutes(
 
 /** Heartbeats to an attached leecher until its stream ends, which the seeder hears of. */
 async function* attach(seeder: Seeder, intervalMs: number, signal: AbortSignal) {
-  seeder.attach?.(signal);
+  const session = seeder.attach?.(signal) ?? "";
   const interval = Math.max(MIN_PROGRESS_INTERVAL_MS, intervalMs || 1000);
   while (!signal.aborted) {
-    yield { phase: seeder.phase?.() ?? "tracking" };
+    yield { phase: seeder.phase?.() ?? "tracking", session };
     await delay(interval, signal).catch(() => undefined);
   }
 }

@@ -98,13 +98,14 @@ export class SeederClient {
      * when the seeder offers one, its NBD data plane (port and export on the
      * seeder's host).
      */
-    track: async (options: PerCallOptions = {}): Promise<TrackReply> => {
+    track: async (options: PerCallOptions & { session?: string } = {}): Promise<TrackReply> => {
+      const { session = "", ...perCall } = options;
       const reply = await this.#caller.call(
         MigrationService,
         "Migration.Track",
         "never",
-        (c, call) => c.track({}, call),
-        options,
+        (c, call) => c.track({ session }, call),
+        perCall,
       );
       return {
         chunkSize: reply.chunkSize,
@@ -117,10 +118,10 @@ export class SeederClient {
     /**
      * Stays attached until `signal` aborts: the seeder hears of the end of
      * this stream, and a stream that ends before Close tells it the leecher is
-     * gone. Yields the seeder's phase at every heartbeat; ends (or throws) when
-     * the connection does.
+     * gone. Open it before Track and pass the session of its first heartbeat
+     * to `track`. Yields every heartbeat; ends (or throws) when the connection does.
      */
-    attach: (signal: AbortSignal, intervalMs = 1000): AsyncIterable<string> => {
+    attach: (signal: AbortSignal, intervalMs = 1000): AsyncIterable<{ phase: string; session: string }> => {
       const caller = this.#caller;
       return {
         async *[Symbol.asyncIterator]() {
@@ -131,7 +132,7 @@ export class SeederClient {
             { signal },
             { deadline: false },
           );
-          for await (const beat of stream) yield beat.phase;
+          for await (const beat of stream) yield { phase: beat.phase, session: beat.session };
         },
       };
     },
