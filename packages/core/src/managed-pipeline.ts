@@ -1,12 +1,13 @@
 import type { Backend } from "./backend.js";
+import { Puller, type PullPriority } from "./background/puller.js";
+import { Pusher, type WriteSource } from "./background/pusher.js";
+import type { RetryPolicy } from "./background/retry.js";
 import type { ChunkBitmap } from "./chunk-bitmap.js";
 import type { ChunkLayout } from "./chunk-layout.js";
 import { R3mapError } from "./errors.js";
 import { type Progress, TypedEmitter } from "./events.js";
 import { ArbitraryStage } from "./stages/arbitrary.js";
 import { LockableStage } from "./stages/lockable.js";
-import { Puller, type PullPriority, type RetryPolicy } from "./stages/puller.js";
-import { Pusher, type WriteSource } from "./stages/pusher.js";
 import { type ChunkOrigin, SyncedStage } from "./stages/synced.js";
 
 export interface PullOptions {

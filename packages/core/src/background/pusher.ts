@@ -2,9 +2,8 @@ import type { Backend } from "../backend.js";
 import type { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
-import { delay } from "../util/abort.js";
 import { isAllZero } from "../util/zero.js";
-import { DEFAULT_RETRY, type RetryPolicy } from "./puller.js";
+import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.js";
 
 export interface PusherOptions {
   /** Concurrent pushes; at least 1. */
@@ -182,19 +181,14 @@ export class Pusher {
     const buffer = new Uint8Array(this.layout.lengthOf(chunk));
     // Snapshot the local bytes first: a write after this point re-marks the chunk dirty.
     await this.local.readAt(buffer, offset);
-    const retry = this.options.retry ?? DEFAULT_RETRY;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // A chunk of zeros (a trimmed one, say) goes as write-zeroes where the remote can: nothing to send.
-        if (this.remote.writeZeroes && isAllZero(buffer))
-          await this.remote.writeZeroes(offset, buffer.length);
-        else await this.remote.writeAt(buffer, offset);
-        break;
-      } catch (error) {
-        if (attempt >= retry.attempts) throw error;
-        await delay(retry.backoffMs * 2 ** (attempt - 1));
-      }
-    }
+    await withRetry(
+      // A chunk of zeros (a trimmed one, say) goes as write-zeroes where the remote can: nothing to send.
+      () =>
+        this.remote.writeZeroes && isAllZero(buffer)
+          ? this.remote.writeZeroes(offset, buffer.length)
+          : this.remote.writeAt(buffer, offset),
+      this.options.retry ?? DEFAULT_RETRY,
+    );
     this.options.onPushed?.(chunk, buffer.length);
   }
 }
