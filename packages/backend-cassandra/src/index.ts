@@ -5,5 +5,5 @@ export { cassandraError } from "./errors.js";
 export { createCassandraBackend, openCassandraBackend, openCassandraStore } from "./open.js";
 export { CassandraChunkStore, type CassandraChunkStoreOptions, quoteIdentifier } from "./store.js";
 
-registerBackendScheme("cassandra", openCassandraBackend);
-registerBackendScheme("cassandras", openCassandraBackend);
+registerBackendScheme("cassandra", openCassandraBackend, { network: true });
+registerBackendScheme("cassandras", openCassandraBackend, { network: true });

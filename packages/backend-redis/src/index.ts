@@ -6,4 +6,4 @@ export { createRedisBackend, openRedisBackend, openRedisStore } from "./open.js"
 export { RedisChunkStore, type RedisChunkStoreOptions } from "./store.js";
 
 for (const scheme of ["redis", "rediss", "redis+cluster", "rediss+cluster"])
-  registerBackendScheme(scheme, openRedisBackend);
+  registerBackendScheme(scheme, openRedisBackend, { network: true });

@@ -6,4 +6,4 @@ export { Limiter } from "./limiter.js";
 export { createS3Backend, createS3Client, openS3Backend, openS3Store, type S3ClientOptions } from "./open.js";
 export { S3ChunkStore, type S3ChunkStoreOptions } from "./store.js";
 
-registerBackendScheme("s3", openS3Backend);
+registerBackendScheme("s3", openS3Backend, { network: true });

@@ -20,6 +20,13 @@ export {
 } from "./errors.js";
 export { type Progress, TypedEmitter } from "./events.js";
 export {
+  applyFilters,
+  type FilterDescription,
+  type FilterFactory,
+  registeredFilters,
+  registerFilter,
+} from "./filters.js";
+export {
   ManagedPipeline,
   type ManagedPipelineEvents,
   type ManagedPipelineOptions,
@@ -62,9 +69,12 @@ export {
   openBackend,
   registerBackendScheme,
   registeredBackendSchemes,
+  type SchemeTraits,
+  schemeTraits,
   sizeParam,
 } from "./uri.js";
 export { type Deferred, deferred, delay } from "./util/abort.js";
 export { KeyedMutex } from "./util/keyed-mutex.js";
 export { lookupWithoutThreadpool } from "./util/lookup.js";
 export { ChunkPriorityQueue } from "./util/priority-queue.js";
+export { isAllZero } from "./util/zero.js";

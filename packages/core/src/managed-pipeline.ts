@@ -60,6 +60,11 @@ export interface ManagedPipelineOptions {
    * on every flush. Only writes to present chunks may be made that way.
    */
   written?: ChunkBitmap;
+  /**
+   * Chunks written where neither the pipeline nor a bitmap sees it (a
+   * slice's memory, found by a dirty-page scan); called before every push.
+   */
+  collectWrites?: () => Iterable<number>;
   /** Bits set while a chunk is being fetched or first written (see `SyncedStageOptions.inFlight`). */
   inFlight?: ChunkBitmap;
   /** Background pull; `false` fetches chunks only when they are read. */
@@ -161,6 +166,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
             intervalMs: push.intervalMs === undefined ? 20_000 : push.intervalMs,
             presence: this.presence,
             ...(options.written ? { written: options.written } : {}),
+            ...(options.collectWrites ? { collect: options.collectWrites } : {}),
             ...(push.retry ? { retry: push.retry } : {}),
             onPushed: (_chunk, bytes) => {
               this.#stats.bytesPushed += bytes;
@@ -288,9 +294,9 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     const count = pull === false || pull === undefined ? 4 : (pull.readahead ?? 4);
     if (!puller || (count <= 0 && !including)) return;
     this.#misses++;
-    const base = 2 ** 40 + this.#misses * 1024;
+    const base = READAHEAD_PRIORITY + this.#misses * MISS_PRIORITY_STEP;
     const start = including ? first : last + 1;
-    const end = Math.min(this.layout.count - 1, last + Math.max(0, count));
+    const end = Math.min(this.layout.count - 1, last + Math.min(Math.max(0, count), MISS_PRIORITY_STEP - 1));
     for (let next = start; next <= end; next++) {
       if (!this.presence.has(next)) puller.prioritize(next, base - (next - start));
     }
@@ -314,6 +320,15 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
     });
   }
 }
+
+/**
+ * Priorities of chunks queued after a miss: above any a priority function
+ * gives (access traces rank by position, far below 2^40), and each miss
+ * above the one before it — by more than any readahead window is long, so
+ * the chunks of one miss keep their order between those of the next.
+ */
+const READAHEAD_PRIORITY = 2 ** 40;
+const MISS_PRIORITY_STEP = 1024;
 
 /** A pull's first request asks for this much; each next one for twice as much, up to `pull.requestBytes`. */
 const FIRST_REQUEST_BYTES = 64 * 1024;

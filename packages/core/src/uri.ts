@@ -10,19 +10,41 @@ import { parseSize } from "./units.js";
 /** Opens a backend from a parsed URI. */
 export type BackendOpener = (uri: URL) => Backend | Promise<Backend>;
 
-const openers = new Map<string, BackendOpener>();
+/** What a scheme's resources are, for callers that must decide without opening one. */
+export interface SchemeTraits {
+  /**
+   * Opening the same URI twice gives two connections to one resource served
+   * elsewhere (nbd:, nbd+unix:, redis:, s3:…), so a mount may open a second one for
+   * its background pull. False (the default) for local resources: a second
+   * `memory:` would be another resource, a second `file:` gains nothing.
+   */
+  network?: boolean;
+}
+
+const openers = new Map<string, { open: BackendOpener; traits: SchemeTraits }>();
 
 /**
  * Makes `scheme` (without the colon, e.g. `"redis"`) openable with
  * `openBackend`. Packages register their schemes when imported; registering a
  * scheme again replaces the opener.
  */
-export function registerBackendScheme(scheme: string, opener: BackendOpener): void {
-  openers.set(scheme.toLowerCase(), opener);
+export function registerBackendScheme(
+  scheme: string,
+  opener: BackendOpener,
+  traits: SchemeTraits = {},
+): void {
+  openers.set(scheme.toLowerCase(), { open: opener, traits });
 }
 
 export function registeredBackendSchemes(): string[] {
   return [...openers.keys()].sort();
+}
+
+/** The traits its scheme declared for a URI (`{}` for an unknown scheme or a malformed URI). */
+export function schemeTraits(uri: string | URL): SchemeTraits {
+  const text = String(uri);
+  const scheme = text.slice(0, Math.max(0, text.indexOf(":"))).toLowerCase();
+  return openers.get(scheme)?.traits ?? {};
 }
 
 /**
@@ -41,14 +63,14 @@ export async function openBackend(uri: string | URL): Promise<Backend> {
     throw new R3mapError("ERR_INVALID_ARGUMENT", `"${String(uri)}" is not a URI`, { cause: error });
   }
   const scheme = url.protocol.replace(/:$/, "").toLowerCase();
-  const opener = openers.get(scheme);
-  if (!opener) {
+  const registered = openers.get(scheme);
+  if (!registered) {
     throw new R3mapError(
       "ERR_UNKNOWN_SCHEME",
       `no backend for "${scheme}:" URIs; known: ${registeredBackendSchemes().join(", ")} (import the package that provides it)`,
     );
   }
-  return opener(url);
+  return registered.open(url);
 }
 
 /** Reads a size parameter (`size=1GiB`); throws naming the parameter when it is missing and required. */

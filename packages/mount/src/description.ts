@@ -1,4 +1,4 @@
-import { R3mapError } from "@r3map/core";
+import { type FilterDescription, R3mapError } from "@r3map/core";
 
 /** Background pull of a managed mount. */
 export interface PullDescription {
@@ -40,8 +40,16 @@ export interface MountDescription {
   /** The remote resource as a backend URI: `nbd://host:port/export`, `r3map+h2c://…`, `memory:?size=…`, `file:///…`. */
   remote: string;
   /**
-   * Packages the engine imports before opening URIs, so their schemes are
-   * registered (default: `["@r3map/nbd"]`; add `"@r3map/transport-connect"`,
+   * Stages stacked on the remote, the first nearest to it, the way nbdkit's
+   * `--filter`s stack on a plugin: every fetch, pull and push passes through
+   * them (with two connections to a network remote, each gets its own
+   * stack). Filters are registered by name (`registerFilter`) by a package
+   * named in `schemes`.
+   */
+  filters?: FilterDescription[];
+  /**
+   * Packages the engine imports before opening URIs, so their schemes and
+   * filters are registered (default: `["@r3map/nbd"]`; add `"@r3map/transport-connect"`,
    * `"@r3map/backend-redis"`, … as needed). Names are resolved from this
    * package, the application's main script, then the working directory; a
    * resolved URL (`import.meta.resolve(name)`) always works.

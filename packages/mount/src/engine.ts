@@ -1,5 +1,6 @@
 import {
   ArbitraryStage,
+  applyFilters,
   type Backend,
   ChunkBitmap,
   type ChunkOrigin,
@@ -9,6 +10,7 @@ import {
   openBackend,
   type Progress,
   R3mapError,
+  schemeTraits,
   TypedEmitter,
 } from "@r3map/core";
 import { keepBackendFromChildren, type Population, populateInBackground } from "@r3map/native";
@@ -38,12 +40,15 @@ export interface EngineParts {
   inFlight?: ChunkBitmap;
 }
 
-/** Makes the local cache once the remote's size is known (a slice: its memfd). */
-export type LocalFactory = (size: number) => {
+/** A local cache a device brings itself (a slice: its memfd), with the bitmaps it shares with native code. */
+export interface EngineCache {
   local: Backend;
   presence?: ChunkBitmap;
   inFlight?: ChunkBitmap;
-};
+}
+
+/** Makes the local cache once the remote's size is known. */
+export type LocalFactory = (size: number) => EngineCache;
 
 /**
  * The JavaScript side of a mount: the remote, and for managed mounts the local
@@ -55,17 +60,23 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   readonly pipeline: ManagedPipeline | undefined;
   readonly chunkSize: number;
   readonly remote: Backend;
+  /** A managed mount whose background pull runs. */
+  readonly pulls: boolean;
+  readonly #description: MountDescription;
   #closing: Promise<void> | undefined;
   #population: Population | undefined;
   #written: ChunkBitmap | undefined;
   #inFlight: ChunkBitmap | undefined;
-  #pulls = false;
+  /** Where writes the engine does not see are found (see `addWriteSource`). */
+  readonly #writeSources: (() => Iterable<number>)[] = [];
 
   private constructor(description: MountDescription, parts: EngineParts) {
     super();
+    this.#description = description;
     this.chunkSize = chunkSizeOf(description);
     this.remote = parts.remote;
     const managed = description.managed;
+    this.pulls = managed !== undefined && managed.pull !== false;
     if (managed) {
       if (!parts.local) throw new R3mapError("ERR_INVALID_ARGUMENT", "a managed mount needs a local cache");
       // A child process spawned by this one would otherwise make every cache page copy-on-write here.
@@ -84,6 +95,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         ...(this.#written ? { written: this.#written } : {}),
         ...(this.#inFlight ? { inFlight: this.#inFlight } : {}),
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
+        collectWrites: () => this.#collectWrites(),
         pull: pullOptions(managed),
         push: pushOptions(managed),
       });
@@ -107,20 +119,17 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     makeLocal?: LocalFactory,
     given: { remote?: Backend } = {},
   ): Promise<MountEngine> {
-    let remote = given.remote;
-    if (!remote) {
-      await importSchemePackages(description.schemes);
-      remote = await openBackend(description.remote);
-    }
+    await importSchemePackages(description.schemes);
+    const remote = await openRemote(description, given.remote);
     let pullRemote: Backend | undefined;
     try {
       if (!description.managed) return new MountEngine(description, { remote });
       // The background pull gets its own connection, so a reader's miss never queues behind dozens of
-      // pulled chunks (the first-chunk latency of a cold mount depends on it). Only for remotes reached
-      // over a network: a Backend object cannot be opened twice, a second `memory:` would be another
-      // resource, and local files gain nothing.
-      if (description.managed.pull !== false && !given.remote && isNetworkUri(description.remote)) {
-        pullRemote = await openBackend(description.remote);
+      // pulled chunks (the first-chunk latency of a cold mount depends on it). Only for remotes whose
+      // scheme says a second open is a second connection to the same resource: a Backend object cannot
+      // be opened twice, a second `memory:` would be another resource, and local files gain nothing.
+      if (description.managed.pull !== false && !given.remote && schemeTraits(description.remote).network) {
+        pullRemote = await openRemote(description);
       }
       const pulling = pullRemote ? { pullRemote } : {};
       if (makeLocal) return new MountEngine(description, { remote, ...pulling, ...makeLocal(remote.size) });
@@ -135,11 +144,6 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
 
   get size(): number {
     return this.remote.size;
-  }
-
-  /** A managed mount whose background pull runs (known once started). */
-  get pulls(): boolean {
-    return this.#pulls;
   }
 
   /** A device's native code wrote this range whole into the cache, chunks that were not local before. */
@@ -191,10 +195,48 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     return undefined;
   }
 
+  /**
+   * A reader is blocked on `chunk` outside the engine's backend (a slice's
+   * page fault): fetches it over the demand connection if it is not local.
+   */
+  fetchForReader(chunk: number): Promise<void> {
+    return this.#managed().synced.ensureLocalForReader(chunk);
+  }
+
+  /** Native code fetched `chunk`, stored it and marked it present: reported as a demand fetch. */
+  landedNatively(chunk: number): void {
+    this.pipeline?.synced.landedNatively(chunk);
+  }
+
+  /**
+   * Adds a place where writes the engine does not see are found (a slice's
+   * memory: a scan of its dirty pages). Every push first collects them.
+   */
+  addWriteSource(source: () => Iterable<number>): void {
+    this.#writeSources.push(source);
+  }
+
+  /**
+   * Chunks changed elsewhere: a managed mount forgets its local copies
+   * (their next access fetches them again; local changes not yet pushed are
+   * dropped). The device drops the kernel's copies (`Device.invalidate`).
+   */
+  markRemote(chunks: readonly number[]): void {
+    this.pipeline?.markRemote(chunks);
+  }
+
+  #collectWrites(): number[] {
+    return this.#writeSources.flatMap((source) => [...source()]);
+  }
+
+  #managed(): ManagedPipeline {
+    if (!this.pipeline) throw new R3mapError("ERR_NOT_SUPPORTED", "a direct mount has no local cache");
+    return this.pipeline;
+  }
+
   /** Starts the background pull and push; with `pull.first`, resolves once everything is local. */
-  async start(description: MountDescription): Promise<void> {
-    const pull = description.managed?.pull;
-    this.#pulls = this.pipeline !== undefined && pull !== false;
+  async start(): Promise<void> {
+    const pull = this.#description.managed?.pull;
     if (!this.pipeline) return;
     // The pull will write every page of a memory cache: fault them in on another core, ahead of the data,
     // rather than one at a time on the thread receiving it — as huge pages, whose assembly (zeroing, at
@@ -233,11 +275,11 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       if (throughDevice) {
         await throughDevice(Math.floor(offset / 4096) * 4096, 4096);
         // Touched, so cached: forget it again when only the user's touches may be kept.
-        if (this.pipeline && !this.#pulls) {
+        if (this.pipeline && !this.pulls) {
           this.pipeline.markRemote([last]);
           forget?.(last);
         }
-      } else if (this.pipeline && !this.#pulls) {
+      } else if (this.pipeline && !this.pulls) {
         await this.remote.readAt(new Uint8Array(this.size - offset), offset);
       } else if (this.pipeline) {
         await this.pipeline.synced.ensureLocalForReader(last);
@@ -283,10 +325,15 @@ function isNativeCache(local: Backend | undefined): boolean {
   return local instanceof MemoryBackend || local instanceof FileBackend;
 }
 
-/** Remotes opened twice are two connections to one resource (not `memory:`, `file:`, `dir:`). */
-function isNetworkUri(uri: string): boolean {
-  const scheme = uri.slice(0, Math.max(0, uri.indexOf(":"))).toLowerCase();
-  return !["memory", "file", "dir"].includes(scheme);
+/** Opens the remote a description names (or takes the one given), with the description's filters stacked on it. */
+async function openRemote(description: MountDescription, given?: Backend): Promise<Backend> {
+  const remote = given ?? (await openBackend(description.remote));
+  try {
+    return await applyFilters(remote, description.filters);
+  } catch (error) {
+    await remote.close().catch(() => {});
+    throw error;
+  }
 }
 
 function pullOptions(managed: ManagedDescription) {

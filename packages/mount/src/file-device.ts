@@ -2,6 +2,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { FuseFile, readOnThread } from "@r3map/native";
+import { runsOf } from "./chunk-runs.js";
+import type { Device, DeviceBuilder, MountHandle } from "./device.js";
 import type { MountEngine } from "./engine.js";
 import { handOff } from "./hand-off.js";
 
@@ -30,13 +32,17 @@ export interface FileDeviceOptions {
  * misses and writes, and fsync, reach the engine on the thread that created
  * the device.
  */
-export class FileDevice {
+export class FileDevice implements Device {
+  readonly handle: MountHandle;
   readonly #fuse: FuseFile;
+  readonly #engine: MountEngine;
   readonly #ownedMountPoint: string | undefined;
 
-  private constructor(fuse: FuseFile, ownedMountPoint: string | undefined) {
+  private constructor(engine: MountEngine, fuse: FuseFile, ownedMountPoint: string | undefined) {
+    this.#engine = engine;
     this.#fuse = fuse;
     this.#ownedMountPoint = ownedMountPoint;
+    this.handle = { frontend: "file", size: engine.size, path: fuse.path };
   }
 
   static async attach(engine: MountEngine, options: FileDeviceOptions = {}): Promise<FileDevice> {
@@ -89,9 +95,7 @@ export class FileDevice {
         onFsync: () => engine.sync(),
         onStoredWhole: (offset, length) => engine.storedNatively(offset, length),
       });
-      // Warm the whole miss path, FUSE dispatch included, with one real read on a native thread.
-      await engine.prime((offset, length) => readOnThread(fuse.path, offset, length));
-      return new FileDevice(fuse, owned);
+      return new FileDevice(engine, fuse, owned);
     } catch (error) {
       remoteReads?.socket.destroy();
       if (owned) fs.rmSync(owned, { recursive: true, force: true });
@@ -113,9 +117,31 @@ export class FileDevice {
     return this.#fuse.stats();
   }
 
+  /** Warms the whole miss path, FUSE dispatch included, with one real read on a native thread. */
+  prime(): Promise<void> {
+    return this.#engine.prime((offset, length) => readOnThread(this.#fuse.path, offset, length));
+  }
+
+  /** Writes reach the engine before they return (the file is written through): nothing is held. */
+  async flush(): Promise<void> {}
+
+  async invalidate(chunks: readonly number[]): Promise<void> {
+    const { chunkSize } = this.#engine;
+    for (const [first, count] of runsOf(chunks)) {
+      await this.#fuse.invalidate(
+        first * chunkSize,
+        Math.min(count * chunkSize, this.#fuse.size - first * chunkSize),
+      );
+    }
+  }
+
   /** Unmounts (waiting for requests in flight) and removes a mount point it created. */
   async close(): Promise<void> {
     await this.#fuse.close();
     if (this.#ownedMountPoint) fs.rmSync(this.#ownedMountPoint, { recursive: true, force: true });
   }
 }
+
+export const fileDevice = (): DeviceBuilder => ({
+  attach: (engine, options) => FileDevice.attach(engine, options),
+});

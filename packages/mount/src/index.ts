@@ -5,9 +5,10 @@ export {
   type PullDescription,
   type PushDescription,
 } from "./description.js";
-export { MountEngine, type MountEngineEvents, priorityFromTrace } from "./engine.js";
-export { FileDevice, type FileDeviceOptions } from "./file-device.js";
-export { type DeviceOptions, type Frontend, HostedMount, type MountHandle } from "./hosted-mount.js";
+export type { Device, DeviceBuilder, DeviceOptions, Frontend, MountHandle } from "./device.js";
+export { devices } from "./devices.js";
+export { type EngineCache, MountEngine, type MountEngineEvents, priorityFromTrace } from "./engine.js";
+export { FileDevice, type FileDeviceOptions, fileDevice } from "./file-device.js";
 export {
   type FileMount,
   Mount,
@@ -20,5 +21,6 @@ export {
   mountSlice,
   type PathMount,
 } from "./mount.js";
-export { PathDevice, type PathDeviceOptions } from "./path-device.js";
-export { SliceDevice } from "./slice-device.js";
+export { MountCore } from "./mount-core.js";
+export { PathDevice, type PathDeviceOptions, pathDevice } from "./path-device.js";
+export { SliceDevice, sliceDevice } from "./slice-device.js";

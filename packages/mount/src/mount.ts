@@ -1,8 +1,8 @@
 import { type Backend, type ChunkOrigin, type Progress, R3mapError, TypedEmitter } from "@r3map/core";
 import { UffdRegion } from "@r3map/native";
 import type { MountDescription } from "./description.js";
-import { type DeviceOptions, type Frontend, HostedMount, type MountHandle } from "./hosted-mount.js";
-import { SliceDevice } from "./slice-device.js";
+import type { DeviceOptions, Frontend, MountHandle } from "./device.js";
+import { MountCore } from "./mount-core.js";
 import { deserializeError, type Notice } from "./worker/protocol.js";
 import { WorkerHost } from "./worker/worker-host.js";
 
@@ -42,9 +42,11 @@ export interface MountEvents {
   error: [unknown];
 }
 
+/** The engine's side of a mount, as this thread sees it: a `MountCore` here, or a worker running one. */
 interface Host {
   progress(): Promise<Progress | undefined> | Progress | undefined;
   sync(): Promise<void>;
+  refresh(chunks: readonly number[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -64,14 +66,16 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
 
   readonly #hooks: MountHooks;
 
-  private constructor(handle: MountHandle, host: Host, hooks: MountHooks, buffer?: Buffer) {
+  private constructor(handle: MountHandle, host: Host, hooks: MountHooks) {
     super();
     this.#hooks = hooks;
     this.frontend = handle.frontend;
     this.size = handle.size;
     this.path = handle.path;
     this.#host = host;
-    this.#buffer = buffer;
+    // A slice's memory, mapped by the engine's thread: a view of it here, which this thread may touch.
+    this.#buffer =
+      handle.regionId === undefined ? undefined : UffdRegion.attach(handle.regionId).subarray(0, handle.size);
   }
 
   /** @internal */
@@ -86,12 +90,11 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
     }
     if (given || engine === "this-thread") {
       const description = { ...source, remote: given ? "" : (source.remote as string) };
-      const hosted = await HostedMount.open(frontend, description, deviceOptions, given);
-      const buffer = hosted.device instanceof SliceDevice ? hosted.device.buffer : undefined;
-      const mount = new Mount(hosted.handle, hosted, hooks, buffer);
-      hosted.engine.on("progress", (progress) => mount.emit("progress", progress));
-      hosted.engine.on("error", (error) => mount.emit("error", error));
-      hosted.engine.on("chunk-local", (chunk, origin) => mount.chunkBecameLocal(chunk, origin));
+      const core = await MountCore.open(frontend, description, deviceOptions, given);
+      const mount = new Mount(core.handle, core, hooks);
+      core.engine.on("progress", (progress) => mount.emit("progress", progress));
+      core.engine.on("error", (error) => mount.emit("error", error));
+      core.engine.on("chunk-local", (chunk, origin) => mount.chunkBecameLocal(chunk, origin));
       return mount;
     }
     let mount: Mount | undefined;
@@ -102,10 +105,7 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
     });
     const description = source as MountDescription;
     const handle = await host.open(frontend, description, deviceOptions, hooks.onChunkLocal !== undefined);
-    // A view of the region the worker created: this thread may touch it.
-    const buffer =
-      handle.regionId === undefined ? undefined : UffdRegion.attach(handle.regionId).subarray(0, handle.size);
-    mount = new Mount(handle, host, hooks, buffer);
+    mount = new Mount(handle, host, hooks);
     return mount;
   }
 
@@ -126,6 +126,17 @@ export class Mount extends TypedEmitter<MountEvents> implements AsyncDisposable 
     if (this.#closing) throw new R3mapError("ERR_CLOSED", "the mount is closed");
     await this.#hooks.beforeSync?.();
     await this.#host.sync();
+  }
+
+  /**
+   * Chunks that changed on the remote behind the mount's back (another
+   * writer, a restored snapshot): the mount forgets its local copies —
+   * changes to them not yet pushed are dropped — and the kernel's cached
+   * pages of them, so the next access reads the remote's bytes.
+   */
+  async refresh(chunks: readonly number[]): Promise<void> {
+    if (this.#closing) throw new R3mapError("ERR_CLOSED", "the mount is closed");
+    await this.#host.refresh(chunks);
   }
 
   /** Flush → final push → detach the device → close the backends. Idempotent. */

@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { LoopDevice } from "@r3map/native";
+import type { Device, DeviceBuilder, MountHandle } from "./device.js";
 import type { MountEngine } from "./engine.js";
 import { FileDevice, type FileDeviceOptions } from "./file-device.js";
 
@@ -12,11 +13,15 @@ export interface PathDeviceOptions extends FileDeviceOptions {
  * The path frontend on a kernel without NBD: a loop device over the FUSE file
  * (`/dev/loopN`, which mkfs, mount and swapon accept).
  */
-export class PathDevice {
+export class PathDevice implements Device {
+  readonly handle: MountHandle;
+
   private constructor(
     readonly file: FileDevice,
     readonly loop: LoopDevice,
-  ) {}
+  ) {
+    this.handle = { frontend: "path", size: file.handle.size, path: loop.path };
+  }
 
   static async attach(engine: MountEngine, options: PathDeviceOptions = {}): Promise<PathDevice> {
     const file = await FileDevice.attach(engine, options);
@@ -37,6 +42,10 @@ export class PathDevice {
     return this.loop.path;
   }
 
+  prime(): Promise<void> {
+    return this.file.prime();
+  }
+
   /**
    * Makes the block layer hand buffered writes down (fsync of the device →
    * FUSE writes → the engine). Asynchronous on purpose: the engine that must
@@ -52,6 +61,12 @@ export class PathDevice {
     }
   }
 
+  /** Drops the FUSE file's pages and the block device's buffers (a file system mounted on it keeps its own). */
+  async invalidate(chunks: readonly number[]): Promise<void> {
+    await this.file.invalidate(chunks);
+    await this.loop.flushBuffers();
+  }
+
   async close(): Promise<void> {
     try {
       await this.loop.close();
@@ -60,3 +75,7 @@ export class PathDevice {
     }
   }
 }
+
+export const pathDevice = (): DeviceBuilder => ({
+  attach: (engine, options) => PathDevice.attach(engine, options),
+});

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { MemoryBackend } from "@r3map/core";
 import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
 import { describe, expect, it } from "vitest";
-import { mountFile, SliceDevice } from "../dist/index.js";
+import { MountCore, mountFile, type SliceDevice } from "../dist/index.js";
 import { leftovers } from "./helpers.js";
 
 const chunkSize = 64 * 1024;
@@ -78,10 +78,13 @@ describe("mount options", () => {
 
   it("a slice maps pulled chunks as they land: touching them afterwards takes no fault", async () => {
     const backend = remote();
-    const device = await SliceDevice.open(
+    const core = await MountCore.open(
+      "slice",
       { remote: "memory:", chunkSize: 4096, managed: { pull: { workers: 2, first: true }, push: false } },
+      {},
       backend,
     );
+    const device = core.device as SliceDevice;
     try {
       // Landed chunks are mapped at the end of the event-loop turn they landed in.
       await new Promise((resolve) => setImmediate(resolve));
@@ -95,7 +98,7 @@ describe("mount options", () => {
       expect(Buffer.compare(device.buffer, patternBytes(size, 21))).toBe(0);
       expect(device.region.stats().faults).toBe(before.faults);
     } finally {
-      await device.close();
+      await core.close();
     }
   });
 

@@ -8,7 +8,13 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { readOnThread, touchOnThread } from "@r3map/native";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { FileDevice, type MountDescription, MountEngine, mountSlice, SliceDevice } from "../dist/index.js";
+import {
+  type FileDevice,
+  MountCore,
+  type MountDescription,
+  mountSlice,
+  type SliceDevice,
+} from "../dist/index.js";
 import { NbdkitRemote, randomImage, scratchDir, TestScope } from "./helpers.js";
 
 const size = 8 * 1024 * 1024;
@@ -33,12 +39,12 @@ async function read(path: string, offset: number, length: number): Promise<Buffe
   }
 }
 
-/** A file mount whose engine runs on this thread (started, then the device), so its stats are at hand. */
+/** A file mount whose engine runs on this thread, so its stats are at hand. */
 async function openFile(description: MountDescription) {
-  const engine = await MountEngine.open(description);
+  const core = await MountCore.open("file", description, { readAheadKb: 0 });
+  const { engine } = core;
   scope.add(engine, () => engine.close());
-  await engine.start(description);
-  const device = scope.mount(await FileDevice.attach(engine, { readAheadKb: 0 }));
+  const device = scope.mount(core.device as FileDevice);
   return { engine, device };
 }
 
@@ -201,12 +207,13 @@ describe("slice over NBD", () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
     const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
-    const device = await SliceDevice.open({
+    const core = await MountCore.open("slice", {
       remote: remote.uri,
       chunkSize,
       managed: { pull: false, push: false },
     });
-    scope.add(device, () => device.close());
+    const device = core.device as SliceDevice;
+    scope.add(core, () => core.close());
     const before = device.region.stats();
     const chunks = [3, 40, 100];
     // Touched on native threads: this thread runs the engine, which must not be needed.

@@ -80,6 +80,8 @@ export interface NativeFuseServer {
   ): void;
   replyWrite(channel: number, unique: number, errno: number, written: number): void;
   replyStatus(channel: number, unique: number, errno: number): void;
+  /** Drops the kernel's cached pages of the file in the range (length 0: to the end). */
+  invalidate(offset: number, length: number): Promise<void>;
   close(): Promise<void>;
   closeSync(): void;
   stats(): NativeFuseStats;
@@ -138,6 +140,8 @@ export interface NativeAddon {
   /** Detaches (LOOP_CLR_FD unless autoclear only) and closes our fd; resolves true when the device is free. */
   loopDetach(fd: number, number: number, clear: boolean): Promise<boolean>;
   loopStatus(device: string): Promise<NativeLoopStatus>;
+  /** BLKFLSBUF on a thread of its own: writes back and drops the device's buffer cache. */
+  loopFlushBuffers(fd: number): Promise<void>;
   loopFlags: Record<"readOnly" | "autoclear" | "partscan" | "directIo", number>;
 
   nbdKernelConnect(options: NativeNbdKernelOptions): Promise<number>;

@@ -264,6 +264,24 @@ export class FuseFile {
     return { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads };
   }
 
+  /**
+   * Drops the kernel's cached pages of `[offset, offset + length)` (default:
+   * the whole file), so the next read of that range reaches the handlers or
+   * the local cache again — after the data behind it changed (a chunk marked
+   * remote again). Reads are otherwise served from the page cache once read.
+   */
+  async invalidate(offset = 0, length = this.size - offset): Promise<void> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `cannot invalidate [${offset}, ${offset + length})`);
+    }
+    if (length === 0 || this.#closing) return;
+    try {
+      await this.#native.invalidate(offset, length);
+    } catch (error) {
+      throw mapNativeError(error, `cannot invalidate the page cache of ${this.path}`);
+    }
+  }
+
   /** Lets the process exit while mounted (it is then unmounted at exit). */
   unref(): this {
     this.#native.unref();

@@ -151,6 +151,7 @@ class Server : public Napi::ObjectWrap<Server> {
                            InstanceMethod("replyRead", &Server::ReplyRead),
                            InstanceMethod("replyWrite", &Server::ReplyWrite),
                            InstanceMethod("replyStatus", &Server::ReplyStatus),
+                           InstanceMethod("invalidate", &Server::Invalidate),
                            InstanceMethod("close", &Server::Close),
                            InstanceMethod("closeSync", &Server::CloseSync),
                            InstanceMethod("stats", &Server::Stats),
@@ -861,6 +862,44 @@ class Server : public Napi::ObjectWrap<Server> {
     int error = info[2].As<Napi::Number>().Int32Value();
     if (channel < fds_.size()) Send(fds_[channel], unique, error, nullptr, 0);
     return info.Env().Undefined();
+  }
+
+  // invalidate(offset, length): drops the kernel's cached pages of the file in
+  // that range (FUSE_NOTIFY_INVAL_INODE; length 0: to the end), so the next
+  // read of it reaches us. The file is opened with FOPEN_KEEP_CACHE, so pages
+  // read once are otherwise served by the kernel forever. On a native thread:
+  // the kernel waits for pages that are locked, and a page may be locked by a
+  // READ that only JavaScript — this thread — can answer.
+  Napi::Value Invalidate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int64_t offset = info[0].As<Napi::Number>().Int64Value();
+    int64_t length = info[1].As<Napi::Number>().Int64Value();
+    int fd = -1;
+    {
+      std::lock_guard<std::mutex> lock(teardownMutex_);
+      // Our own descriptor: the connection's may be closed on this thread meanwhile.
+      if (running_ && !fds_.empty()) fd = fcntl(fds_[0], F_DUPFD_CLOEXEC, 0);
+    }
+    if (fd < 0) return RunOnThread(env, "r3map-fuse-invalidate", [] { return ThreadResult{}; });
+    return RunOnThread(env, "r3map-fuse-invalidate", [fd, offset, length] {
+      fuse_notify_inval_inode_out out{};
+      out.ino = kFileIno;
+      out.off = offset;
+      out.len = length;
+      fuse_out_header header{};
+      header.len = sizeof(header) + sizeof(out);
+      header.error = FUSE_NOTIFY_INVAL_INODE;
+      header.unique = 0;
+      iovec iov[2] = {{&header, sizeof(header)}, {&out, sizeof(out)}};
+      ssize_t n;
+      while ((n = writev(fd, iov, 2)) < 0 && errno == EINTR) {
+      }
+      int err = n < 0 ? errno : 0;
+      close(fd);
+      // ENOENT: the kernel holds nothing of the file (never looked up); ENODEV: unmounted meanwhile.
+      if (err != 0 && err != ENOENT && err != ENODEV) return ThreadResult::Fail(err, "FUSE_NOTIFY_INVAL_INODE");
+      return ThreadResult{};
+    });
   }
 
   // close(): unmounts on a native thread (the JS thread stays free to answer

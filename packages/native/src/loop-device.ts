@@ -87,6 +87,20 @@ export class LoopDevice {
   }
 
   /**
+   * Writes back and drops the device's buffer cache (BLKFLSBUF), so that
+   * reads see the backing file's bytes again after they changed behind the
+   * device. A file system mounted on the device keeps its own caches.
+   */
+  async flushBuffers(): Promise<void> {
+    if (this.#closing) throw new R3mapError("ERR_CLOSED", `${this.path} is detached`);
+    try {
+      await addon().loopFlushBuffers(this.#fd);
+    } catch (error) {
+      throw mapNativeError(error, `cannot flush the buffers of ${this.path}`);
+    }
+  }
+
+  /**
    * Detaches the device (with autoclear: lets it go once its other users close
    * it) and resolves true if it is free now. Idempotent.
    */

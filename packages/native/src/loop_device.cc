@@ -3,6 +3,7 @@
 // detaching a loop device over a FUSE file can wait for I/O that the JS thread
 // must answer.
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -167,7 +168,23 @@ Napi::Value JsStatus(const Napi::CallbackInfo& info) {
   return RunOnThread(info.Env(), "r3map-loop-status", [device] { return Status(device); });
 }
 
+// loopFlushBuffers(fd): writes back and drops the device's buffer cache
+// (BLKFLSBUF), so reads after the data behind it changed see the new bytes.
+// On a native thread: writing back reaches a FUSE server that may run on
+// the calling thread.
+Napi::Value JsFlushBuffers(const Napi::CallbackInfo& info) {
+  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return RunOnThread(info.Env(), "r3map-loop-flsbuf", [err = errno] { return ThreadResult::Fail(err, "dup"); });
+  return RunOnThread(info.Env(), "r3map-loop-flsbuf", [fd] {
+    int rc = ioctl(fd, BLKFLSBUF, 0);
+    int err = errno;
+    close(fd);
+    return rc != 0 ? ThreadResult::Fail(err, "BLKFLSBUF") : ThreadResult{};
+  });
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("loopFlushBuffers", Napi::Function::New(env, JsFlushBuffers, "loopFlushBuffers"));
   exports.Set("loopAttach", Napi::Function::New(env, JsAttach, "loopAttach"));
   exports.Set("loopDetach", Napi::Function::New(env, JsDetach, "loopDetach"));
   exports.Set("loopStatus", Napi::Function::New(env, JsStatus, "loopStatus"));

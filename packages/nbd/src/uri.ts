@@ -99,6 +99,6 @@ export function registerNbdSchemes(
   connect: (options: NbdClientOptions) => Promise<import("@r3map/core").Backend>,
 ): void {
   for (const scheme of ["nbd", "nbds", "nbd+unix", "nbds+unix"]) {
-    registerBackendScheme(scheme, (url) => connect(parseNbdUri(url)));
+    registerBackendScheme(scheme, (url) => connect(parseNbdUri(url)), { network: true });
   }
 }

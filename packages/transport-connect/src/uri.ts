@@ -80,5 +80,8 @@ export function clientOptionsFromUri(uri: string | URL): ConnectClientOptions {
   };
 }
 
-registerBackendScheme("r3map+h2c", (url) => ConnectBackend.connect(clientOptionsFromUri(url)));
-registerBackendScheme("r3map+https", (url) => ConnectBackend.connect(clientOptionsFromUri(url)));
+for (const scheme of ["r3map+h2c", "r3map+https"]) {
+  registerBackendScheme(scheme, (url) => ConnectBackend.connect(clientOptionsFromUri(url)), {
+    network: true,
+  });
+}

@@ -52,6 +52,43 @@ export class ArbitraryStage extends Stage {
     });
   }
 
+  /**
+   * Whole chunks of the range are trimmed below; a partly covered chunk is
+   * read, zeroed in the range and written back (a trimmed range reads as
+   * zeros), under the same per-chunk lock as writes.
+   */
+  protected override trimRange(offset: number, length: number): Promise<void> {
+    return this.#zeroChunks(offset, length, (chunkOffset, chunkLength) =>
+      super.trimRange(chunkOffset, chunkLength),
+    );
+  }
+
+  protected override zeroRange(offset: number, length: number): Promise<void> {
+    return this.#zeroChunks(offset, length, (chunkOffset, chunkLength) =>
+      super.zeroRange(chunkOffset, chunkLength),
+    );
+  }
+
+  async #zeroChunks(
+    offset: number,
+    length: number,
+    whole: (chunkOffset: number, chunkLength: number) => Promise<void>,
+  ): Promise<void> {
+    checkRange(this.size, offset, length);
+    await this.#eachChunk(offset, length, (chunk, chunkOffset, chunkLength, from, to) =>
+      this.#writes.run(chunk, async () => {
+        if (from === chunkOffset && to === chunkOffset + chunkLength) {
+          await whole(chunkOffset, chunkLength);
+          return;
+        }
+        const buffer = new Uint8Array(chunkLength);
+        await this.inner.readAt(buffer, chunkOffset);
+        buffer.fill(0, from - chunkOffset, to - chunkOffset);
+        await this.inner.writeAt(buffer, chunkOffset);
+      }),
+    );
+  }
+
   /** Runs `visit` concurrently for every chunk overlapping the request; `[from, to)` is the overlap. */
   async #eachChunk(
     offset: number,

@@ -26,6 +26,35 @@ export class ChunkedStage extends Stage {
     await this.inner.writeAt(buffer, offset);
   }
 
+  protected override async trimRange(offset: number, length: number): Promise<void> {
+    this.checkSpan(offset, length);
+    await super.trimRange(offset, length);
+  }
+
+  protected override async zeroRange(offset: number, length: number): Promise<void> {
+    this.checkSpan(offset, length);
+    await super.zeroRange(offset, length);
+  }
+
+  /**
+   * Throws unless `[offset, offset+length)` is one or more whole chunks (for
+   * trim and write-zeroes, which carry no buffer); returns `[first, end)`.
+   */
+  checkSpan(offset: number, length: number): [first: number, end: number] {
+    const first = this.check(offset, this.layout.lengthOf(this.layout.indexOf(offset)));
+    const end = offset + length;
+    if (!Number.isSafeInteger(length) || length <= 0 || end > this.layout.size) {
+      throw new R3mapError(
+        "ERR_OUT_OF_RANGE",
+        `range [${offset}, ${end}) is empty or reaches past the end of the resource (${this.layout.size} bytes)`,
+      );
+    }
+    if (end % this.layout.chunkSize !== 0 && end !== this.layout.size) {
+      throw new R3mapError("ERR_MISALIGNED", `range end ${end} is not a chunk boundary`);
+    }
+    return [first, this.layout.span(offset, length)[1]];
+  }
+
   /** Throws unless `[offset, offset+length)` is exactly one chunk; returns its index. */
   check(offset: number, length: number): number {
     const { chunkSize, size } = this.layout;

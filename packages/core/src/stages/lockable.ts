@@ -1,5 +1,5 @@
 import { type Deferred, deferred } from "../util/abort.js";
-import { Stage } from "./stage.js";
+import { type Extent, Stage } from "./stage.js";
 
 /**
  * Holds I/O while locked — used while a migration finalizes, so no request
@@ -40,12 +40,24 @@ export class LockableStage extends Stage {
     return this.#pass(() => this.inner.sync());
   }
 
-  async #pass(operation: () => Promise<void>): Promise<void> {
+  protected override trimRange(offset: number, length: number): Promise<void> {
+    return this.#pass(() => super.trimRange(offset, length));
+  }
+
+  protected override zeroRange(offset: number, length: number): Promise<void> {
+    return this.#pass(() => super.zeroRange(offset, length));
+  }
+
+  protected override rangeStatus(offset: number, length: number): Promise<Extent[]> {
+    return this.#pass(() => super.rangeStatus(offset, length));
+  }
+
+  async #pass<T>(operation: () => Promise<T>): Promise<T> {
     // A loop, not a single wait: the stage may be locked again before this waiter runs.
     while (this.#gate) await this.#gate.promise;
     this.#inFlight++;
     try {
-      await operation();
+      return await operation();
     } finally {
       this.#inFlight--;
       if (this.#inFlight === 0 && this.#drained) {

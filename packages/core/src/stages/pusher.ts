@@ -3,6 +3,7 @@ import type { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
 import { delay } from "../util/abort.js";
+import { isAllZero } from "../util/zero.js";
 import { DEFAULT_RETRY, type RetryPolicy } from "./puller.js";
 
 export interface PusherOptions {
@@ -20,6 +21,12 @@ export interface PusherOptions {
    * (atomically) and pushes those chunks too.
    */
   written?: ChunkBitmap;
+  /**
+   * Chunks written where nobody calls `markDirty` and no bitmap records them
+   * (a slice's memory, found by a dirty-page scan): called at the start of
+   * every flush, its chunks are pushed with the others.
+   */
+  collect?: () => Iterable<number>;
   /** A background (interval) push failed; the chunks stay dirty and are retried. */
   onError?: (error: unknown) => void;
 }
@@ -89,6 +96,7 @@ export class Pusher {
    */
   async flush(): Promise<void> {
     this.options.written?.takeAll((chunk) => this.#dirty.add(chunk));
+    if (this.options.collect) for (const chunk of this.options.collect()) this.#dirty.add(chunk);
     const earlier = [...this.#flushes];
     const own = this.#pushAll([...this.#dirty]);
     this.#dirty.clear();
@@ -167,7 +175,10 @@ export class Pusher {
     const retry = this.options.retry ?? DEFAULT_RETRY;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.remote.writeAt(buffer, offset);
+        // A chunk of zeros (a trimmed one, say) goes as write-zeroes where the remote can: nothing to send.
+        if (this.remote.writeZeroes && isAllZero(buffer))
+          await this.remote.writeZeroes(offset, buffer.length);
+        else await this.remote.writeAt(buffer, offset);
         break;
       } catch (error) {
         if (attempt >= retry.attempts) throw error;

@@ -2,6 +2,7 @@ import { type Backend, memoryView } from "../backend.js";
 import { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
+import { settleAll } from "./arbitrary.js";
 import { ChunkedStage } from "./chunked.js";
 
 /** Why a chunk became local. */
@@ -102,7 +103,48 @@ export class SyncedStage implements Backend {
 
   async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
     const chunk = this.#validator.check(offset, buffer.length);
-    // Wait for whoever is bringing the chunk; then it is present, or ours to write first.
+    await this.#store(chunk, () => this.local.writeAt(buffer, offset));
+  }
+
+  /**
+   * Whole chunks only (an ArbitraryStage above zeroes partial ones). The
+   * local copy is trimmed — or zeroed, where the cache cannot trim — and the
+   * chunks count as written: a pushed all-zero chunk is sent as write-zeroes
+   * where the remote can.
+   */
+  readonly trim = (offset: number, length: number): Promise<void> =>
+    this.#zero(offset, length, this.local.trim ?? this.local.writeZeroes);
+
+  readonly writeZeroes = (offset: number, length: number): Promise<void> =>
+    this.#zero(offset, length, this.local.writeZeroes);
+
+  async #zero(
+    offset: number,
+    length: number,
+    zeroLocal: ((offset: number, length: number) => Promise<void>) | undefined,
+  ): Promise<void> {
+    const [first, end] = this.#validator.checkSpan(offset, length);
+    const stores: Promise<void>[] = [];
+    for (let chunk = first; chunk < end; chunk++) {
+      const chunkOffset = this.layout.offsetOf(chunk);
+      const chunkLength = this.layout.lengthOf(chunk);
+      stores.push(
+        this.#store(chunk, () =>
+          zeroLocal
+            ? zeroLocal.call(this.local, chunkOffset, chunkLength)
+            : this.local.writeAt(new Uint8Array(chunkLength), chunkOffset),
+        ),
+      );
+    }
+    await settleAll(stores);
+  }
+
+  /**
+   * Writes a whole chunk with `write`: waits for whoever is bringing the
+   * chunk (then it is present, or ours to write first — a first write claims
+   * it and makes it present without fetching), then reports the write.
+   */
+  async #store(chunk: number, write: () => Promise<void>): Promise<void> {
     let first = false;
     for (;;) {
       const pending = this.#pending.get(chunk);
@@ -118,10 +160,10 @@ export class SyncedStage implements Backend {
       }
     }
     if (!first) {
-      await this.local.writeAt(buffer, offset);
+      await write();
     } else {
       await this.#claim(chunk, async () => {
-        await this.local.writeAt(buffer, offset);
+        await write();
         this.presence.set(chunk);
         this.#options.onChunkLocal?.(chunk, "write");
       });

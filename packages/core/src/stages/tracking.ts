@@ -46,19 +46,15 @@ export class TrackingStage extends Stage {
     this.#record(offset, buffer.length);
   }
 
-  readonly trim =
-    this.inner.trim &&
-    (async (offset: number, length: number) => {
-      await this.inner.trim!(offset, length);
-      this.#record(offset, length);
-    });
+  protected override async trimRange(offset: number, length: number): Promise<void> {
+    await super.trimRange(offset, length);
+    this.#record(offset, length);
+  }
 
-  readonly writeZeroes =
-    this.inner.writeZeroes &&
-    (async (offset: number, length: number) => {
-      await this.inner.writeZeroes!(offset, length);
-      this.#record(offset, length);
-    });
+  protected override async zeroRange(offset: number, length: number): Promise<void> {
+    await super.zeroRange(offset, length);
+    this.#record(offset, length);
+  }
 
   #record(offset: number, length: number): void {
     if (!this.#dirty) return;

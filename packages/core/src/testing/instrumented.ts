@@ -11,6 +11,9 @@ import { delay } from "../util/abort.js";
 export class InstrumentedBackend extends Stage {
   readonly reads: number[] = [];
   readonly writes: number[] = [];
+  /** `[offset, length]` of every trim and write-zeroes that reached the wrapped backend. */
+  readonly trims: [number, number][] = [];
+  readonly zeroes: [number, number][] = [];
   syncs = 0;
   /** Milliseconds added before each read or write. */
   latencyMs = 0;
@@ -60,6 +63,18 @@ export class InstrumentedBackend extends Stage {
     this.#checkUp();
     this.syncs++;
     await this.inner.sync();
+  }
+
+  protected override async trimRange(offset: number, length: number): Promise<void> {
+    this.#checkUp();
+    this.trims.push([offset, length]);
+    await super.trimRange(offset, length);
+  }
+
+  protected override async zeroRange(offset: number, length: number): Promise<void> {
+    this.#checkUp();
+    this.zeroes.push([offset, length]);
+    await super.zeroRange(offset, length);
   }
 
   async #enter(): Promise<void> {

@@ -5,11 +5,11 @@
  * the main thread can touch the mount freely.
  */
 import { parentPort } from "node:worker_threads";
-import { HostedMount } from "../hosted-mount.js";
+import { MountCore } from "../mount-core.js";
 import { type Notice, type Reply, type Request, serializeError } from "./protocol.js";
 
 const port = parentPort!;
-let mount: HostedMount | undefined;
+let mount: MountCore | undefined;
 let lastProgressAt = 0;
 
 function notify(notice: Notice): void {
@@ -20,7 +20,7 @@ async function handle(request: Request): Promise<Reply> {
   try {
     switch (request.op) {
       case "open": {
-        mount = await HostedMount.open(request.frontend, request.description, request.options);
+        mount = await MountCore.open(request.frontend, request.description, request.options);
         mount.engine.on("progress", (progress) => {
           // At most ten progress messages a second cross the thread boundary.
           const now = performance.now();
@@ -38,6 +38,9 @@ async function handle(request: Request): Promise<Reply> {
         return { id: request.id, ok: true, value: mount?.progress() };
       case "sync":
         await mount?.sync();
+        return { id: request.id, ok: true };
+      case "refresh":
+        await mount?.refresh(request.chunks);
         return { id: request.id, ok: true };
       case "close":
         await mount?.close();

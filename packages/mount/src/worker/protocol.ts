@@ -1,6 +1,6 @@
 import { type ChunkOrigin, type ErrorCode, type Progress, R3mapError } from "@r3map/core";
 import type { MountDescription } from "../description.js";
-import type { DeviceOptions, Frontend, MountHandle } from "../hosted-mount.js";
+import type { DeviceOptions, Frontend, MountHandle } from "../device.js";
 
 /** Messages between a mount on the main thread and its engine worker. */
 export type Request =
@@ -13,7 +13,8 @@ export type Request =
       /** Forward every chunk-local event (only when someone listens: one message per chunk). */
       chunkEvents: boolean;
     }
-  | { id: number; op: "sync" | "close" | "progress" };
+  | { id: number; op: "sync" | "close" | "progress" }
+  | { id: number; op: "refresh"; chunks: number[] };
 
 export type Reply =
   | { id: number; ok: true; value?: MountHandle | Progress | undefined }

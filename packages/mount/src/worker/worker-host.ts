@@ -1,7 +1,7 @@
 import { Worker } from "node:worker_threads";
 import { type Progress, R3mapError } from "@r3map/core";
 import type { MountDescription } from "../description.js";
-import type { DeviceOptions, Frontend, MountHandle } from "../hosted-mount.js";
+import type { DeviceOptions, Frontend, MountHandle } from "../device.js";
 import { deserializeError, type Notice, type Reply, type Request } from "./protocol.js";
 
 /** A request as sent by the caller: the id is added here. */
@@ -53,6 +53,10 @@ export class WorkerHost {
 
   async sync(): Promise<void> {
     await this.#call({ op: "sync" });
+  }
+
+  async refresh(chunks: readonly number[]): Promise<void> {
+    await this.#call({ op: "refresh", chunks: [...chunks] });
   }
 
   async close(): Promise<void> {
