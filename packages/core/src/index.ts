@@ -10,6 +10,7 @@ export {
 } from "./backends/memory.js";
 export { ChunkBitmap } from "./chunk-bitmap.js";
 export { ChunkLayout, checkRange } from "./chunk-layout.js";
+export { ChunkState, type ChunkStateIdentity, type ChunkStateOutcome } from "./chunk-state.js";
 export {
   type ErrorCode,
   errnoOf,

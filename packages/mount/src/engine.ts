@@ -14,6 +14,7 @@ import {
   TypedEmitter,
 } from "@r3map/core";
 import { keepBackendFromChildren, type Population, populateInBackground } from "@r3map/native";
+import { CacheStateFile } from "./cache-state.js";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
 import { importSchemePackages } from "./schemes.js";
 
@@ -38,6 +39,8 @@ export interface EngineParts {
   pullRemote?: Backend;
   /** Managed only: the in-flight bitmap to use (shared with a device created before the engine). */
   inFlight?: ChunkBitmap;
+  /** Managed only: the cache's persisted chunk state (`managed.state`), whose bitmaps the pipeline uses. */
+  state?: CacheStateFile;
 }
 
 /** A local cache a device brings itself (a slice: its memfd), with the bitmaps it shares with native code. */
@@ -67,6 +70,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   #population: Population | undefined;
   #written: ChunkBitmap | undefined;
   #inFlight: ChunkBitmap | undefined;
+  #state: CacheStateFile | undefined;
   /** Where writes the engine does not see are found (see `addWriteSource`). */
   readonly #writeSources: (() => Iterable<number>)[] = [];
 
@@ -84,7 +88,9 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       // Native code may store writes to present chunks in a memory or file cache itself, marking them here.
       const nativeWrites = managed.push !== false && isNativeCache(parts.local);
       const chunks = Math.ceil(parts.remote.size / this.chunkSize);
-      if (nativeWrites) this.#written = new ChunkBitmap(chunks);
+      const state = parts.state?.state;
+      this.#state = parts.state;
+      if (nativeWrites) this.#written = state?.written ?? new ChunkBitmap(chunks);
       // Native code reading misses from the remote itself leaves chunks already on their way to the engine.
       if (isNativeCache(parts.local)) this.#inFlight = parts.inFlight ?? new ChunkBitmap(chunks);
       this.pipeline = new ManagedPipeline({
@@ -92,6 +98,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         local: parts.local,
         chunkSize: this.chunkSize,
         ...(parts.presence ? { presence: parts.presence } : {}),
+        ...(state ? { presence: state.presence, pending: state.pending } : {}),
         ...(this.#written ? { written: this.#written } : {}),
         ...(this.#inFlight ? { inFlight: this.#inFlight } : {}),
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
@@ -132,9 +139,25 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         pullRemote = await openRemote(description);
       }
       const pulling = pullRemote ? { pullRemote } : {};
-      if (makeLocal) return new MountEngine(description, { remote, ...pulling, ...makeLocal(remote.size) });
+      if (makeLocal) {
+        if (description.managed.state) {
+          throw new R3mapError(
+            "ERR_NOT_SUPPORTED",
+            "managed.state needs a file cache; this device brings its own memory",
+          );
+        }
+        return new MountEngine(description, { remote, ...pulling, ...makeLocal(remote.size) });
+      }
       const local = await openBackend(description.managed.local ?? `memory:?size=${remote.size}`);
-      return new MountEngine(description, { remote, local, ...pulling });
+      let state: CacheStateFile | undefined;
+      try {
+        const statePath = description.managed.state;
+        if (statePath) state = CacheStateFile.open(statePath, local, remote.size, chunkSizeOf(description));
+        return new MountEngine(description, { remote, local, ...pulling, ...(state ? { state } : {}) });
+      } catch (error) {
+        await local.close().catch(() => {});
+        throw error;
+      }
     } catch (error) {
       await remote.close().catch(() => {});
       await pullRemote?.close().catch(() => {});
@@ -271,16 +294,18 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     if (chunks === 0) return;
     const last = chunks - 1;
     const offset = last * this.chunkSize;
+    const wasLocal = this.pipeline?.presence.has(last) ?? false;
     try {
       if (throughDevice) {
         await throughDevice(Math.floor(offset / 4096) * 4096, 4096);
-        // Touched, so cached: forget it again when only the user's touches may be kept.
-        if (this.pipeline && !this.pulls) {
+        // Touched, so cached: forget it again when only the user's touches may be kept — unless it was
+        // cached before (a persisted state's chunk, maybe with changes not pushed yet).
+        if (this.pipeline && !this.pulls && !wasLocal) {
           this.pipeline.markRemote([last]);
           forget?.(last);
         }
       } else if (this.pipeline && !this.pulls) {
-        await this.remote.readAt(new Uint8Array(this.size - offset), offset);
+        if (!wasLocal) await this.remote.readAt(new Uint8Array(this.size - offset), offset);
       } else if (this.pipeline) {
         await this.pipeline.synced.ensureLocalForReader(last);
       } else {
@@ -313,6 +338,8 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       try {
         await (this.pipeline ? this.pipeline.close() : this.remote.close());
       } finally {
+        // The pipeline closed (and synced) the cache: the state matches it on disk.
+        this.#state?.close();
         // Its native thread ends within a step; a worker hosting the engine may exit right after this.
         await this.#population?.done;
       }
