@@ -80,7 +80,9 @@ export class Pusher {
       );
     }
     // Changes a previous run made and did not push.
-    options.pending?.forEach((chunk) => this.#dirty.add(chunk));
+    options.pending?.forEach((chunk) => {
+      this.#dirty.add(chunk);
+    });
   }
 
   /** Chunks changed and not yet pushed (in flight ones excluded). */
