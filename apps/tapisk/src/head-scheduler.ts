@@ -117,7 +117,8 @@ export class HeadScheduler {
   }
 
   async #serve(): Promise<void> {
-    await (this.#gatherMs > 0
+    // Only reads gain from waiting for company (writes all go to the end of data anyway).
+    await (this.#gatherMs > 0 && this.#reads.length > 0
       ? new Promise((resolve) => setTimeout(resolve, this.#gatherMs))
       : new Promise((resolve) => setImmediate(resolve)));
     while (this.#reads.length + this.#writes.length + this.#barriers.length > 0) {
