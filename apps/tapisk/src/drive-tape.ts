@@ -45,6 +45,10 @@ export class DriveTape implements Tape {
     return { position, dataRecords: Math.max(0, position - Math.max(0, fileNumber)) };
   }
 
+  skipRecords(count: number): Promise<void> {
+    return this.drive.operation("forwardRecord", count);
+  }
+
   async readRecord(record: Uint8Array): Promise<void> {
     const read = await this.drive.read(record);
     if (read === record.length) return;

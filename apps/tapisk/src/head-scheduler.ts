@@ -29,11 +29,19 @@ export interface HeadSchedulerOptions {
    * be sorted pays for itself many times over.
    */
   gatherMs?: number;
+  /**
+   * A read at most this many records ahead of the head spaces forward to it
+   * (MTFSR) instead of seeking (default 64): the drive keeps streaming, where
+   * a locate stops it and repositions.
+   */
+  skipWithin?: number;
 }
 
 /** What the head did: seeks this scheduler asked for (reads, and moves to the end of data). */
 export interface HeadCounters {
   seeks: number;
+  /** Records spaced over on the way to a read a little ahead. */
+  recordsSkipped: number;
   passes: number;
   recordsRead: number;
   recordsWritten: number;
@@ -51,10 +59,17 @@ export interface HeadCounters {
  * 3. reads, sorted by tape position, in one sweep of the head: a read of the
  *    block right after the previous one needs no seek, and reads that arrive
  *    during the sweep for a position still ahead of the head join it.
- * A read of a block the head is already on never seeks.
+ * A read of a block the head is already on never seeks, and one a few
+ * records ahead spaces forward to it (`skipWithin`).
  */
 export class HeadScheduler {
-  readonly counters: HeadCounters = { seeks: 0, passes: 0, recordsRead: 0, recordsWritten: 0 };
+  readonly counters: HeadCounters = {
+    seeks: 0,
+    recordsSkipped: 0,
+    passes: 0,
+    recordsRead: 0,
+    recordsWritten: 0,
+  };
   #reads: ReadRequest[] = [];
   #writes: WriteRequest[] = [];
   #barriers: Barrier[] = [];
@@ -64,6 +79,7 @@ export class HeadScheduler {
   /** The end of data, when known: a write with the head there needs no MTEOM. */
   #end: number | undefined;
   readonly #gatherMs: number;
+  readonly #skipWithin: number;
 
   /** `at`: where the head and the end of data are now, if the caller knows (it just asked the drive). */
   constructor(
@@ -72,6 +88,7 @@ export class HeadScheduler {
     at?: { head: number; end: number },
   ) {
     this.#gatherMs = options.gatherMs ?? 2;
+    this.#skipWithin = options.skipWithin ?? 64;
     this.#head = at?.head;
     this.#end = at?.end;
   }
@@ -187,7 +204,12 @@ export class HeadScheduler {
 
   async #serveRead(read: ReadRequest): Promise<void> {
     try {
-      if (this.#head !== read.position) {
+      const ahead = this.#head === undefined ? -1 : read.position - this.#head;
+      if (ahead > 0 && ahead <= this.#skipWithin) {
+        this.#head = undefined;
+        await this.tape.skipRecords(ahead);
+        this.counters.recordsSkipped += ahead;
+      } else if (ahead !== 0) {
         this.#head = undefined;
         await this.tape.seek(read.position);
         this.counters.seeks++;

@@ -6,7 +6,7 @@ import type { Tape } from "./tape.js";
 /**
  * Opens what `--drive` names: a tape device (`/dev/nst0`), or a simulated
  * tape in a file, `sim:/path/tape.img` with optional parameters
- * `?block-size=4096&seek-ms=0&record-ms=0&log=/path/ops.log` (block size 0
+ * `?block-size=4096&seek-ms=0&seek-ms-per-block=0&record-ms=0&log=/path/ops.log` (block size 0
  * simulates a drive in variable-block mode).
  */
 export async function openTape(drive: string, options: { readOnly?: boolean } = {}): Promise<Tape> {
@@ -39,10 +39,10 @@ export function parseSimulatedDrive(drive: string): { path: string; options: Sim
     return value;
   };
   for (const name of params.keys()) {
-    if (!["block-size", "seek-ms", "record-ms", "log"].includes(name)) {
+    if (!["block-size", "seek-ms", "seek-ms-per-block", "record-ms", "log"].includes(name)) {
       throw new R3mapError(
         "ERR_INVALID_ARGUMENT",
-        `unknown parameter "${name}" in "${drive}" (known: block-size, seek-ms, record-ms, log)`,
+        `unknown parameter "${name}" in "${drive}" (known: block-size, seek-ms, seek-ms-per-block, record-ms, log)`,
       );
     }
   }
@@ -52,6 +52,7 @@ export function parseSimulatedDrive(drive: string): { path: string; options: Sim
     options: {
       blockSize: number("block-size", 4096),
       seekMs: number("seek-ms", 0),
+      seekMsPerBlock: number("seek-ms-per-block", 0),
       recordMs: number("record-ms", 0),
       ...(log ? { log } : {}),
     },

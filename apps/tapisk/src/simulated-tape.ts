@@ -8,6 +8,8 @@ export interface SimulatedTapeOptions {
   readOnly?: boolean;
   /** Milliseconds a seek that moves the head costs (default 0). Real drives take seconds to a minute. */
   seekMs?: number;
+  /** Milliseconds a seek costs on top of `seekMs` per block it travels (default 0): a locate winds tape. */
+  seekMsPerBlock?: number;
   /** Milliseconds each record read or written costs (default 0). */
   recordMs?: number;
   /** A file to append one line per operation to (`seek 12`, `read 12`, `write 40`, `eod 41`, `flush`). */
@@ -20,6 +22,8 @@ export interface TapeCounters {
   seeks: number;
   recordsRead: number;
   recordsWritten: number;
+  /** Records spaced over (MTFSR) without reading. */
+  recordsSkipped: number;
   flushes: number;
   /** Milliseconds of cost charged (seeks and records). */
   costMs: number;
@@ -38,7 +42,14 @@ export interface TapeCounters {
  * never shows half a record.
  */
 export class SimulatedTape implements Tape {
-  readonly counters: TapeCounters = { seeks: 0, recordsRead: 0, recordsWritten: 0, flushes: 0, costMs: 0 };
+  readonly counters: TapeCounters = {
+    seeks: 0,
+    recordsRead: 0,
+    recordsWritten: 0,
+    recordsSkipped: 0,
+    flushes: 0,
+    costMs: 0,
+  };
   readonly readOnly: boolean;
   readonly blockSize: number;
   #position = 0;
@@ -77,6 +88,7 @@ export class SimulatedTape implements Tape {
     }
     for (const [key, value] of [
       ["seekMs", options.seekMs],
+      ["seekMsPerBlock", options.seekMsPerBlock],
       ["recordMs", options.recordMs],
     ] as const) {
       if (value !== undefined && !(value >= 0)) {
@@ -118,6 +130,23 @@ export class SimulatedTape implements Tape {
     this.#assertOpen();
     await this.#move(this.#end, "eod");
     return { position: this.#end, dataRecords: this.#end };
+  }
+
+  /** Spaces forward over `count` records, each costing what reading it would (the tape streams past the head). */
+  async skipRecords(count: number): Promise<void> {
+    this.#assertOpen();
+    if (!Number.isSafeInteger(count) || count < 0 || this.#position + count > this.#end) {
+      throw new R3mapError(
+        "ERR_IO",
+        `${this.name}: cannot space ${count} records from block ${this.#position}: the data ends at block ${this.#end}`,
+        { errno: "EIO" },
+      );
+    }
+    if (count === 0) return;
+    this.#say(`skip ${this.#position} ${count}`);
+    this.#position += count;
+    this.counters.recordsSkipped += count;
+    await this.#spend(count * (this.#options.recordMs ?? 0));
   }
 
   async readRecord(record: Uint8Array): Promise<void> {
@@ -181,9 +210,10 @@ export class SimulatedTape implements Tape {
   async #move(position: number, operation: "seek" | "eod"): Promise<void> {
     if (position === this.#position) return;
     this.#say(`${operation} ${position}`);
+    const distance = Math.abs(position - this.#position);
     this.#position = position;
     this.counters.seeks++;
-    await this.#spend(this.#options.seekMs ?? 0);
+    await this.#spend((this.#options.seekMs ?? 0) + distance * (this.#options.seekMsPerBlock ?? 0));
   }
 
   #checkRecord(record: Uint8Array): void {

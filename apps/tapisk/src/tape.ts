@@ -22,6 +22,12 @@ export interface Tape {
    * which a drive counts as blocks too, excluded).
    */
   seekEndOfData(): Promise<{ position: number; dataRecords: number }>;
+  /**
+   * MTFSR: moves the head forward over `count` records without reading them
+   * — at streaming speed, with no locate (a seek makes a drive stop and
+   * reposition; spacing over a few records is far cheaper).
+   */
+  skipRecords(count: number): Promise<void>;
   /** Reads the record under the head into `record` (`blockSize` bytes); the head moves on by one. */
   readRecord(record: Uint8Array): Promise<void>;
   /** Writes `record` (`blockSize` bytes) under the head; the data now ends after it. */

@@ -12,14 +12,15 @@ export function scratchDirectory(prefix: string): string {
 export async function openSimulated(
   dir: string,
   size: number,
-  options: Partial<SimulatedTapeOptions> & { gatherMs?: number } = {},
+  options: Partial<SimulatedTapeOptions> & { gatherMs?: number; skipWithin?: number } = {},
 ): Promise<{ backend: TapeBackend; tape: SimulatedTape }> {
-  const { gatherMs, ...tapeOptions } = options;
+  const { gatherMs, skipWithin, ...tapeOptions } = options;
   const tape = SimulatedTape.open(path.join(dir, "tape.img"), { blockSize: 4096, ...tapeOptions });
   const backend = await TapeBackend.open(tape, {
     size,
     index: path.join(dir, "tapisk.db"),
     ...(gatherMs === undefined ? {} : { gatherMs }),
+    ...(skipWithin === undefined ? {} : { skipWithin }),
   });
   return { backend, tape };
 }

@@ -55,14 +55,20 @@ describe("simulated tape (MTIO semantics)", () => {
   });
 
   it("counts seeks that move the head and charges the configured costs", async () => {
-    await using tape = SimulatedTape.open(file, { blockSize: BLOCK, seekMs: 3, recordMs: 0.25 });
+    await using tape = SimulatedTape.open(file, {
+      blockSize: BLOCK,
+      seekMs: 3,
+      seekMsPerBlock: 0.5,
+      recordMs: 0.25,
+    });
     for (let i = 0; i < 4; i++) await tape.writeRecord(new Uint8Array(BLOCK));
     await tape.seek(4); // already there: no movement, no cost
     await tape.seek(0);
     await tape.readRecord(new Uint8Array(BLOCK));
     await tape.seekEndOfData();
     expect(tape.counters).toMatchObject({ seeks: 2, recordsRead: 1, recordsWritten: 4 });
-    expect(tape.counters.costMs).toBeCloseTo(2 * 3 + 5 * 0.25);
+    // Two seeks (4 → 0 and 1 → 4: 7 blocks travelled) and five records.
+    expect(tape.counters.costMs).toBeCloseTo(2 * 3 + 7 * 0.5 + 5 * 0.25);
   });
 
   it("cuts off a record torn by a crash mid-write, as a drive never shows half a record", async () => {
@@ -81,7 +87,7 @@ describe("simulated tape (MTIO semantics)", () => {
   it("is named by a sim: drive string with its parameters", () => {
     expect(parseSimulatedDrive("sim:/tmp/t.img?block-size=512&seek-ms=20&log=/tmp/l")).toEqual({
       path: "/tmp/t.img",
-      options: { blockSize: 512, seekMs: 20, recordMs: 0, log: "/tmp/l" },
+      options: { blockSize: 512, seekMs: 20, seekMsPerBlock: 0, recordMs: 0, log: "/tmp/l" },
     });
     expect(parseSimulatedDrive("sim:///tmp/t.img").options.blockSize).toBe(4096);
     expect(() => parseSimulatedDrive("sim:relative.img")).toThrow(
