@@ -9,6 +9,17 @@ import { logLines, openSimulated, scratchDirectory, seededRandom, shuffled } fro
 
 const BLOCK = 4096;
 
+/** Writes blocks 0..count-1 (block b holds pattern b + 1) in a random order, which is their order on the tape, and syncs. */
+async function writeShuffled(backend: TapeBackend, count: number, random: () => number): Promise<void> {
+  for (const block of shuffled(
+    Array.from({ length: count }, (_, i) => i),
+    random,
+  )) {
+    await backend.writeAt(patternBytes(BLOCK, block + 1), block * BLOCK);
+  }
+  await backend.sync();
+}
+
 describe("tape backend", () => {
   let dir: string;
   const open: Array<{ close(): Promise<void> }> = [];
@@ -31,14 +42,7 @@ describe("tape backend", () => {
     const random = seededRandom(seed);
     const count = 256;
     const { backend, tape } = await simulated(count * BLOCK, { log: path.join(dir, "ops.log") });
-    // Blocks written in a random order land on the tape in that order.
-    for (const block of shuffled(
-      Array.from({ length: count }, (_, i) => i),
-      random,
-    )) {
-      await backend.writeAt(patternBytes(BLOCK, block + 1), block * BLOCK);
-    }
-    await backend.sync();
+    await writeShuffled(backend, count, random);
     const before = { ...tape.counters };
     fs.writeFileSync(path.join(dir, "ops.log"), "");
 
@@ -65,13 +69,7 @@ describe("tape backend", () => {
     const random = seededRandom(seed);
     const count = 512;
     const { backend, tape } = await simulated(count * BLOCK, { log: path.join(dir, "ops.log") });
-    for (const block of shuffled(
-      Array.from({ length: count }, (_, i) => i),
-      random,
-    )) {
-      await backend.writeAt(patternBytes(BLOCK, block + 1), block * BLOCK);
-    }
-    await backend.sync();
+    await writeShuffled(backend, count, random);
     const wanted = shuffled(
       Array.from({ length: count }, (_, i) => i),
       random,

@@ -22,46 +22,37 @@ export interface Started {
 
 /** A running tapisk. */
 export class TapiskProcess {
-  stderr = "";
   /** Its FUSE connection (/sys/fs/fuse/connections/N), to abort if it cannot exit. */
   connection: string | undefined;
 
   private constructor(
     readonly child: ChildProcess,
     readonly device: Started,
+    readonly output: { stdout: string; stderr: string },
   ) {}
+
+  /** What it printed on stderr so far. */
+  get stderr(): string {
+    return this.output.stderr;
+  }
 
   /** Starts `tapisk --json …args` and waits (with a deadline) for the device to be ready. */
   static async start(args: string[], timeoutMs = 60_000): Promise<TapiskProcess> {
-    const child = spawn(process.execPath, [cli, "--json", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    running.add(child);
-    child.once("exit", () => running.delete(child));
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (data) => {
-      stdout += data;
-    });
-    child.stderr!.on("data", (data) => {
-      stderr += data;
-    });
+    const { child, output } = spawnTapisk(["--json", ...args]);
     const deadline = Date.now() + timeoutMs;
-    while (!stdout.includes("\n")) {
+    while (!output.stdout.includes("\n")) {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(
-          `tapisk exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${stderr}`,
+          `tapisk exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${output.stderr}`,
         );
       }
       if (Date.now() > deadline) {
         child.kill("SIGKILL");
-        throw new Error(`tapisk was not ready within ${timeoutMs} ms:\n${stderr}`);
+        throw new Error(`tapisk was not ready within ${timeoutMs} ms:\n${output.stderr}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    const started = new TapiskProcess(child, JSON.parse(stdout.split("\n")[0]!) as Started);
-    child.stderr!.on("data", (data) => {
-      started.stderr += data;
-    });
-    started.stderr = stderr;
+    const started = new TapiskProcess(child, JSON.parse(output.stdout.split("\n")[0]!) as Started, output);
     const mountPoint = args[args.indexOf("--mount-point") + 1];
     if (mountPoint) started.connection = fuseConnection(mountPoint);
     if (started.connection) connections.set(child, started.connection);
@@ -78,22 +69,27 @@ export class TapiskProcess {
 export async function runTapisk(
   args: string[],
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const { child, output } = spawnTapisk(args);
+  // The exit event can come before the pipes are drained: wait for both (listening from the start).
+  const drained = Promise.all([once(child.stdout!, "close"), once(child.stderr!, "close")]);
+  const code = await stopChild(child, undefined, 60_000, () => output.stderr);
+  await drained;
+  return { code: typeof code === "number" ? code : null, ...output };
+}
+
+/** Starts the CLI, collecting what it prints; tracked until it exits, so `killAll` can stop it. */
+function spawnTapisk(args: string[]): { child: ChildProcess; output: { stdout: string; stderr: string } } {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   child.once("exit", () => running.delete(child));
-  let stdout = "";
-  let stderr = "";
+  const output = { stdout: "", stderr: "" };
   child.stdout!.on("data", (data) => {
-    stdout += data;
+    output.stdout += data;
   });
   child.stderr!.on("data", (data) => {
-    stderr += data;
+    output.stderr += data;
   });
-  // The exit event can come before the pipes are drained: wait for both (listening from the start).
-  const drained = Promise.all([once(child.stdout!, "close"), once(child.stderr!, "close")]);
-  const code = await stopChild(child, undefined, 60_000, () => stderr);
-  await drained;
-  return { code: typeof code === "number" ? code : null, stdout, stderr };
+  return { child, output };
 }
 
 const running = new Set<ChildProcess>();
