@@ -12,6 +12,24 @@ export interface Extent {
 }
 
 /**
+ * An NBD connection handed over to native code, which then speaks the
+ * transmission phase itself (a device reading misses from the server on its
+ * own threads): the socket, negotiated for simple replies, and what requests
+ * on it must respect. Whoever takes it dups the descriptor and destroys the
+ * socket.
+ */
+export interface NbdHandOff {
+  /** A plain TCP or UNIX socket (native code does not speak TLS). */
+  socket: import("node:net").Socket;
+  /** A request with no answer after this long fails the connection (0: 30 s). */
+  timeoutMs: number;
+  /** Offsets and lengths of requests must be multiples of this. */
+  minimumBlockSize: number;
+  /** Requests must not be longer. */
+  maximumBlockSize: number;
+}
+
+/**
  * Everything that stores bytes. Offsets and lengths are in bytes.
  *
  * - `readAt` fills the whole of `buffer` from `offset` or throws; a region that
@@ -38,6 +56,13 @@ export interface Backend {
   readonly writeZeroes?: ((offset: number, length: number) => Promise<void>) | undefined;
   /** Reports which parts of a range are allocated or known to be zero. */
   readonly blockStatus?: ((offset: number, length: number) => Promise<Extent[]>) | undefined;
+  /**
+   * A new connection to the same resource, negotiated for native code to
+   * speak NBD on (an NBD client without TLS); undefined when it cannot.
+   * Stages never pass it through: bytes read on it would bypass them, so a
+   * remote under a filter is read through the filter only.
+   */
+  readonly handOffConnection?: (() => Promise<NbdHandOff | undefined>) | undefined;
 }
 
 /**

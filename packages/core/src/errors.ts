@@ -38,7 +38,9 @@ export type ErrorCode =
   /** The local or remote store is full. */
   | "ERR_NO_SPACE"
   /** An I/O error from the operating system that fits no other code. */
-  | "ERR_IO";
+  | "ERR_IO"
+  /** The resource is taken by someone else right now (a migration already under way). */
+  | "ERR_BUSY";
 
 export interface R3mapErrorOptions {
   cause?: unknown;
@@ -80,6 +82,7 @@ const errnoByCode: Record<ErrorCode, string> = {
   ERR_UNKNOWN_SCHEME: "EINVAL",
   ERR_NO_SPACE: "ENOSPC",
   ERR_IO: "EIO",
+  ERR_BUSY: "EBUSY",
 };
 
 /** Socket errnos: a device reports them as EIO, since a reader of a file or block device expects I/O errors. */

@@ -1,4 +1,4 @@
-export type { Backend, Extent } from "./backend.js";
+export type { Backend, Extent, NbdHandOff } from "./backend.js";
 export { memoryView, StorageBackend } from "./backend.js";
 export { DirectoryBackend, type DirectoryBackendOptions } from "./backends/directory.js";
 export { FileBackend, type FileBackendOptions, sizeOfOpenFile } from "./backends/file.js";
@@ -45,7 +45,7 @@ export {
   type PullPriority,
   type RetryPolicy,
 } from "./stages/puller.js";
-export { Pusher, type PusherOptions } from "./stages/pusher.js";
+export { Pusher, type PusherOptions, type WriteSource } from "./stages/pusher.js";
 export { Stage } from "./stages/stage.js";
 export { type ChunkOrigin, SyncedStage, type SyncedStageOptions } from "./stages/synced.js";
 export { TrackingStage } from "./stages/tracking.js";

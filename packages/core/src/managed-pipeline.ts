@@ -6,7 +6,7 @@ import { type Progress, TypedEmitter } from "./events.js";
 import { ArbitraryStage } from "./stages/arbitrary.js";
 import { LockableStage } from "./stages/lockable.js";
 import { Puller, type PullPriority, type RetryPolicy } from "./stages/puller.js";
-import { Pusher } from "./stages/pusher.js";
+import { Pusher, type WriteSource } from "./stages/pusher.js";
 import { type ChunkOrigin, SyncedStage } from "./stages/synced.js";
 
 export interface PullOptions {
@@ -61,10 +61,12 @@ export interface ManagedPipelineOptions {
    */
   written?: ChunkBitmap;
   /**
-   * Chunks written where neither the pipeline nor a bitmap sees it (a
-   * slice's memory, found by a dirty-page scan); called before every push.
+   * Chunks written where the pipeline does not see it (native code's
+   * bitmap, a slice's memory found by a dirty-page scan), taken before every
+   * push. An alternative to `written` for callers that must see those chunks
+   * too (a migration's tracking).
    */
-  collectWrites?: () => Iterable<number>;
+  collectWrites?: WriteSource;
   /**
    * Chunks changed and not yet pushed, kept where they outlive the process
    * (see `PusherOptions.pending`). With a `presence` and `written` kept the

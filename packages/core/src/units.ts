@@ -15,9 +15,19 @@ const multipliers: Record<string, number> = {
   t: 1024 ** 4,
   tb: 1000 ** 4,
   tib: 1024 ** 4,
+  p: 1024 ** 5,
+  pb: 1000 ** 5,
+  pib: 1024 ** 5,
+  e: 1024 ** 6,
+  eb: 1000 ** 6,
+  eib: 1024 ** 6,
 };
 
-/** Parses `4096`, `64KiB`, `1.5 GiB`, `10MB` (decimal) or `1G` (binary) into bytes. */
+/**
+ * Parses `4096`, `64KiB`, `1.5 GiB`, `10MB` (decimal) or `1G` (binary) into
+ * bytes; units go up to EiB. Sizes are JavaScript numbers, so anything above
+ * 2^53 - 1 bytes (8 PiB) is refused with a message saying so.
+ */
 export function parseSize(text: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const multiplier = match ? multipliers[match[2]!.toLowerCase()] : undefined;
@@ -28,6 +38,12 @@ export function parseSize(text: string): number {
     );
   }
   const bytes = Number(match[1]) * multiplier;
+  if (bytes > Number.MAX_SAFE_INTEGER) {
+    throw new R3mapError(
+      "ERR_INVALID_ARGUMENT",
+      `"${text}" is more than 8 PiB (2^53 - 1 bytes), the largest size r3map can address`,
+    );
+  }
   if (!Number.isSafeInteger(bytes)) {
     throw new R3mapError("ERR_INVALID_ARGUMENT", `"${text}" is not a whole number of bytes`);
   }
@@ -36,7 +52,7 @@ export function parseSize(text: string): number {
 
 /** Formats bytes with binary units: `1.5 GiB`. */
 export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
   let value = bytes;
   let unit = 0;
   while (Math.abs(value) >= 1024 && unit < units.length - 1) {

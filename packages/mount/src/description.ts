@@ -13,6 +13,12 @@ export interface PullDescription {
   first?: boolean;
   /** Bytes per pull request: runs of consecutive small chunks are fetched together (default 1 MiB). */
   requestBytes?: number;
+  /**
+   * The pull finishes only after `MountEngine.finalizePull(changed)` — a
+   * migration's leecher, whose remote keeps changing until its last round.
+   * Default false: the pull finishes once every chunk is local.
+   */
+  untilFinalized?: boolean;
 }
 
 /** Write-back of a managed mount. */

@@ -1,3 +1,4 @@
+import type { Access } from "./access-gate.js";
 import type { MountDescription } from "./description.js";
 import type { EngineCache, MountEngine } from "./engine.js";
 import type { FileDeviceOptions } from "./file-device.js";
@@ -50,6 +51,13 @@ export interface Device {
    * asks the engine again.
    */
   invalidate(chunks: readonly number[]): Promise<void>;
+  /**
+   * What the device's native code may answer itself (see `Access`). Locked,
+   * it hands every request to the engine, which holds them, and drops what
+   * the kernel cached; read-only, it hands every write to the engine, which
+   * refuses it. The engine's own access is set first, by the mount.
+   */
+  setAccess(access: Access): Promise<void>;
   /** Detaches: unmounts, detaches the loop device, unmaps. The engine is closed by the mount after. Idempotent. */
   close(): Promise<void>;
 }

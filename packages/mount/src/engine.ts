@@ -11,10 +11,12 @@ import {
   type Progress,
   R3mapError,
   schemeTraits,
+  TrackingStage,
   TypedEmitter,
 } from "@r3map/core";
 import { keepBackendFromChildren, type Population, populateInBackground } from "@r3map/native";
 import { CacheStateFile } from "./cache-state.js";
+import { type Access, AccessGate } from "./access-gate.js";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
 import { importSchemePackages } from "./schemes.js";
 
@@ -73,6 +75,9 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   #state: CacheStateFile | undefined;
   /** Where writes the engine does not see are found (see `addWriteSource`). */
   readonly #writeSources: (() => Iterable<number>)[] = [];
+  /** Records the chunks written from a point in time on (a migration's seeder). */
+  readonly #tracking: TrackingStage;
+  readonly #gate: AccessGate;
 
   private constructor(description: MountDescription, parts: EngineParts) {
     super();
@@ -85,12 +90,12 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       if (!parts.local) throw new R3mapError("ERR_INVALID_ARGUMENT", "a managed mount needs a local cache");
       // A child process spawned by this one would otherwise make every cache page copy-on-write here.
       if (parts.local) keepBackendFromChildren(parts.local);
-      // Native code may store writes to present chunks in a memory or file cache itself, marking them here.
-      const nativeWrites = managed.push !== false && isNativeCache(parts.local);
+      // Native code may store writes to present chunks in a memory or file cache itself, marking them here;
+      // every push and a migration's tracking take the marks (`#takeWrites`).
       const chunks = Math.ceil(parts.remote.size / this.chunkSize);
       const state = parts.state?.state;
       this.#state = parts.state;
-      if (nativeWrites) this.#written = state?.written ?? new ChunkBitmap(chunks);
+      if (isNativeCache(parts.local)) this.#written = state?.written ?? new ChunkBitmap(chunks);
       // Native code reading misses from the remote itself leaves chunks already on their way to the engine.
       if (isNativeCache(parts.local)) this.#inFlight = parts.inFlight ?? new ChunkBitmap(chunks);
       this.pipeline = new ManagedPipeline({
@@ -99,21 +104,25 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         chunkSize: this.chunkSize,
         ...(parts.presence ? { presence: parts.presence } : {}),
         ...(state ? { presence: state.presence, pending: state.pending } : {}),
-        ...(this.#written ? { written: this.#written } : {}),
         ...(this.#inFlight ? { inFlight: this.#inFlight } : {}),
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
-        collectWrites: () => this.#collectWrites(),
+        collectWrites: { take: () => this.#takeWrites(), pending: () => this.#written?.cardinality() ?? 0 },
         pull: pullOptions(managed),
+        ...(managed.pull !== false && managed.pull?.untilFinalized ? { awaitFinalize: true } : {}),
         push: pushOptions(managed),
       });
       this.pipeline.on("progress", (progress) => this.emit("progress", progress));
       this.pipeline.on("chunk-local", (chunk, origin) => this.emit("chunk-local", chunk, origin));
       this.pipeline.on("error", (error) => this.emit("error", error));
-      this.backend = this.pipeline.backend;
     } else {
       this.pipeline = undefined;
-      this.backend = new ArbitraryStage(parts.remote, this.chunkSize);
     }
+    this.#tracking = new TrackingStage(
+      this.pipeline?.backend ?? new ArbitraryStage(parts.remote, this.chunkSize),
+      this.chunkSize,
+    );
+    this.#gate = new AccessGate(this.#tracking);
+    this.backend = this.#gate;
   }
 
   /**
@@ -222,8 +231,9 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
    * A reader is blocked on `chunk` outside the engine's backend (a slice's
    * page fault): fetches it over the demand connection if it is not local.
    */
-  fetchForReader(chunk: number): Promise<void> {
-    return this.#managed().synced.ensureLocalForReader(chunk);
+  async fetchForReader(chunk: number): Promise<void> {
+    await this.#gate.whileLocked();
+    await this.#managed().synced.ensureLocalForReader(chunk);
   }
 
   /** Native code fetched `chunk`, stored it and marked it present: reported as a demand fetch. */
@@ -248,8 +258,94 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     this.pipeline?.markRemote(chunks);
   }
 
-  #collectWrites(): number[] {
-    return this.#writeSources.flatMap((source) => [...source()]);
+  /**
+   * Takes the chunks written where the engine's stages did not see it —
+   * native code's `written` bitmap, the write sources — and records them for
+   * tracking. Whoever calls this hands them on: a push pushes them.
+   */
+  #takeWrites(): number[] {
+    const chunks: number[] = [];
+    const take = (chunk: number) => chunks.push(chunk);
+    // With a persisted state, the bits reach its pending record before they leave `written`: a process
+    // killed in between loses none.
+    const pending = this.#state?.state.pending;
+    if (pending) this.#written?.moveAllTo(pending, take);
+    else this.#written?.takeAll(take);
+    for (const source of this.#writeSources) for (const chunk of source()) chunks.push(chunk);
+    this.#tracking.recordChunks(chunks);
+    return chunks;
+  }
+
+  /**
+   * A migration's last round (a pull `untilFinalized`): `changed` chunks —
+   * changed on the remote since the pull began — are marked remote and
+   * pulled first, then the pull finishes.
+   */
+  finalizePull(changed: readonly number[]): void {
+    this.#managed().finalize(changed);
+  }
+
+  /** Resolves once every chunk is local (a managed mount that pulls). */
+  pulled(): Promise<void> {
+    return this.#managed().pulled();
+  }
+
+  /** The chunks present in a managed mount's cache (none for a direct one). */
+  presentChunks(): number[] {
+    const present: number[] = [];
+    const presence = this.pipeline?.presence;
+    if (presence)
+      for (let chunk = 0; chunk < presence.count; chunk++) if (presence.has(chunk)) present.push(chunk);
+    return present;
+  }
+
+  /** Takes the writes made out of sight now (handing them to the pusher) rather than at the next push. */
+  #collectNow(): void {
+    const chunks = this.#takeWrites();
+    const pusher = this.pipeline?.pusher;
+    if (pusher) for (const chunk of chunks) pusher.markDirty(chunk);
+  }
+
+  /**
+   * Writes are refused: the remote is read-only and writes would reach it (a
+   * direct mount, or a managed one that pushes). A managed mount that keeps
+   * its writes local takes them whatever the remote is.
+   */
+  get readOnly(): boolean {
+    const pushes = this.pipeline === undefined || this.pipeline.pusher !== undefined;
+    return pushes && (this.remote.readOnly ?? false);
+  }
+
+  /** Starts recording every chunk written from now on, whichever way the write arrives. */
+  trackWrites(): void {
+    // Writes made before now are handed on untracked.
+    this.#collectNow();
+    this.#tracking.track();
+  }
+
+  /** The chunks written since `trackWrites()` or the previous call; tracking goes on. */
+  takeTrackedWrites(): number[] {
+    this.#collectNow();
+    return this.#tracking.takeDirty();
+  }
+
+  /** The chunks written since the previous `takeTrackedWrites()`; tracking stops. */
+  stopTracking(): number[] {
+    this.#collectNow();
+    return this.#tracking.stopTracking();
+  }
+
+  get tracking(): boolean {
+    return this.#tracking.tracking;
+  }
+
+  /** Who may use the engine (see `Access`); resolves once requests already inside have finished. */
+  setAccess(access: Access): Promise<void> {
+    return this.#gate.set(access);
+  }
+
+  get access(): Access {
+    return this.#gate.access;
   }
 
   #managed(): ManagedPipeline {

@@ -1,7 +1,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FuseFile, readOnThread } from "@r3map/native";
+import { type FuseAccess, FuseFile, readOnThread } from "@r3map/native";
+import type { Access } from "./access-gate.js";
 import { runsOf } from "./chunk-runs.js";
 import type { Device, DeviceBuilder, MountHandle } from "./device.js";
 import type { MountEngine } from "./engine.js";
@@ -49,7 +50,7 @@ export class FileDevice implements Device {
     const owned = options.mountPoint ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), "r3map-mount-"));
     const mountPoint = options.mountPoint ?? owned!;
     const native = engine.nativeCache();
-    const readOnly = options.readOnly ?? engine.remote.readOnly ?? false;
+    const readOnly = options.readOnly ?? engine.readOnly;
     // Over NBD the FUSE threads read what is not local from the server themselves: always for a direct
     // mount; for a managed one only small misses, only while its pull runs (it then fetches those chunks
     // next, so the cache still fills) and only where native code knows what is local.
@@ -135,12 +136,25 @@ export class FileDevice implements Device {
     }
   }
 
+  async setAccess(access: Access): Promise<void> {
+    // Pages the kernel cached would still be read without asking us: dropped while reads are still
+    // answered (dropping waits for a read in progress on the page, which a locked engine would hold).
+    if (access === "locked") await this.#fuse.invalidate();
+    this.#fuse.setAccess(FUSE_ACCESS[access]);
+  }
+
   /** Unmounts (waiting for requests in flight) and removes a mount point it created. */
   async close(): Promise<void> {
     await this.#fuse.close();
     if (this.#ownedMountPoint) fs.rmSync(this.#ownedMountPoint, { recursive: true, force: true });
   }
 }
+
+const FUSE_ACCESS: Record<Access, FuseAccess> = {
+  open: "serve",
+  "read-only": "forward-writes",
+  locked: "forward-all",
+};
 
 export const fileDevice = (): DeviceBuilder => ({
   attach: (engine, options) => FileDevice.attach(engine, options),

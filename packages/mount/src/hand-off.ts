@@ -1,17 +1,14 @@
-import type { Backend } from "@r3map/core";
-import type { NbdHandOff } from "@r3map/native";
+import type { Backend, NbdHandOff } from "@r3map/core";
 
 /**
- * A connection the remote hands over to a device's native code (an NBD
- * client not using TLS: `NbdClient.handOffConnection`), if it can. Any other
- * remote, or a failure to connect, gives undefined: the device then leaves
- * everything to the engine, which reports what is wrong.
+ * A connection the remote hands over to a device's native code, if it can
+ * (`Backend.handOffConnection`: an NBD client not using TLS, and no filter
+ * in between). A failure to connect gives undefined too: the device then
+ * leaves everything to the engine, which reports what is wrong.
  */
 export async function handOff(remote: Backend): Promise<NbdHandOff | undefined> {
-  const handsOff = remote as Backend & { handOffConnection?: () => Promise<NbdHandOff | undefined> };
-  if (typeof handsOff.handOffConnection !== "function") return undefined;
   try {
-    return await handsOff.handOffConnection();
+    return await remote.handOffConnection?.();
   } catch {
     return undefined;
   }

@@ -1,3 +1,4 @@
+export { type Access, AccessGate } from "./access-gate.js";
 export {
   DEFAULT_CHUNK_SIZE,
   type ManagedDescription,

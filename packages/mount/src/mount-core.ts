@@ -1,4 +1,5 @@
 import type { Backend, Progress } from "@r3map/core";
+import type { Access } from "./access-gate.js";
 import type { MountDescription } from "./description.js";
 import type { Device, DeviceOptions, Frontend, MountHandle } from "./device.js";
 import { devices } from "./devices.js";
@@ -78,6 +79,37 @@ export class MountCore {
   async refresh(chunks: readonly number[]): Promise<void> {
     this.engine.markRemote(chunks);
     await this.device.invalidate(chunks);
+  }
+
+  /**
+   * Who may use the mount: `locked` holds every read and write (native
+   * paths included) until it is opened again; `read-only` refuses writes.
+   * Restricting, the device goes first — it drops what the kernel cached
+   * while it still answers (dropping a page waits for the read that holds
+   * it) and then hands everything to the engine — and the engine's gate
+   * closes after it. Opening, the gate opens first.
+   */
+  async setAccess(access: Access): Promise<void> {
+    if (access === "open") {
+      await this.engine.setAccess(access);
+      await this.device.setAccess(access);
+    } else {
+      await this.device.setAccess(access);
+      await this.engine.setAccess(access);
+    }
+  }
+
+  /**
+   * Opens a locked mount after `changed` chunks changed on the remote (a
+   * migration's dirty chunks, already marked remote in the engine): the
+   * kernel's copies are dropped, then every held request goes on. The drop
+   * may wait for a held read of one of those pages, which opening releases,
+   * so the two overlap.
+   */
+  async unlock(changed: readonly number[]): Promise<void> {
+    const dropping = this.device.invalidate(changed);
+    await this.setAccess("open");
+    await dropping;
   }
 
   close(): Promise<void> {

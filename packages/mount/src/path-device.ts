@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { LoopDevice } from "@r3map/native";
+import type { Access } from "./access-gate.js";
 import type { Device, DeviceBuilder, MountHandle } from "./device.js";
 import type { MountEngine } from "./engine.js";
 import { FileDevice, type FileDeviceOptions } from "./file-device.js";
@@ -28,7 +29,7 @@ export class PathDevice implements Device {
     try {
       const loop = await LoopDevice.attach(file.path, {
         directIo: options.directIo ?? true,
-        readOnly: options.readOnly ?? engine.remote.readOnly ?? false,
+        readOnly: options.readOnly ?? engine.readOnly,
       });
       return new PathDevice(file, loop);
     } catch (error) {
@@ -65,6 +66,13 @@ export class PathDevice implements Device {
   async invalidate(chunks: readonly number[]): Promise<void> {
     await this.file.invalidate(chunks);
     await this.loop.flushBuffers();
+  }
+
+  async setAccess(access: Access): Promise<void> {
+    // The block device's own buffers too, first: writing them back needs the FUSE file still served.
+    // (A file system mounted on the device keeps its own caches.)
+    if (access === "locked") await this.loop.flushBuffers();
+    await this.file.setAccess(access);
   }
 
   async close(): Promise<void> {

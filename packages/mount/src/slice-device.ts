@@ -1,5 +1,6 @@
 import { ChunkBitmap, MEMORY_SEGMENT_SIZE, MemoryBackend, R3mapError } from "@r3map/core";
 import { mapFile, touchOnThread, UffdRegion } from "@r3map/native";
+import type { Access } from "./access-gate.js";
 import { runsOf } from "./chunk-runs.js";
 import { chunkSizeOf, type MountDescription } from "./description.js";
 import type { Device, DeviceBuilder, MountHandle } from "./device.js";
@@ -31,6 +32,7 @@ const PAGE_SIZE = 4096;
 export class SliceDevice implements Device {
   readonly handle: MountHandle;
   #closed = false;
+  #locked = false;
   /** Chunks that became local during this event-loop turn, mapped into the region together at its end. */
   #landed: number[] = [];
 
@@ -46,8 +48,8 @@ export class SliceDevice implements Device {
         this.#landed.push(chunk);
       });
     }
-    // Writes to the memory are seen by nobody: every push scans for them first.
-    if (engine.pipeline?.pusher) engine.addWriteSource(() => (this.#closed ? [] : region.scanDirtyChunks()));
+    // Writes to the memory are seen by nobody: every push, and a migration's tracking, scan for them first.
+    engine.addWriteSource(() => (this.#closed ? [] : region.scanDirtyChunks()));
   }
 
   /** The device over `region`, whose memfd is `engine`'s cache. */
@@ -79,10 +81,28 @@ export class SliceDevice implements Device {
     for (const chunk of chunks) this.region.evict(chunk);
   }
 
+  /**
+   * Locked, every fault goes to the engine (which holds it) and pulled chunks
+   * are not mapped; opened again, every present chunk is mapped. Writes to
+   * memory cannot be refused: `read-only` changes nothing here (a write
+   * still lands, and the next scan finds it).
+   */
+  async setAccess(access: Access): Promise<void> {
+    const locked = access === "locked";
+    if (locked === this.#locked) return;
+    this.#locked = locked;
+    this.region.setGated(locked);
+    if (!locked) this.#map(this.engine.presentChunks());
+  }
+
   /** Maps this turn's landed chunks, consecutive ones with one call into the kernel. */
   #mapLanded(): void {
     const chunks = this.#landed;
     this.#landed = [];
+    if (!this.#locked) this.#map(chunks);
+  }
+
+  #map(chunks: readonly number[]): void {
     if (this.#closed) return;
     for (const [first, count] of runsOf(chunks)) {
       try {
@@ -130,7 +150,8 @@ export function sliceDevice(): DeviceBuilder {
         cacheInMemfd: true,
         presence,
         inFlight,
-        dirtyTracking: description.managed?.push !== false,
+        // Also without pushes: a migration tracks the memory's writes the same way.
+        dirtyTracking: true,
         onMiss: (chunk) => engine().fetchForReader(chunk),
         onLanded: (chunk) => engine().landedNatively(chunk),
       });

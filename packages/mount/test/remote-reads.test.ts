@@ -224,7 +224,11 @@ describe("slice over NBD", () => {
       fetchedNatively: after.remoteFetches - before.remoteFetches,
       handedToTheEngine: after.misses - before.misses,
     }).toEqual({ fetchedNatively: chunks.length, handedToTheEngine: 0 });
-    await new Promise((resolve) => setImmediate(resolve)); // the notices of the landings
+    // The notices of the landings cross from the native thread in their own time.
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+      if (device.engine.progress()?.chunksLocal === chunks.length) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     for (const chunk of chunks) {
       expect(device.engine.pipeline!.presence.has(chunk)).toBe(true);
       // Mapped now, so this thread may read it.

@@ -80,6 +80,8 @@ export interface NativeFuseServer {
   ): void;
   replyWrite(channel: number, unique: number, errno: number, written: number): void;
   replyStatus(channel: number, unique: number, errno: number): void;
+  /** 0: serve what native code can; 1: forward every WRITE; 2: forward every READ and WRITE. */
+  setAccess(access: number): void;
   /** Drops the kernel's cached pages of the file in the range (length 0: to the end). */
   invalidate(offset: number, length: number): Promise<void>;
   close(): Promise<void>;

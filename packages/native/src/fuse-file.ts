@@ -12,10 +12,17 @@ import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import { constants as osConstants } from "node:os";
 import * as path from "node:path";
-import { type Backend, type ChunkBitmap, errnoOf, fromSystemError, R3mapError } from "@r3map/core";
+import {
+  type Backend,
+  type ChunkBitmap,
+  errnoOf,
+  fromSystemError,
+  type NbdHandOff,
+  R3mapError,
+} from "@r3map/core";
 import { addon, FuseRequestKind, type NativeFuseOptions, type NativeFuseServer } from "./addon.js";
 import { checkPositiveInteger, mapNativeError } from "./fuse-errors.js";
-import { type NbdHandOff, nativeHandOff } from "./nbd-hand-off.js";
+import { nativeHandOff } from "./nbd-hand-off.js";
 
 /**
  * Called on the thread that mounted. `signal` aborts when the request times
@@ -118,6 +125,11 @@ export interface FuseFileOptions extends FuseFileHandlers {
   /** Unmounts when aborted. */
   signal?: AbortSignal;
 }
+
+/** What a FuseFile's native threads answer themselves (see `FuseFile.setAccess`). */
+export type FuseAccess = "serve" | "forward-writes" | "forward-all";
+
+const FUSE_ACCESS: Record<FuseAccess, number> = { serve: 0, "forward-writes": 1, "forward-all": 2 };
 
 export interface FuseFileStats {
   /** READs answered natively from the local cache. */
@@ -262,6 +274,18 @@ export class FuseFile {
   stats(): FuseFileStats {
     const { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads } = this.#native.stats();
     return { nativeReads, forwardedReads, forwardedWrites, nativeWrites, remoteReads };
+  }
+
+  /**
+   * What the request threads answer themselves: `"serve"` (default) all they
+   * can; `"forward-writes"` reads only — every WRITE reaches `onWrite`;
+   * `"forward-all"` nothing — every READ and WRITE reaches the handlers,
+   * which may hold them (pages the kernel cached are still served by the
+   * kernel: `invalidate` them). Takes effect for requests that arrive after.
+   */
+  setAccess(access: FuseAccess): void {
+    if (this.#closing) return;
+    this.#native.setAccess(FUSE_ACCESS[access]);
   }
 
   /**

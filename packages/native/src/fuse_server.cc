@@ -65,6 +65,14 @@ constexpr uint64_t kAttrValidSeconds = 86400;
 // server (see the READ case).
 constexpr uint32_t kSmallRemoteRead = 64 * 1024;
 
+// What the request threads may answer themselves (setAccess): everything
+// they can (kServe); reads only, every WRITE going to JavaScript
+// (kForwardWrites: a migration's seeder refusing writes after its last
+// round); nothing, every READ and WRITE going to JavaScript (kForwardAll: a
+// leecher whose data is not final yet, where JavaScript holds requests until
+// it is).
+constexpr uint8_t kServe = 0, kForwardWrites = 1, kForwardAll = 2;
+
 // kStoredWhole too: chunks that were not present were written whole into the
 // cache natively and are present now.
 enum class Kind : uint8_t { kRead = 0, kWrite = 1, kFlush = 2, kFsync = 3, kRemoteRead = 4, kStoredWhole = 5 };
@@ -152,6 +160,7 @@ class Server : public Napi::ObjectWrap<Server> {
                            InstanceMethod("replyWrite", &Server::ReplyWrite),
                            InstanceMethod("replyStatus", &Server::ReplyStatus),
                            InstanceMethod("invalidate", &Server::Invalidate),
+                           InstanceMethod("setAccess", &Server::SetAccess),
                            InstanceMethod("close", &Server::Close),
                            InstanceMethod("closeSync", &Server::CloseSync),
                            InstanceMethod("stats", &Server::Stats),
@@ -565,7 +574,8 @@ class Server : public Napi::ObjectWrap<Server> {
         if (node != kFileIno) return Send(fd, unique, EISDIR, nullptr, 0);
         if (r->offset >= size_ || r->size == 0) return Send(fd, unique, 0, nullptr, 0);
         uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(r->size, size_ - r->offset));
-        if (cache_.HasData() && Present(r->offset, count)) {
+        const uint8_t access = access_.load(std::memory_order_acquire);
+        if (access < kForwardAll && cache_.HasData() && Present(r->offset, count)) {
           nativeReads_.fetch_add(1, std::memory_order_relaxed);
           return SendLocal(fd, unique, r->offset, count, scratch);
         }
@@ -575,7 +585,7 @@ class Server : public Napi::ObjectWrap<Server> {
         // asking the server costs little even if the chunk is on its way. A
         // large read goes to JavaScript, which fetches and stores it once —
         // read here, it would be fetched a second time by the pull.
-        if (remote_ && (!cache_.HasData() || count <= kSmallRemoteRead) &&
+        if (access < kForwardAll && remote_ && (!cache_.HasData() || count <= kSmallRemoteRead) &&
             remote_->Submit(channel, unique, r->offset, count)) {
           if (cache_.HasData()) Notify(Kind::kRemoteRead, r->offset, count);
           return;
@@ -592,7 +602,8 @@ class Server : public Napi::ObjectWrap<Server> {
           return Send(fd, unique, EINVAL, nullptr, 0);
         }
         uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(w->size, size_ - w->offset));
-        if (StoreLocal(w->offset, count, data) || StoreWhole(w->offset, count, data)) {
+        if (access_.load(std::memory_order_acquire) == kServe &&
+            (StoreLocal(w->offset, count, data) || StoreWhole(w->offset, count, data))) {
           nativeWrites_.fetch_add(1, std::memory_order_relaxed);
           fuse_write_out out{};
           out.size = count;
@@ -864,6 +875,14 @@ class Server : public Napi::ObjectWrap<Server> {
     return info.Env().Undefined();
   }
 
+  // setAccess(kServe | kForwardWrites | kForwardAll): takes effect for
+  // requests read after it; those already past the check finish as they were.
+  Napi::Value SetAccess(const Napi::CallbackInfo& info) {
+    uint32_t access = info[0].As<Napi::Number>().Uint32Value();
+    access_.store(static_cast<uint8_t>(std::min<uint32_t>(access, kForwardAll)), std::memory_order_release);
+    return info.Env().Undefined();
+  }
+
   // invalidate(offset, length): drops the kernel's cached pages of the file in
   // that range (FUSE_NOTIFY_INVAL_INODE; length 0: to the end), so the next
   // read of it reaches us. The file is opened with FOPEN_KEEP_CACHE, so pages
@@ -976,6 +995,7 @@ class Server : public Napi::ObjectWrap<Server> {
   std::condition_variable exitCv_;
   size_t exited_ = 0;
   std::atomic<uint64_t> nativeReads_{0}, forwardedReads_{0}, forwardedWrites_{0}, nativeWrites_{0};
+  std::atomic<uint8_t> access_{kServe};
 
   friend void CallJs(Napi::Env, Napi::Function, void*, Call*);
 };

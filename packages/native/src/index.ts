@@ -3,6 +3,7 @@
 export { chunksOfRanges, type DirtyRange } from "./dirty-ranges.js";
 export {
   backendHandlers,
+  type FuseAccess,
   FuseFile,
   type FuseFileHandlers,
   type FuseFileOptions,
@@ -19,7 +20,6 @@ export {
   loopStatus,
 } from "./loop-device.js";
 export { type MapFileOptions, MappedFile, mapFile } from "./mmap-file.js";
-export type { NbdHandOff } from "./nbd-hand-off.js";
 export {
   findFreeNbdDevice,
   isKernelNbdAvailable,

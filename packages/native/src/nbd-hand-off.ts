@@ -1,23 +1,13 @@
 import type { Socket } from "node:net";
-import { R3mapError } from "@r3map/core";
+import { type NbdHandOff, R3mapError } from "@r3map/core";
 
 /**
- * An NBD connection handed over to native code, which then speaks the
- * transmission phase itself (`NbdClient.handOffConnection()` makes one): the
- * socket, negotiated for simple replies, and what requests on it must respect.
- * Whoever takes it dups the descriptor and destroys the socket.
+ * The descriptor under a connected TCP or UNIX socket. Node offers no public
+ * accessor; its libuv stream handle has carried `fd` since Node 0.x, and the
+ * check below fails loudly (not silently wrong) if a release ever drops it.
+ * Connecting natively instead would mean a second NBD handshake in C++; this
+ * one read keeps the handshake in one place (`@r3map/nbd`).
  */
-export interface NbdHandOff {
-  socket: Socket;
-  /** A request with no answer after this long fails the connection (0: 30 s). */
-  timeoutMs: number;
-  /** Offsets and lengths of requests must be multiples of this. */
-  minimumBlockSize: number;
-  /** Requests must not be longer. */
-  maximumBlockSize: number;
-}
-
-/** The descriptor under a connected TCP or UNIX socket (node keeps it on the socket's handle). */
 export function socketFd(socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (typeof fd !== "number" || fd < 0) {

@@ -169,8 +169,9 @@ bool NbdRemoteReader::ReceiveOne(std::vector<uint8_t>* buffer) {
     std::lock_guard<std::mutex> lock(mutex_);
     pending_.erase(be64toh(cookie));
   }
-  reply_(read.channel, read.unique, buffer->data(), read.length);
+  // Counted before the answer: whoever got the answer sees the read counted.
   served_.fetch_add(1, std::memory_order_relaxed);
+  reply_(read.channel, read.unique, buffer->data(), read.length);
   return true;
 }
 

@@ -58,6 +58,7 @@ export interface NativeUffdRegion {
     maximumBlockSize: number;
   }): void;
   evict(chunk: number): void;
+  setGated(gated: boolean): void;
   stats(): UffdStats;
   close(): void;
   ref(): void;

@@ -12,9 +12,9 @@
  */
 import { constants } from "node:buffer";
 import { writeSync } from "node:fs";
-import { type ChunkBitmap, R3mapError } from "@r3map/core";
+import { type ChunkBitmap, type NbdHandOff, R3mapError } from "@r3map/core";
 import { chunksOfRanges, type DirtyRange, dirtyRangesFromPairs } from "./dirty-ranges.js";
-import { type NbdHandOff, nativeHandOff } from "./nbd-hand-off.js";
+import { nativeHandOff } from "./nbd-hand-off.js";
 import {
   callNative,
   type NativeUffdRegion,
@@ -335,6 +335,17 @@ export class UffdRegion {
   evict(chunk: number): void {
     this.#assertOpen();
     callNative(() => this.#native.evict(chunk));
+  }
+
+  /**
+   * Gated, every fault goes to `onMiss` — present chunk or not — and nothing
+   * is fetched natively, so JavaScript decides when a touching thread may go
+   * on (a migration's leecher holds faults until its data is final). Pages
+   * already mapped stay mapped: do not `mapPresent` while gated.
+   */
+  setGated(gated: boolean): void {
+    this.#assertOpen();
+    callNative(() => this.#native.setGated(gated));
   }
 
   /** cacheInMemfd: writes a chunk's bytes into the memfd (the cache); set its presence bit afterwards. */

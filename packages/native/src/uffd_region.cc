@@ -74,6 +74,7 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
                            InstanceMethod<&UffdRegionWrap::FillFrom>("fillFrom"),
                            InstanceMethod<&UffdRegionWrap::MapPresent>("mapPresent"),
                            InstanceMethod<&UffdRegionWrap::Evict>("evict"),
+                           InstanceMethod<&UffdRegionWrap::SetGated>("setGated"),
                            InstanceMethod<&UffdRegionWrap::ServeMissesFrom>("serveMissesFrom"),
                            InstanceMethod<&UffdRegionWrap::Stats>("stats"),
                            InstanceMethod<&UffdRegionWrap::Close>("close"),
@@ -426,6 +427,13 @@ class UffdRegionWrap : public Napi::ObjectWrap<UffdRegionWrap> {
       return env.Undefined();
     }
     return Napi::Boolean::New(env, placed);
+  }
+
+  Napi::Value SetGated(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    core_->SetGated(info[0].ToBoolean());
+    return env.Undefined();
   }
 
   Napi::Value Evict(const Napi::CallbackInfo& info) {

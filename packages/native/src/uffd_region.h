@@ -93,6 +93,11 @@ class RegionCore {
   // `on_miss` as before. Returns 0 or an errno (EINVAL: not such a region).
   int ServeMissesFrom(int fd, uint32_t timeout_ms, uint32_t min_block, uint32_t max_block, LandedFn landed,
                       void* context);
+  // Gated, every fault goes to on_miss, present chunk or not, and nothing is
+  // fetched natively: JavaScript decides when the thread may go on (a
+  // migration's leecher holds faults until its data is final). Chunks
+  // already mapped are not touched.
+  void SetGated(bool gated) { gated_.store(gated, std::memory_order_release); }
   // Stops the thread, unregisters the range (waking any blocked thread, which
   // then sees ordinary memory) and closes the descriptor. Idempotent.
   void Shutdown();
@@ -142,6 +147,7 @@ class RegionCore {
   std::vector<std::pair<uint32_t, bool>> completions_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> gated_{false};
   std::once_flag shutdown_once_;
 
   static constexpr uint64_t kParallelCopyMin = 256 * 1024;

@@ -262,7 +262,9 @@ void RegionCore::HandleFault(uint64_t address, uint32_t thread_id) {
     default:
       break;
   }
-  if (Present(chunk) || on_miss_ == nullptr) {
+  // Gated (a migration's leecher before its data is final): every fault goes to JavaScript, which holds it.
+  const bool gated = gated_.load(std::memory_order_acquire) && on_miss_ != nullptr;
+  if ((Present(chunk) && !gated) || on_miss_ == nullptr) {
     // Counted before the ioctl wakes the faulting thread, so a reader that
     // finished touching sees its own faults in the stats.
     stats_.resolved_natively.fetch_add(1, std::memory_order_relaxed);
@@ -278,7 +280,7 @@ void RegionCore::HandleFault(uint64_t address, uint32_t thread_id) {
     return;
   }
   state_[chunk].store(kPending, std::memory_order_release);
-  if (FetchNatively(chunk)) return;
+  if (!gated && FetchNatively(chunk)) return;
   stats_.misses.fetch_add(1, std::memory_order_relaxed);
   on_miss_(miss_context_, static_cast<uint32_t>(chunk));
 }

@@ -1,5 +1,5 @@
 import type * as net from "node:net";
-import { type Backend, checkRange, type Extent, R3mapError } from "@r3map/core";
+import { type Backend, checkRange, type Extent, type NbdHandOff, R3mapError } from "@r3map/core";
 import { NbdConnection, type StatusDescriptor } from "./client-connection.js";
 import { clientHandshake, type ExportInfo, listExports } from "./client-handshake.js";
 import {
@@ -21,18 +21,6 @@ const LARGE_PIECE = 1024 * 1024 * 1024;
  * is lost. `trim`, `writeZeroes` and `blockStatus` exist only when the server
  * offers them.
  */
-/** A negotiated connection for native code (`NbdClient.handOffConnection`). */
-export interface HandedOffConnection {
-  /** In the transmission phase, simple replies only; a plain TCP or UNIX socket. */
-  socket: net.Socket;
-  /** The client's request timeout (0: none). */
-  timeoutMs: number;
-  /** Offsets and lengths of requests must be multiples of this. */
-  minimumBlockSize: number;
-  /** Requests must not be longer. */
-  maximumBlockSize: number;
-}
-
 export class NbdClient implements Backend {
   readonly size: number;
   readonly readOnly: boolean;
@@ -132,7 +120,7 @@ export class NbdClient implements Backend {
    * from the server). The caller owns the socket and must end it; this client
    * never uses it. Undefined over TLS, which native code does not speak.
    */
-  async handOffConnection(): Promise<HandedOffConnection | undefined> {
+  readonly handOffConnection = async (): Promise<NbdHandOff | undefined> => {
     this.#assertOpen();
     if (this.#options.tls) return undefined;
     const { stream, info } = await clientHandshake({ ...this.#options, structuredReplies: false });
@@ -142,7 +130,7 @@ export class NbdClient implements Backend {
       minimumBlockSize: info.minimumBlockSize,
       maximumBlockSize: Math.min(info.maximumBlockSize, DEFAULT_MAX_BLOCK),
     };
-  }
+  };
 
   /** Flushes (when writable), sends DISC on every connection and closes. Idempotent. */
   close(): Promise<void> {

@@ -1,7 +1,7 @@
 import { NbdClient } from "./client.js";
 import { registerNbdSchemes } from "./uri.js";
 
-export { connectNbd, type HandedOffConnection, listNbdExports, NbdClient } from "./client.js";
+export { connectNbd, listNbdExports, NbdClient } from "./client.js";
 export type { ExportInfo } from "./client-handshake.js";
 export type { NbdClientOptions } from "./client-options.js";
 export * as nbdProtocol from "./protocol.js";

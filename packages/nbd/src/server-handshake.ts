@@ -302,13 +302,15 @@ function upgrade(stream: Duplex, config: HandshakeConfig): Promise<tls.TLSSocket
     secure.once("error", onError);
     secure.once("secure", () => {
       secure.off("error", onError);
-      if (
-        config.tlsOptions.requestCert &&
-        config.tlsOptions.rejectUnauthorized !== false &&
-        !secure.authorized
-      ) {
+      // Node sets `authorized` only on sockets a tls.Server made, never on one made like this
+      // (STARTTLS): ask OpenSSL for its verdict on the client's certificate as tls.Server does.
+      const verdict = config.tlsOptions.requestCert
+        ? ((secure as unknown as { _handle?: { verifyError(): Error | null } })._handle?.verifyError() ??
+          null)
+        : null;
+      if (config.tlsOptions.requestCert && config.tlsOptions.rejectUnauthorized !== false && verdict) {
         secure.destroy();
-        reject(new HandshakeEnd(`TLS client certificate rejected: ${String(secure.authorizationError)}`));
+        reject(new HandshakeEnd(`TLS client certificate rejected: ${verdict.message}`));
         return;
       }
       resolve(secure);

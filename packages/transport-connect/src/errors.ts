@@ -26,6 +26,7 @@ const connectCodeByErrorCode: Record<ErrorCode, Code> = {
   ERR_UNKNOWN_SCHEME: Code.InvalidArgument,
   ERR_NO_SPACE: Code.ResourceExhausted,
   ERR_IO: Code.Internal,
+  ERR_BUSY: Code.FailedPrecondition,
 };
 
 /** Server side: the ConnectError a handler throws for anything a backend raised. */

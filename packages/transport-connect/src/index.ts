@@ -14,7 +14,7 @@ export { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SEEDER_CHUNK_SIZE } from "./limits.j
 export * as proto from "./proto.js";
 export { r3mapRoutes, type ServeOptions } from "./routes.js";
 export type { Seeder } from "./seeder.js";
-export { type DirtyChunks, SeederClient } from "./seeder-client.js";
+export { type DirtyChunks, SeederClient, type TrackReply } from "./seeder-client.js";
 export {
   ConnectServer,
   type ConnectServerOptions,

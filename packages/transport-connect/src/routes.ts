@@ -190,10 +190,15 @@ export function r3mapRoutes(
       close: () => guarded(async () => seeder.close()).then(() => ({})),
     });
     router.service(MigrationService, {
-      track: () =>
+      track: (request) =>
         guarded(async () => {
-          await seeder.track();
-          return { chunkSize: seederChunk, size: BigInt(backend.size) };
+          await seeder.track(request.session || undefined);
+          const data = seeder.dataPlane;
+          return {
+            chunkSize: seederChunk,
+            size: BigInt(backend.size),
+            ...(data ? { nbdPort: data.nbdPort, nbdExport: data.nbdExport, nbdTls: data.tls ?? false } : {}),
+          };
         }),
       sync: () =>
         guarded(async () => ({
@@ -206,8 +211,19 @@ export function r3mapRoutes(
           dirtyChunks: chunkIndexes(await finalRound(), seederChunk),
         })),
       close: () => guarded(async () => seeder.close()).then(() => ({})),
+      attach: (request, context) => attach(seeder, request.intervalMs, streamSignal(context)),
     });
   };
+}
+
+/** Heartbeats to an attached leecher until its stream ends, which the seeder hears of. */
+async function* attach(seeder: Seeder, intervalMs: number, signal: AbortSignal) {
+  const session = seeder.attach?.(signal) ?? "";
+  const interval = Math.max(MIN_PROGRESS_INTERVAL_MS, intervalMs || 1000);
+  while (!signal.aborted) {
+    yield { phase: seeder.phase?.() ?? "tracking", session };
+    await delay(interval, signal).catch(() => undefined);
+  }
 }
 
 async function* readStream(

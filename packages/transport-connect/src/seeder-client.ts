@@ -3,6 +3,14 @@ import { type ConnectClientOptions, openCaller, type RemoteInfo, readAtInPieces 
 import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { MigrationService } from "./gen/r3map/v1/r3map_pb.js";
 
+/** What MigrationService.Track answers. */
+export interface TrackReply {
+  chunkSize: number;
+  size: number;
+  /** The seeder's NBD data plane, when it has one: this port and export on its host. */
+  dataPlane?: { nbdPort: number; nbdExport: string; tls: boolean };
+}
+
 /** A round of dirty chunks from MigrationService. */
 export interface DirtyChunks {
   chunkSize: number;
@@ -85,16 +93,48 @@ export class SeederClient {
 
   /** r3map's migration control (needs an r3map seeder). */
   readonly migration = {
-    /** Starts tracking; returns the seeder's chunk size and the resource size. */
-    track: async (options: PerCallOptions = {}): Promise<{ chunkSize: number; size: number }> => {
+    /**
+     * Starts tracking; returns the seeder's chunk size, the resource size and,
+     * when the seeder offers one, its NBD data plane (port and export on the
+     * seeder's host).
+     */
+    track: async (options: PerCallOptions & { session?: string } = {}): Promise<TrackReply> => {
+      const { session = "", ...perCall } = options;
       const reply = await this.#caller.call(
         MigrationService,
         "Migration.Track",
         "never",
-        (c, call) => c.track({}, call),
-        options,
+        (c, call) => c.track({ session }, call),
+        perCall,
       );
-      return { chunkSize: reply.chunkSize, size: Number(reply.size) };
+      return {
+        chunkSize: reply.chunkSize,
+        size: Number(reply.size),
+        ...(reply.nbdPort > 0
+          ? { dataPlane: { nbdPort: reply.nbdPort, nbdExport: reply.nbdExport, tls: reply.nbdTls } }
+          : {}),
+      };
+    },
+    /**
+     * Stays attached until `signal` aborts: the seeder hears of the end of
+     * this stream, and a stream that ends before Close tells it the leecher is
+     * gone. Open it before Track and pass the session of its first heartbeat
+     * to `track`. Yields every heartbeat; ends (or throws) when the connection does.
+     */
+    attach: (signal: AbortSignal, intervalMs = 1000): AsyncIterable<{ phase: string; session: string }> => {
+      const caller = this.#caller;
+      return {
+        async *[Symbol.asyncIterator]() {
+          const stream = caller.stream(
+            MigrationService,
+            "Migration.Attach",
+            (c, call) => c.attach({ intervalMs }, call),
+            { signal },
+            { deadline: false },
+          );
+          for await (const beat of stream) yield { phase: beat.phase, session: beat.session };
+        },
+      };
     },
     /** Chunks written since Track or the previous round; the seeder keeps running. */
     sync: async (options: PerCallOptions = {}): Promise<DirtyChunks> => {

@@ -10,8 +10,12 @@ export interface Seeder {
   readonly backend: Backend;
   /** Chunk size writes are tracked at; dirty offsets are multiples of it (default 4096). */
   readonly chunkSize?: number;
-  /** Starts tracking writes. */
-  track(): Promise<void> | void;
+  /**
+   * Starts tracking writes. `session` names the Attach stream the migration
+   * belongs to (its end before `close()` means the leecher is gone); none
+   * for a leecher of the original protocol.
+   */
+  track(session?: string): Promise<void> | void;
   /**
    * Chunk-aligned offsets of the chunks written since `track()` or the
    * previous `sync()`; the seeder keeps running and tracking.
@@ -27,4 +31,13 @@ export interface Seeder {
   close(): Promise<void> | void;
   /** The migration's progress, served by WatchProgress. */
   progress?(): Progress;
+  /** An NBD server on the seeder's host serving `backend` read-only, for bulk reads (told in Track's reply). */
+  readonly dataPlane?: { nbdPort: number; nbdExport: string; tls?: boolean };
+  /**
+   * A leecher opened MigrationService.Attach: `signal` aborts when that
+   * stream ends. Returns the session id the leecher passes to Track.
+   */
+  attach?(signal: AbortSignal): string;
+  /** The phase Attach reports: "tracking", "synced" or "closed". */
+  phase?(): string;
 }

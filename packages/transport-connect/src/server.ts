@@ -29,6 +29,8 @@ export interface ConnectServerOptions extends ServeOptions {
   host?: string;
   /** Port (default 0: a free port, see `port` afterwards). */
   port?: number;
+  /** A UNIX socket path to listen on instead of `host` and `port` (gRPC clients reach it as `unix:PATH`). */
+  path?: string;
   /** TLS or mutual TLS; without it the server speaks HTTP/2 cleartext (h2c). */
   tls?: ServerTlsOptions;
   /** Bearer tokens the server accepts; without it, calls are not authenticated. */
@@ -62,6 +64,8 @@ export class ConnectServer {
     readonly host: string,
     readonly port: number,
     readonly secure: boolean,
+    /** The UNIX socket listened on, when `path` was given (then `host` and `port` mean nothing). */
+    readonly path?: string,
   ) {
     this.#server = server;
     this.#shutdown = shutdown;
@@ -121,14 +125,17 @@ export class ConnectServer {
     const host = options.host ?? "127.0.0.1";
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(options.port ?? 0, host, () => {
+      const listening = () => {
         server.off("error", reject);
         resolve();
-      });
+      };
+      if (options.path === undefined) server.listen(options.port ?? 0, host, listening);
+      else server.listen(options.path, listening);
     }).catch((error: unknown) => {
-      throw fromSystemError(error, `cannot listen on ${host}:${options.port ?? 0}`);
+      throw fromSystemError(error, `cannot listen on ${options.path ?? `${host}:${options.port ?? 0}`}`);
     });
-    const port = (server.address() as AddressInfo).port;
+    const address = server.address();
+    const port = typeof address === "string" || address === null ? 0 : (address as AddressInfo).port;
     return new ConnectServer(
       server,
       shutdown,
@@ -136,6 +143,7 @@ export class ConnectServer {
       host,
       port,
       options.tls !== undefined,
+      options.path,
     );
   }
 

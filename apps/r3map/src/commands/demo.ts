@@ -1,18 +1,52 @@
 import * as fs from "node:fs";
+import { totalmem } from "node:os";
 import { Worker } from "node:worker_threads";
-import { formatBytes, parseSize } from "@r3map/core";
+import { addExamples, type Output, outputFor, sizeOption } from "@r3map/cli-kit";
+import { formatBytes } from "@r3map/core";
 import { mountFile, mountSlice } from "@r3map/mount";
 import { NbdClient } from "@r3map/nbd";
+import type { Command } from "commander";
+import { chunkSizeOption, jsonOption, pullWorkersOption } from "../options.js";
 import { fillPattern, type Overwrite, verifyPattern } from "../pattern.js";
 
 export interface DemoOptions {
-  size: string;
-  chunkSize: string;
-  pullWorkers: string;
+  size: number;
+  chunkSize: number;
+  pullWorkers: number;
+  json?: boolean;
+}
+
+export function demoCommand(program: Command): void {
+  const command = program
+    .command("demo")
+    .summary(
+      "mount a memory backend served over NBD as a file and as a slice; read, write, verify, print how fast",
+    )
+    .description(
+      "Serve memory over NBD on 127.0.0.1 (from a worker thread, standing in for another host), mount it managed as a file and as a slice, read every byte, write through both, and verify the mount and — after close — the remote byte for byte, printing the throughput of each step. Needs root (FUSE, userfaultfd).",
+    )
+    .addOption(
+      sizeOption(
+        "--size <bytes>",
+        "resource size: 1 MiB up to this machine's memory",
+        { min: 1024 ** 2, max: totalmem() },
+        "256MiB",
+      ),
+    )
+    .addOption(chunkSizeOption())
+    .addOption(pullWorkersOption())
+    .addOption(jsonOption())
+    .action((options: DemoOptions, self: Command) => demo(options, outputFor(self)));
+  addExamples(command, [
+    { what: "Run the demo on 256 MiB", line: "r3map demo" },
+    {
+      what: "Run it on 64 MiB in 256 KiB chunks pulled by 8 workers",
+      line: "r3map demo --size 64MiB --chunk-size 256KiB --pull-workers 8",
+    },
+  ]);
 }
 
 const rate = (bytes: number, ms: number) => `${formatBytes((bytes / ms) * 1000)}/s`;
-const say = (text: string) => process.stderr.write(`${text}\n`);
 
 async function timed<T>(work: () => T | Promise<T>): Promise<[T, number]> {
   const start = performance.now();
@@ -21,14 +55,21 @@ async function timed<T>(work: () => T | Promise<T>): Promise<[T, number]> {
 }
 
 /** Reads the whole remote through an NBD client and checks it against the pattern and the overwrites. */
-async function verifyRemote(uri: string, size: number, overwrites: Overwrite[]): Promise<void> {
+async function verifyRemote(
+  uri: string,
+  size: number,
+  overwrites: Overwrite[],
+  output: Output,
+): Promise<void> {
   const client = await NbdClient.connect({ port: Number(new URL(uri).port), export: "demo" });
   try {
     const piece = new Uint8Array(Math.min(size, 16 * 1024 * 1024));
+    const label = `verified on the remote (${overwrites.length} write${overwrites.length === 1 ? "" : "s"})`;
     for (let offset = 0; offset < size; offset += piece.length) {
       const part = piece.subarray(0, Math.min(piece.length, size - offset));
       await client.readAt(part, offset);
       verifyPattern(part, offset, overwrites, "remote");
+      output.progress({ label, done: offset + part.length, total: size });
     }
   } finally {
     await client.close();
@@ -42,21 +83,23 @@ async function verifyRemote(uri: string, size: number, overwrites: Overwrite[]):
  * a workload read and written through each from the main thread, verified
  * byte for byte — through the mount and, after close, on the remote.
  */
-export async function demo(options: DemoOptions): Promise<void> {
-  const size = parseSize(options.size);
-  const chunkSize = parseSize(options.chunkSize);
-  const workers = Number(options.pullWorkers);
+export async function demo(options: DemoOptions, output: Output): Promise<void> {
+  const { size, chunkSize, pullWorkers: workers } = options;
+  const say = (text: string) => output.say(text);
   const server = new Worker(new URL("./nbd-server-worker.js", import.meta.url), { workerData: { size } });
   const { port } = await new Promise<{ port: number }>((resolve, reject) => {
     server.once("message", resolve).once("error", reject);
   });
   const remote = `nbd://127.0.0.1:${port}/demo`;
-  say(`remote: ${formatBytes(size)} of memory served over NBD at ${remote}`);
+  output.start(
+    { remote, size, chunkSize },
+    `remote: ${formatBytes(size)} of memory served over NBD at ${remote}`,
+  );
   const overwrites: Overwrite[] = [];
   const description = {
     remote,
     chunkSize,
-    managed: { pull: { workers }, push: { intervalMs: 500 } },
+    managed: { pull: workers > 0 ? { workers } : (false as const), push: { intervalMs: 500 } },
   };
   try {
     // The file frontend: a FUSE file, read with plain synchronous fs calls on this thread.
@@ -79,7 +122,7 @@ export async function demo(options: DemoOptions): Promise<void> {
     say(`  wrote ${formatBytes(update.length)} at offset ${update.offset}: ${rate(update.length, writeMs)}`);
     const [, closeMs] = await timed(() => file.close());
     say(`  closed (final push included) in ${closeMs.toFixed(1)} ms`);
-    await verifyRemote(remote, size, overwrites);
+    await verifyRemote(remote, size, overwrites, output);
     say("  the remote holds the write, byte for byte");
 
     // The slice frontend: the same resource as memory, faulted in chunk by chunk.
@@ -108,8 +151,8 @@ export async function demo(options: DemoOptions): Promise<void> {
     );
     const [, sliceCloseMs] = await timed(() => slice.close());
     say(`  closed (dirty pages found by write-protect, pushed) in ${sliceCloseMs.toFixed(1)} ms`);
-    await verifyRemote(remote, size, overwrites);
-    say("  the remote holds both writes, byte for byte");
+    await verifyRemote(remote, size, overwrites, output);
+    output.done({ verified: true }, "  the remote holds both writes, byte for byte");
   } finally {
     server.postMessage("close");
     await new Promise((resolve) => server.once("message", resolve));

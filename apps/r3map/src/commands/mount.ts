@@ -1,33 +1,105 @@
-import { formatBytes, parseSize } from "@r3map/core";
+import {
+  addExamples,
+  closeOnSignals,
+  durationOption,
+  type Output,
+  outputFor,
+  readTokens,
+} from "@r3map/cli-kit";
+import { formatBytes, type Progress } from "@r3map/core";
 import { type MountDescription, mountFile, mountPath } from "@r3map/mount";
-import { closeOnSignals } from "../shutdown.js";
+import { type Command, Option } from "commander";
+import {
+  chunkSizeOption,
+  jsonOption,
+  pullWorkersOption,
+  schemeOption,
+  schemePackages,
+  tokenFileOption,
+} from "../options.js";
+import { withToken } from "../remote-uri.js";
 
 export interface MountCommandOptions {
   as: "file" | "path";
   managed?: boolean;
   local?: string;
-  chunkSize: string;
-  pullWorkers: string;
-  pushInterval: string;
+  chunkSize: number;
+  pullWorkers: number;
+  /** Milliseconds; 0: only on sync and close. */
+  pushInterval: number;
   mountPoint?: string;
-  scheme?: string[];
+  tokenFile: string[];
+  scheme: string[];
   json?: boolean;
 }
 
-const say = (text: string) => process.stderr.write(`${text}\n`);
+export function mountCommand(program: Command): void {
+  const command = program
+    .command("mount")
+    .summary("mount a remote as a file or a block device until SIGINT/SIGTERM")
+    .description(
+      "Mount a remote (nbd://…, r3map+h2c://…, redis://…) as a file (FUSE) or a block device (a loop device over it) until SIGINT/SIGTERM. Direct mounts send every read and write to the remote; managed ones (--managed) keep a local cache, pull the rest in the background and push writes back. The first signal pushes and unmounts; a second exits at once.",
+    )
+    .argument("<remote>", "remote backend URI")
+    .addOption(
+      new Option("--as <frontend>", "mount it as a file or a block device (path)")
+        .choices(["file", "path"])
+        .default("file"),
+    )
+    .option("--managed", "keep a local cache, pull in the background, push writes back")
+    .option(
+      "--local <uri>",
+      "managed: the local cache as a backend URI (default: memory of the remote's size)",
+    )
+    .addOption(chunkSizeOption())
+    .addOption(pullWorkersOption())
+    .addOption(
+      durationOption(
+        "--push-interval <duration>",
+        "managed: time between background pushes (500ms, 5s, 1m; a bare number is ms); 0 pushes only on sync and close",
+        { zero: "only on sync and close" },
+        "5s",
+      ),
+    )
+    .option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)")
+    .addOption(tokenFileOption())
+    .addOption(jsonOption())
+    .addOption(schemeOption())
+    .action((remote: string, options: MountCommandOptions, self: Command) =>
+      mount(remote, options, outputFor(self)),
+    );
+  addExamples(command, [
+    {
+      what: "Mount an NBD export as a file; every read and write goes to the remote",
+      line: "r3map mount nbd://127.0.0.1:10809/default",
+    },
+    {
+      what: "Mount it managed as a block device: 8 workers pull it, writes are pushed every 5 s",
+      line: "r3map mount nbd://127.0.0.1:10809/default --as path --managed --pull-workers 8 --push-interval 5s",
+    },
+    {
+      what: "Follow a managed mount as NDJSON events on stdout",
+      line: "r3map mount nbd://127.0.0.1:10809/default --managed --json",
+    },
+    {
+      what: "Mount a Connect remote, its token from the environment, in 4 MiB chunks",
+      line: "R3MAP_TOKEN=change-me r3map mount r3map+h2c://127.0.0.1:1337 --managed --chunk-size 4MiB",
+    },
+  ]);
+}
 
 /** Mounts a remote as a file or a block device until a signal arrives, then closes (final push). */
-export async function mount(remote: string, options: MountCommandOptions): Promise<void> {
+export async function mount(remote: string, options: MountCommandOptions, output: Output): Promise<void> {
   const description: MountDescription = {
-    remote,
-    schemes: ["@r3map/nbd", "@r3map/transport-connect", ...(options.scheme ?? [])],
-    chunkSize: parseSize(options.chunkSize),
+    remote: withToken(remote, readTokens({ tokenFiles: options.tokenFile })),
+    schemes: schemePackages(options.scheme),
+    chunkSize: options.chunkSize,
     ...(options.managed
       ? {
           managed: {
             ...(options.local ? { local: options.local } : {}),
-            pull: Number(options.pullWorkers) > 0 ? { workers: Number(options.pullWorkers) } : false,
-            push: { intervalMs: Number(options.pushInterval) },
+            pull: options.pullWorkers > 0 ? { workers: options.pullWorkers } : false,
+            push: { intervalMs: options.pushInterval > 0 ? options.pushInterval : null },
           },
         }
       : {}),
@@ -37,22 +109,48 @@ export async function mount(remote: string, options: MountCommandOptions): Promi
     options.as === "path"
       ? await mountPath(description, deviceOptions)
       : await mountFile(description, deviceOptions);
+  const mode = options.managed ? "managed" : "direct";
+  let last: Progress | undefined;
   // Before announcing the mount: a signal sent as soon as the announcement is read must close it gracefully.
-  closeOnSignals(() => mounted.close(), say);
-  if (options.json) process.stdout.write(`${JSON.stringify({ path: mounted.path, size: mounted.size })}\n`);
-  say(
-    `${remote} mounted ${options.managed ? "managed" : "direct"} as ${options.as}: ${mounted.path} (${formatBytes(mounted.size)})`,
-  );
-  let last = 0;
-  mounted.on("progress", (p) => {
-    const now = Date.now();
-    if (now - last < 1000 && p.chunksLocal < p.chunksTotal) return;
-    last = now;
-    say(
-      `  ${p.chunksLocal}/${p.chunksTotal} chunks local, ${formatBytes(p.bytesPulled)} pulled, ${formatBytes(p.bytesPushed)} pushed, ${p.dirtyChunks} dirty`,
+  closeOnSignals(async () => {
+    await mounted.close();
+    output.done(
+      {
+        path: mounted.path,
+        ...(last ? { bytesPulled: last.bytesPulled, bytesPushed: last.bytesPushed } : {}),
+      },
+      `closed: ${mounted.path} unmounted${options.managed ? ", every write pushed" : ""}`,
     );
-  });
+  }, output);
+  const chunks = Math.ceil(mounted.size / options.chunkSize);
+  if (options.managed && options.pullWorkers > chunks) {
+    output.warning(
+      `--pull-workers ${options.pullWorkers} is more than the ${chunks} chunks; ${chunks} pull at once`,
+    );
+  }
+  output.start(
+    { remote, path: mounted.path, size: mounted.size, as: options.as, mode, chunkSize: options.chunkSize },
+    `${remote} mounted ${mode} as ${options.as}: ${mounted.path} (${formatBytes(mounted.size)})`,
+  );
+  let pushedSaid = 0;
+  const report = (progress: Progress) => {
+    last = progress;
+    const local = Math.min(mounted.size, progress.chunksLocal * options.chunkSize);
+    output.progress({ label: "local", done: local, total: mounted.size, fields: { ...progress } });
+    if (progress.bytesPushed > pushedSaid) {
+      pushedSaid = progress.bytesPushed;
+      output.say(
+        `pushed ${formatBytes(progress.bytesPushed)} so far, ${progress.dirtyChunks} chunk(s) dirty`,
+      );
+    }
+  };
+  mounted.on("progress", report);
+  // Reports made while the mount was opening had no listener yet (a fast pull may be over): start from now.
+  const current = await mounted.progress();
+  if (current && !last) report(current);
   mounted.on("error", (error) =>
-    say(`  background: ${error instanceof Error ? error.message : String(error)}`),
+    output.warning(`background: ${error instanceof Error ? error.message : String(error)}`, {
+      code: (error as { code?: unknown }).code,
+    }),
   );
 }

@@ -33,6 +33,17 @@ describe("Puller", () => {
     expect(order(remote).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
+  it("runs no more workers than there are chunks, however many are asked for", async () => {
+    const { synced } = setup(64);
+    // Uncapped, this many workers spun a core and ran out of memory before the first pull.
+    const puller = new Puller(synced, { workers: 100_000_000 });
+    puller.start();
+    expect(puller.workers).toBe(64);
+    puller.finalize([]);
+    await puller.done;
+    expect(synced.presence.cardinality()).toBe(64);
+  });
+
   it("ramps its runs from firstRunChunks, doubling up to runChunks", async () => {
     const { remote, synced } = setup(64);
     const puller = new Puller(synced, { workers: 1, runChunks: 16, firstRunChunks: 2 });

@@ -109,7 +109,15 @@ export class Puller {
     } else {
       this.#sweep = true;
     }
-    for (let i = 0; i < this.#options.workers; i++) this.#workers.push(this.#work());
+    // More workers than chunks would only wait forever (each costs a promise chain): 100 million of
+    // them on a 64-chunk remote once spun a core and ran out of memory.
+    const workers = Math.min(this.#options.workers, Math.max(1, this.#source.layout.count));
+    for (let i = 0; i < workers; i++) this.#workers.push(this.#work());
+  }
+
+  /** Workers running: the `workers` option, capped at the number of chunks. */
+  get workers(): number {
+    return this.#workers.length;
   }
 
   /** Changes the priority of a chunk still waiting (or queues it again). */

@@ -22,11 +22,11 @@ export interface PusherOptions {
    */
   written?: ChunkBitmap;
   /**
-   * Chunks written where nobody calls `markDirty` and no bitmap records them
-   * (a slice's memory, found by a dirty-page scan): called at the start of
-   * every flush, its chunks are pushed with the others.
+   * Chunks written where nobody calls `markDirty` (native code's bitmap, a
+   * slice's memory found by a dirty-page scan): taken at the start of every
+   * flush and pushed with the others.
    */
-  collect?: () => Iterable<number>;
+  collect?: WriteSource;
   /** A background (interval) push failed; the chunks stay dirty and are retried. */
   onError?: (error: unknown) => void;
   /**
@@ -38,6 +38,14 @@ export interface PusherOptions {
    * pusher is created (a previous run's) are pushed like any change.
    */
   pending?: ChunkBitmap;
+}
+
+/** Chunks written out of a stage's sight, handed over once each (see `PusherOptions.collect`). */
+export interface WriteSource {
+  /** The chunks written since the last call. */
+  take(): Iterable<number>;
+  /** How many are waiting to be taken, where the source can tell cheaply (for progress). */
+  pending?(): number;
 }
 
 /**
@@ -87,7 +95,9 @@ export class Pusher {
 
   /** Chunks changed and not yet pushed (in flight ones excluded). */
   get dirtyCount(): number {
-    return this.#dirty.size + (this.options.written?.cardinality() ?? 0);
+    return (
+      this.#dirty.size + (this.options.written?.cardinality() ?? 0) + (this.options.collect?.pending?.() ?? 0)
+    );
   }
 
   /** Starts the periodic push. */
@@ -114,9 +124,10 @@ export class Pusher {
   async flush(): Promise<void> {
     const pending = this.options.pending;
     const take = (chunk: number) => this.#dirty.add(chunk);
+    // With a pending record, bits leave `written` only once they are in it.
     if (pending) this.options.written?.moveAllTo(pending, take);
     else this.options.written?.takeAll(take);
-    if (this.options.collect) for (const chunk of this.options.collect()) this.markDirty(chunk);
+    if (this.options.collect) for (const chunk of this.options.collect.take()) this.markDirty(chunk);
     const earlier = [...this.#flushes];
     const flushId = ++this.#flushCount;
     const chunks = [...this.#dirty];

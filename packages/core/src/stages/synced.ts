@@ -56,6 +56,8 @@ export class SyncedStage implements Backend {
   readonly #pending = new Map<number, Promise<void>>();
   /** Background runs (`claimRun`) no reader has overtaken yet: the first reader's miss with a buffer need not wait for one. */
   readonly #runs = new WeakSet<Promise<void>>();
+  /** Chunks marked remote while a fetch of them was under way: that fetch must not make them present. */
+  readonly #stale = new Set<number>();
   readonly #options: SyncedStageOptions;
 
   constructor(
@@ -239,7 +241,9 @@ export class SyncedStage implements Backend {
 
   /**
    * Marks chunks as stale so the next read fetches them again (a migration's
-   * dirty chunks, changed on the other host).
+   * dirty chunks, changed on the other host). A fetch of one of them under
+   * way now may carry the old bytes: it does not mark the chunk present when
+   * it lands, so the chunk is fetched again.
    */
   markRemote(chunks: Iterable<number>): void {
     for (const chunk of chunks) {
@@ -250,6 +254,7 @@ export class SyncedStage implements Backend {
         );
       }
       this.presence.clear(chunk);
+      if (this.#pending.has(chunk)) this.#stale.add(chunk);
     }
   }
 
@@ -312,6 +317,8 @@ export class SyncedStage implements Backend {
     if (!direct) await this.local.writeAt(buffer, offset);
     this.#options.onFetched?.(first, length, performance.now() - started);
     for (let chunk = first; chunk <= last; chunk++) {
+      // Marked remote while this fetch was under way: what landed may be older than the remote.
+      if (this.#stale.delete(chunk)) continue;
       // A reader may have overtaken a run for one of its chunks (`#overtake`): that chunk is local already.
       if (this.presence.set(chunk)) this.#options.onChunkLocal?.(chunk, "fetch");
     }

@@ -39,6 +39,12 @@ export class TrackingStage extends Stage {
     return dirty;
   }
 
+  /** Records chunks written behind the stage's back (native code, a mapped memory), while tracking. */
+  recordChunks(chunks: Iterable<number>): void {
+    if (!this.#dirty) return;
+    for (const chunk of chunks) this.#dirty.add(chunk);
+  }
+
   override async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
     await this.inner.writeAt(buffer, offset);
     // Recorded after the write lands, so a reader of the dirty set never sees a

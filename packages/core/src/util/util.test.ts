@@ -125,16 +125,22 @@ describe("sizes", () => {
     ["10MB", 10_000_000],
     ["1.5k", 1536],
     ["2G", 2 * 1024 ** 3],
+    ["4PiB", 4 * 1024 ** 5],
   ])("parses %s", (text, bytes) => expect(parseSize(text)).toBe(bytes));
 
   it.each(["", "abc", "12 parsecs", "-5", "0.3"])("refuses %j with ERR_INVALID_ARGUMENT", (text) => {
     expect(() => parseSize(text)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARGUMENT" }));
   });
 
+  it.each(["1EiB", "9PiB", "1e"])("refuses %s, past 2^53 bytes, saying so", (text) => {
+    expect(() => parseSize(text)).toThrow(/more than 8 PiB/);
+  });
+
   it("formats", () => {
     expect(formatBytes(1536)).toBe("1.50 KiB");
     expect(formatBytes(512)).toBe("512 B");
     expect(formatBytes(3 * 1024 ** 3)).toBe("3.00 GiB");
+    expect(formatBytes(2 * 1024 ** 5)).toBe("2.00 PiB");
   });
 });
 

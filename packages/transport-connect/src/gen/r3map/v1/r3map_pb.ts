@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file r3map/v1/r3map.proto.
  */
 export const file_r3map_v1_r3map: GenFile = /*@__PURE__*/
-  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5Ii0KC1RyaW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiDgoMVHJpbVJlc3BvbnNlIjQKEldyaXRlWmVyb2VzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIhUKE1dyaXRlWmVyb2VzUmVzcG9uc2UiNAoSQmxvY2tTdGF0dXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRAoGRXh0ZW50Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSDAoEemVybxgDIAEoCBIMCgRob2xlGAQgASgIIjgKE0Jsb2NrU3RhdHVzUmVzcG9uc2USIQoHZXh0ZW50cxgBIAMoCzIQLnIzbWFwLnYxLkV4dGVudCJHChFSZWFkU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEhIKCmNodW5rX3NpemUYAyABKA0iMgoSUmVhZFN0cmVhbVJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIqABCghQcm9ncmVzcxIUCgxjaHVua3NfdG90YWwYASABKAQSFAoMY2h1bmtzX2xvY2FsGAIgASgEEhQKDGJ5dGVzX3B1bGxlZBgDIAEoBBIUCgxieXRlc19wdXNoZWQYBCABKAQSFAoMZGlydHlfY2h1bmtzGAUgASgEEg8KB2ZldGNoZXMYBiABKAQSFQoNbWVhbl9mZXRjaF9tcxgHIAEoASIrChRXYXRjaFByb2dyZXNzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSI9ChVXYXRjaFByb2dyZXNzUmVzcG9uc2USJAoIcHJvZ3Jlc3MYASABKAsyEi5yM21hcC52MS5Qcm9ncmVzcyIOCgxUcmFja1JlcXVlc3QiMQoNVHJhY2tSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEgwKBHNpemUYAiABKAQiDQoLU3luY1JlcXVlc3QiOAoMU3luY1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIhEKD0ZpbmFsaXplUmVxdWVzdCI8ChBGaW5hbGl6ZVJlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIg4KDENsb3NlUmVxdWVzdCIPCg1DbG9zZVJlc3BvbnNlKuABCgpDYXBhYmlsaXR5EhoKFkNBUEFCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZDQVBBQklMSVRZX1JFQURfU1RSRUFNEAESFwoTQ0FQQUJJTElUWV9QUk9HUkVTUxACEhgKFENBUEFCSUxJVFlfTUlHUkFUSU9OEAMSGAoUQ0FQQUJJTElUWV9SRUFEX09OTFkQBBITCg9DQVBBQklMSVRZX1RSSU0QBRIbChdDQVBBQklMSVRZX1dSSVRFX1pFUk9FUxAGEhsKF0NBUEFCSUxJVFlfQkxPQ0tfU1RBVFVTEAcy1gMKDkJhY2tlbmRTZXJ2aWNlEkMKB0dldEluZm8SGC5yM21hcC52MS5HZXRJbmZvUmVxdWVzdBoZLnIzbWFwLnYxLkdldEluZm9SZXNwb25zZSIDkAIBEk4KClJlYWRTdHJlYW0SGy5yM21hcC52MS5SZWFkU3RyZWFtUmVxdWVzdBocLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXNwb25zZSIDkAIBMAESNwoEVHJpbRIVLnIzbWFwLnYxLlRyaW1SZXF1ZXN0GhYucjNtYXAudjEuVHJpbVJlc3BvbnNlIgASTAoLV3JpdGVaZXJvZXMSHC5yM21hcC52MS5Xcml0ZVplcm9lc1JlcXVlc3QaHS5yM21hcC52MS5Xcml0ZVplcm9lc1Jlc3BvbnNlIgASTwoLQmxvY2tTdGF0dXMSHC5yM21hcC52MS5CbG9ja1N0YXR1c1JlcXVlc3QaHS5yM21hcC52MS5CbG9ja1N0YXR1c1Jlc3BvbnNlIgOQAgESVwoNV2F0Y2hQcm9ncmVzcxIeLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXF1ZXN0Gh8ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlIgOQAgEwATKIAgoQTWlncmF0aW9uU2VydmljZRI6CgVUcmFjaxIWLnIzbWFwLnYxLlRyYWNrUmVxdWVzdBoXLnIzbWFwLnYxLlRyYWNrUmVzcG9uc2UiABI3CgRTeW5jEhUucjNtYXAudjEuU3luY1JlcXVlc3QaFi5yM21hcC52MS5TeW5jUmVzcG9uc2UiABJDCghGaW5hbGl6ZRIZLnIzbWFwLnYxLkZpbmFsaXplUmVxdWVzdBoaLnIzbWFwLnYxLkZpbmFsaXplUmVzcG9uc2UiABI6CgVDbG9zZRIWLnIzbWFwLnYxLkNsb3NlUmVxdWVzdBoXLnIzbWFwLnYxLkNsb3NlUmVzcG9uc2UiAGIGcHJvdG8z");
+  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5Ii0KC1RyaW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiDgoMVHJpbVJlc3BvbnNlIjQKEldyaXRlWmVyb2VzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIhUKE1dyaXRlWmVyb2VzUmVzcG9uc2UiNAoSQmxvY2tTdGF0dXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRAoGRXh0ZW50Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSDAoEemVybxgDIAEoCBIMCgRob2xlGAQgASgIIjgKE0Jsb2NrU3RhdHVzUmVzcG9uc2USIQoHZXh0ZW50cxgBIAMoCzIQLnIzbWFwLnYxLkV4dGVudCJHChFSZWFkU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEhIKCmNodW5rX3NpemUYAyABKA0iMgoSUmVhZFN0cmVhbVJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIqABCghQcm9ncmVzcxIUCgxjaHVua3NfdG90YWwYASABKAQSFAoMY2h1bmtzX2xvY2FsGAIgASgEEhQKDGJ5dGVzX3B1bGxlZBgDIAEoBBIUCgxieXRlc19wdXNoZWQYBCABKAQSFAoMZGlydHlfY2h1bmtzGAUgASgEEg8KB2ZldGNoZXMYBiABKAQSFQoNbWVhbl9mZXRjaF9tcxgHIAEoASIrChRXYXRjaFByb2dyZXNzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSI9ChVXYXRjaFByb2dyZXNzUmVzcG9uc2USJAoIcHJvZ3Jlc3MYASABKAsyEi5yM21hcC52MS5Qcm9ncmVzcyIfCgxUcmFja1JlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCSJoCg1UcmFja1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SDAoEc2l6ZRgCIAEoBBIQCghuYmRfcG9ydBgDIAEoDRISCgpuYmRfZXhwb3J0GAQgASgJEg8KB25iZF90bHMYBSABKAgiDQoLU3luY1JlcXVlc3QiOAoMU3luY1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIhEKD0ZpbmFsaXplUmVxdWVzdCI8ChBGaW5hbGl6ZVJlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIiQKDUF0dGFjaFJlcXVlc3QSEwoLaW50ZXJ2YWxfbXMYASABKA0iMAoOQXR0YWNoUmVzcG9uc2USDQoFcGhhc2UYASABKAkSDwoHc2Vzc2lvbhgCIAEoCSIOCgxDbG9zZVJlcXVlc3QiDwoNQ2xvc2VSZXNwb25zZSrgAQoKQ2FwYWJpbGl0eRIaChZDQVBBQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWQ0FQQUJJTElUWV9SRUFEX1NUUkVBTRABEhcKE0NBUEFCSUxJVFlfUFJPR1JFU1MQAhIYChRDQVBBQklMSVRZX01JR1JBVElPThADEhgKFENBUEFCSUxJVFlfUkVBRF9PTkxZEAQSEwoPQ0FQQUJJTElUWV9UUklNEAUSGwoXQ0FQQUJJTElUWV9XUklURV9aRVJPRVMQBhIbChdDQVBBQklMSVRZX0JMT0NLX1NUQVRVUxAHMtYDCg5CYWNrZW5kU2VydmljZRJDCgdHZXRJbmZvEhgucjNtYXAudjEuR2V0SW5mb1JlcXVlc3QaGS5yM21hcC52MS5HZXRJbmZvUmVzcG9uc2UiA5ACARJOCgpSZWFkU3RyZWFtEhsucjNtYXAudjEuUmVhZFN0cmVhbVJlcXVlc3QaHC5yM21hcC52MS5SZWFkU3RyZWFtUmVzcG9uc2UiA5ACATABEjcKBFRyaW0SFS5yM21hcC52MS5UcmltUmVxdWVzdBoWLnIzbWFwLnYxLlRyaW1SZXNwb25zZSIAEkwKC1dyaXRlWmVyb2VzEhwucjNtYXAudjEuV3JpdGVaZXJvZXNSZXF1ZXN0Gh0ucjNtYXAudjEuV3JpdGVaZXJvZXNSZXNwb25zZSIAEk8KC0Jsb2NrU3RhdHVzEhwucjNtYXAudjEuQmxvY2tTdGF0dXNSZXF1ZXN0Gh0ucjNtYXAudjEuQmxvY2tTdGF0dXNSZXNwb25zZSIDkAIBElcKDVdhdGNoUHJvZ3Jlc3MSHi5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVxdWVzdBofLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXNwb25zZSIDkAIBMAEyyQIKEE1pZ3JhdGlvblNlcnZpY2USOgoFVHJhY2sSFi5yM21hcC52MS5UcmFja1JlcXVlc3QaFy5yM21hcC52MS5UcmFja1Jlc3BvbnNlIgASNwoEU3luYxIVLnIzbWFwLnYxLlN5bmNSZXF1ZXN0GhYucjNtYXAudjEuU3luY1Jlc3BvbnNlIgASQwoIRmluYWxpemUSGS5yM21hcC52MS5GaW5hbGl6ZVJlcXVlc3QaGi5yM21hcC52MS5GaW5hbGl6ZVJlc3BvbnNlIgASOgoFQ2xvc2USFi5yM21hcC52MS5DbG9zZVJlcXVlc3QaFy5yM21hcC52MS5DbG9zZVJlc3BvbnNlIgASPwoGQXR0YWNoEhcucjNtYXAudjEuQXR0YWNoUmVxdWVzdBoYLnIzbWFwLnYxLkF0dGFjaFJlc3BvbnNlIgAwAWIGcHJvdG8z");
 
 /**
  * @generated from message r3map.v1.GetInfoRequest
@@ -358,6 +358,14 @@ export const WatchProgressResponseSchema: GenMessage<WatchProgressResponse> = /*
  * @generated from message r3map.v1.TrackRequest
  */
 export type TrackRequest = Message<"r3map.v1.TrackRequest"> & {
+  /**
+   * The Attach session this migration belongs to (from the first
+   * AttachResponse): its end before Close ends the migration. Empty: no
+   * attachment (an original-protocol leecher).
+   *
+   * @generated from field: string session = 1;
+   */
+  session: string;
 };
 
 /**
@@ -382,6 +390,27 @@ export type TrackResponse = Message<"r3map.v1.TrackResponse"> & {
    * @generated from field: uint64 size = 2;
    */
   size: bigint;
+
+  /**
+   * A data plane for bulk reads: an NBD server on this port of the seeder's
+   * host serving the resource read-only as export nbd_export (0: none; read
+   * over ReadAt/ReadStream then).
+   *
+   * @generated from field: uint32 nbd_port = 3;
+   */
+  nbdPort: number;
+
+  /**
+   * @generated from field: string nbd_export = 4;
+   */
+  nbdExport: string;
+
+  /**
+   * The data plane needs TLS (nbds://), with the same certificates as this endpoint.
+   *
+   * @generated from field: bool nbd_tls = 5;
+   */
+  nbdTls: boolean;
 };
 
 /**
@@ -464,6 +493,51 @@ export const FinalizeResponseSchema: GenMessage<FinalizeResponse> = /*@__PURE__*
   messageDesc(file_r3map_v1_r3map, 19);
 
 /**
+ * @generated from message r3map.v1.AttachRequest
+ */
+export type AttachRequest = Message<"r3map.v1.AttachRequest"> & {
+  /**
+   * Milliseconds between heartbeats; 0 means 1000.
+   *
+   * @generated from field: uint32 interval_ms = 1;
+   */
+  intervalMs: number;
+};
+
+/**
+ * Describes the message r3map.v1.AttachRequest.
+ * Use `create(AttachRequestSchema)` to create a new message.
+ */
+export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 20);
+
+/**
+ * @generated from message r3map.v1.AttachResponse
+ */
+export type AttachResponse = Message<"r3map.v1.AttachResponse"> & {
+  /**
+   * The seeder's phase: "idle", "tracking", "synced" (after the last round), "migrated".
+   *
+   * @generated from field: string phase = 1;
+   */
+  phase: string;
+
+  /**
+   * This attachment's id, for TrackRequest.session.
+   *
+   * @generated from field: string session = 2;
+   */
+  session: string;
+};
+
+/**
+ * Describes the message r3map.v1.AttachResponse.
+ * Use `create(AttachResponseSchema)` to create a new message.
+ */
+export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 21);
+
+/**
  * @generated from message r3map.v1.CloseRequest
  */
 export type CloseRequest = Message<"r3map.v1.CloseRequest"> & {
@@ -474,7 +548,7 @@ export type CloseRequest = Message<"r3map.v1.CloseRequest"> & {
  * Use `create(CloseRequestSchema)` to create a new message.
  */
 export const CloseRequestSchema: GenMessage<CloseRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 20);
+  messageDesc(file_r3map_v1_r3map, 22);
 
 /**
  * @generated from message r3map.v1.CloseResponse
@@ -487,7 +561,7 @@ export type CloseResponse = Message<"r3map.v1.CloseResponse"> & {
  * Use `create(CloseResponseSchema)` to create a new message.
  */
 export const CloseResponseSchema: GenMessage<CloseResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 21);
+  messageDesc(file_r3map_v1_r3map, 23);
 
 /**
  * @generated from enum r3map.v1.Capability
@@ -672,6 +746,20 @@ export const MigrationService: GenService<{
     methodKind: "unary";
     input: typeof CloseRequestSchema;
     output: typeof CloseResponseSchema;
+  },
+  /**
+   * The leecher opens this stream before Track (passing the session id of
+   * its first heartbeat) and keeps it open until Close: the seeder sends a
+   * heartbeat every interval. If the stream ends before Close (the leecher
+   * died or its network did), the seeder stops tracking and, after the last
+   * round, lets its application write again; a new leecher may start over.
+   *
+   * @generated from rpc r3map.v1.MigrationService.Attach
+   */
+  attach: {
+    methodKind: "server_streaming";
+    input: typeof AttachRequestSchema;
+    output: typeof AttachResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_r3map_v1_r3map, 1);

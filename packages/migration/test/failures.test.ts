@@ -1,0 +1,131 @@
+/**
+ * Migration failures, each with a real process killed or a real connection
+ * cut: a clear error where the migration cannot go on, no data lost, and a
+ * seeder that goes back to serving its application and waits for a new
+ * leecher.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { Leecher } from "../src/index.js";
+import { Cleanup, random, randomBytesFrom, scratchDir, testSeed, waitFor } from "./helpers.js";
+import { FixtureProcess, unmountLeftover } from "./processes.js";
+import { CuttableProxy } from "./proxy.js";
+
+const size = 32 * 1024 * 1024;
+const chunkSize = 64 * 1024;
+const scratch = scratchDir();
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+/** A seeder process over a fresh random image; its file mount is unmounted even if it is killed. */
+async function startSeeder(name: string) {
+  const image = path.join(scratch, `${name}.img`);
+  fs.writeFileSync(image, randomBytesFrom(random(testSeed()), size));
+  const seeder = new FixtureProcess("seeder-process.mjs", [image, String(chunkSize)]);
+  const ready = await seeder.line((line) => typeof line.url === "string");
+  cleanup.add(seeder, async (s) => {
+    s.child.kill("SIGTERM");
+    await Promise.race([s.exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    await s.kill();
+    await unmountLeftover(ready.path as string);
+  });
+  return { seeder, image, url: ready.url as string, data: ready.data as string, path: ready.path as string };
+}
+
+/** A leecher here, pulling slowly enough that a failure lands in the middle of its pre-copy. */
+async function openLeecher(url: string, options: { data?: string } = {}) {
+  const leecher = await Leecher.open(url, { as: "file", pullWorkers: 1, ...options });
+  return cleanup.add(leecher, (l) => l.close());
+}
+
+/** Starts a second, undisturbed leecher and checks that it completes with the seeder's final bytes. */
+async function migrateFully(seeder: FixtureProcess, url: string): Promise<void> {
+  const leecher = await openLeecher(url);
+  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+  await leecher.finalize();
+  const stopped = await seeder.line((line) => line.event === "app");
+  expect(stopped.writes).toBeGreaterThan(0);
+  const synced = await seeder.line((line) => line.event === "synced");
+  await leecher.release();
+  const { createHash } = await import("node:crypto");
+  const bytes = await fs.promises.readFile(leecher.path!);
+  expect(createHash("sha256").update(bytes).digest("hex")).toBe(synced.sha256);
+  await leecher.close();
+}
+
+describe("migration failures", () => {
+  it("the seeder is killed during pre-copy: finalize rejects with a typed error, the leecher closes cleanly", async () => {
+    const { seeder, url } = await startSeeder("killed");
+    const leecher = await openLeecher(url);
+    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+    await seeder.kill();
+    await expect(leecher.finalize()).rejects.toMatchObject({ code: "ERR_REMOTE_UNREACHABLE" });
+    const mountPoint = path.dirname(leecher.path!);
+    await leecher.close();
+    expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(` ${mountPoint} `);
+  });
+
+  it("the network fails during pre-copy: finalize rejects; the seeder stops tracking, its application never noticed, a new leecher completes", async () => {
+    const { seeder, url, data } = await startSeeder("cut");
+    const controlPort = Number(new URL(url).port);
+    const dataUrl = new URL(data);
+    const control = cleanup.add(await CuttableProxy.start(controlPort), (p) => p.close());
+    const dataPlane = cleanup.add(await CuttableProxy.start(Number(dataUrl.port)), (p) => p.close());
+    const leecher = await openLeecher(`r3map+h2c://127.0.0.1:${control.port}`, {
+      data: `nbd://127.0.0.1:${dataPlane.port}/seed`,
+    });
+    await seeder.line((line) => line.phase === "tracking");
+    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+    control.cut();
+    dataPlane.cut();
+    await seeder.line((line) => line.event === "leecher-gone");
+    await seeder.line((line) => line.phase === "idle");
+    await expect(leecher.finalize()).rejects.toMatchObject({ code: "ERR_REMOTE_UNREACHABLE" });
+    await leecher.close();
+    // The application never stopped: it stops for the first time in the next migration's last round.
+    await migrateFully(seeder, url);
+    const stops = seeder.lines((line) => line.event === "app");
+    expect(stops).toHaveLength(0);
+  });
+
+  it("the leecher is killed during pre-copy: the seeder stops tracking and a new leecher completes", async () => {
+    const { seeder, url } = await startSeeder("leecher-killed");
+    const leecher = new FixtureProcess("leecher-process.mjs", [url, "file"]);
+    const opened = await leecher.line((line) => "path" in line);
+    cleanup.add(leecher, async (l) => {
+      await l.kill();
+      await unmountLeftover(opened.path as string);
+    });
+    await seeder.line((line) => line.phase === "tracking");
+    await leecher.kill();
+    await seeder.line((line) => line.event === "leecher-gone");
+    await seeder.line((line) => line.phase === "idle");
+    await migrateFully(seeder, url);
+  });
+
+  it("the leecher is killed after the last round: the seeder lets its application write again, and a new leecher completes", async () => {
+    const { seeder, url } = await startSeeder("killed-after-sync");
+    const leecher = new FixtureProcess("leecher-process.mjs", [url, "file"]);
+    const opened = await leecher.line((line) => "path" in line);
+    cleanup.add(leecher, async (l) => {
+      await l.kill();
+      await unmountLeftover(opened.path as string);
+    });
+    leecher.send("finalize");
+    await leecher.line((line) => line.finalized === true);
+    await seeder.line((line) => line.phase === "synced");
+    await seeder.line((line) => line.event === "synced");
+    await leecher.kill();
+    await seeder.line((line) => line.event === "leecher-gone");
+    await seeder.line((line) => line.phase === "idle");
+    await migrateFully(seeder, url);
+  });
+
+  it("a second leecher is refused while one is attached", async () => {
+    const { url } = await startSeeder("busy");
+    await openLeecher(url);
+    await expect(Leecher.open(url, { as: "file" })).rejects.toMatchObject({ code: "ERR_BUSY" });
+  });
+});
