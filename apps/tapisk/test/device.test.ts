@@ -225,7 +225,7 @@ describe("tapisk as a block device (simulated tape, ext4, restarts)", () => {
     expect(await first.stop("SIGINT")).toBe(0);
     fs.renameSync(path.join(dir, "tapisk.db"), path.join(dir, "moved.db"));
     const { code, stderr } = await runTapisk(args());
-    expect(code).toBe(1);
+    expect(code).toBe(2); // a usage error: the wrong (or no) index named
     expect(stderr).toMatch(/holds \d+ records, but the index .*tapisk\.db does not exist/);
     expect(stderr).toContain("--index");
   });
@@ -236,7 +236,7 @@ describe("tapisk as a block device (simulated tape, ext4, restarts)", () => {
     expect(stdout).toContain("Examples:");
     expect(stdout).toContain("mt -f /dev/nst0 setblk 4096");
     expect(stdout).toContain("stsetoptions /dev/nst0 scsi2logical");
-    expect(stdout).toContain("--drive 'sim:");
+    expect(stdout).toContain("$ tapisk --drive 'sim:");
   });
 });
 

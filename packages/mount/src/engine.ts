@@ -15,8 +15,8 @@ import {
   TypedEmitter,
 } from "@r3map/core";
 import { keepBackendFromChildren, type Population, populateInBackground } from "@r3map/native";
-import { CacheStateFile } from "./cache-state.js";
 import { type Access, AccessGate } from "./access-gate.js";
+import { CacheStateFile } from "./cache-state.js";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
 import { importSchemePackages } from "./schemes.js";
 
