@@ -219,6 +219,35 @@ describe("tapisk as a block device (simulated tape, ext4, restarts)", () => {
     expect(fs.statSync(path.join(dir, "tape.img")).size).toBe(BLOCK);
   });
 
+  it("a second SIGINT exits at once while the first is pushing; the next start pushes what was left", async () => {
+    // Each record costs 200 ms: pushing 64 blocks takes about 13 s, time for a second signal.
+    const slow = await TapiskProcess.start(
+      args({ extra: ["--push-interval", "1h", "--pull-workers", "0"] }).map((arg) =>
+        arg.startsWith("sim:") ? `${arg}&record-ms=200` : arg,
+      ),
+    );
+    const data = patternBytes(64 * BLOCK, 11);
+    execFileSync("dd", [`of=${slow.device.path}`, `bs=${BLOCK}`, "oflag=direct", "status=none"], {
+      input: data,
+    });
+    slow.child.kill("SIGINT");
+    const deadline = Date.now() + 30_000;
+    while (!slow.stderr.includes("closing")) {
+      if (Date.now() > deadline) throw new Error(`no sign of closing:\n${slow.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await slow.stop("SIGINT")).toBe(130);
+    await detachBelow(dir);
+
+    const again = await TapiskProcess.start(args({ log: "after.log" }));
+    expect(sha(readDevice(again.device.path, 0, data.length))).toBe(sha(data));
+    expect(await again.stop("SIGINT")).toBe(0);
+    // The cache held the blocks; this run pushed the ones the first did not get to.
+    const written = logLines(path.join(dir, "after.log")).filter((line) => line.startsWith("write "));
+    expect(written.length).toBeGreaterThan(0);
+    expect(logLines(path.join(dir, "after.log")).filter((line) => line.startsWith("read "))).toEqual([]);
+  });
+
   it("refuses a non-empty tape whose index is missing, with a message that says what to do", async () => {
     const first = await TapiskProcess.start(args());
     writeDevice(first.device.path, 0, patternBytes(BLOCK, 3));
