@@ -75,6 +75,7 @@ export {
   sizeParam,
 } from "./uri.js";
 export { type Deferred, deferred, delay } from "./util/abort.js";
+export { Gate } from "./util/gate.js";
 export { KeyedMutex } from "./util/keyed-mutex.js";
 export { lookupWithoutThreadpool } from "./util/lookup.js";
 export { ChunkPriorityQueue } from "./util/priority-queue.js";

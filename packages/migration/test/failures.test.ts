@@ -6,18 +6,15 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Leecher } from "../src/index.js";
-import { Cleanup, random, randomBytesFrom, scratchDir, testSeed, waitFor } from "./helpers.js";
+import { random, randomBytesFrom, testFileScope, testSeed, waitFor } from "./helpers.js";
 import { FixtureProcess, unmountLeftover } from "./processes.js";
 import { CuttableProxy } from "./proxy.js";
 
 const size = 32 * 1024 * 1024;
 const chunkSize = 64 * 1024;
-const scratch = scratchDir();
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { scratch, cleanup } = testFileScope();
 
 /** A seeder process over a fresh random image; its file mount is unmounted even if it is killed. */
 async function startSeeder(name: string) {
@@ -32,6 +29,16 @@ async function startSeeder(name: string) {
     await unmountLeftover(ready.path as string);
   });
   return { seeder, image, url: ready.url as string, data: ready.data as string, path: ready.path as string };
+}
+
+/** A leecher in a process of its own (file mount), open and pre-copying; killed and unmounted by the cleanup. */
+async function startLeecherProcess(url: string): Promise<FixtureProcess> {
+  const leecher = new FixtureProcess("leecher-process.mjs", [url, "file"]);
+  const opened = await leecher.line((line) => "path" in line);
+  return cleanup.add(leecher, async (l) => {
+    await l.kill();
+    await unmountLeftover(opened.path as string);
+  });
 }
 
 /** A leecher here, pulling slowly enough that a failure lands in the middle of its pre-copy. */
@@ -92,12 +99,7 @@ describe("migration failures", () => {
 
   it("the leecher is killed during pre-copy: the seeder stops tracking and a new leecher completes", async () => {
     const { seeder, url } = await startSeeder("leecher-killed");
-    const leecher = new FixtureProcess("leecher-process.mjs", [url, "file"]);
-    const opened = await leecher.line((line) => "path" in line);
-    cleanup.add(leecher, async (l) => {
-      await l.kill();
-      await unmountLeftover(opened.path as string);
-    });
+    const leecher = await startLeecherProcess(url);
     await seeder.line((line) => line.phase === "tracking");
     await leecher.kill();
     await seeder.line((line) => line.event === "leecher-gone");
@@ -107,12 +109,7 @@ describe("migration failures", () => {
 
   it("the leecher is killed after the last round: the seeder lets its application write again, and a new leecher completes", async () => {
     const { seeder, url } = await startSeeder("killed-after-sync");
-    const leecher = new FixtureProcess("leecher-process.mjs", [url, "file"]);
-    const opened = await leecher.line((line) => "path" in line);
-    cleanup.add(leecher, async (l) => {
-      await l.kill();
-      await unmountLeftover(opened.path as string);
-    });
+    const leecher = await startLeecherProcess(url);
     leecher.send("finalize");
     await leecher.line((line) => line.finalized === true);
     await seeder.line((line) => line.phase === "synced");

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { MountCore } from "@r3map/mount";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Leecher, Seeder } from "../src/index.js";
 import {
   Cleanup,
@@ -21,10 +21,7 @@ import {
 
 const size = 256 * 1024 * 1024;
 const chunkSize = 256 * 1024;
-const scratch = scratchDir();
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { scratch, cleanup } = testFileScope();
 
 /**
  * Seeds `core` to a new file leecher while a writer changes the seeder's file

@@ -1,11 +1,23 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { expect } from "vitest";
+import { afterAll, afterEach, expect } from "vitest";
 
 /** A temporary directory for one test file; removed with `rm`. */
 export function scratchDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "r3map-migration-test-"));
+}
+
+/**
+ * A test file's scratch directory and cleanup steps: the steps run after
+ * every test, the directory goes after the file.
+ */
+export function testFileScope(): { scratch: string; cleanup: Cleanup } {
+  const scratch = scratchDir();
+  const cleanup = new Cleanup();
+  afterEach(() => cleanup.run());
+  afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+  return { scratch, cleanup };
 }
 
 /** Cleanup steps run in reverse order, every one of them even when some fail. */

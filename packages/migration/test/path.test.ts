@@ -9,18 +9,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { MountCore } from "@r3map/mount";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Leecher, Seeder } from "../src/index.js";
-import { Cleanup, random, randomBytesFrom, scratchDir, testSeed, waitFor } from "./helpers.js";
+import { random, randomBytesFrom, testFileScope, testSeed, waitFor } from "./helpers.js";
 
 // Child processes only, never a synchronous call: this thread runs both mounts' engines.
 const run = promisify(execFile);
 const size = 256 * 1024 * 1024;
 const chunkSize = 256 * 1024;
-const scratch = scratchDir();
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { scratch, cleanup } = testFileScope();
 
 async function sha256Of(file: string): Promise<string> {
   return createHash("sha256")

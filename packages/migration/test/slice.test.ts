@@ -5,15 +5,14 @@
  * intact, and the memory is migrated on again (A → B → C).
  */
 import { MountCore } from "@r3map/mount";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Leecher, Seeder } from "../src/index.js";
 import { hashSlice, SliceApp } from "./app.js";
-import { Cleanup, testSeed, waitFor } from "./helpers.js";
+import { testFileScope, testSeed, waitFor } from "./helpers.js";
 
 const size = 256 * 1024 * 1024;
 const chunkSize = 64 * 1024;
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
+const { cleanup } = testFileScope();
 
 /**
  * Migrates the slice `core`, where `app` runs, to a new slice leecher: the

@@ -117,10 +117,10 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     } else {
       this.pipeline = undefined;
     }
-    this.#tracking = new TrackingStage(
-      this.pipeline?.backend ?? new ArbitraryStage(parts.remote, this.chunkSize),
-      this.chunkSize,
-    );
+    // A direct mount passes a partial chunk through as what it is where the remote takes byte ranges
+    // (NBD, Connect, files); stores keyed by chunk get whole chunks (read-modify-write here).
+    const direct = parts.remote.byteRanges ? parts.remote : new ArbitraryStage(parts.remote, this.chunkSize);
+    this.#tracking = new TrackingStage(this.pipeline?.backend ?? direct, this.chunkSize);
     this.#gate = new AccessGate(this.#tracking);
     this.backend = this.#gate;
   }

@@ -1,2 +1,2 @@
 export { type ConformanceOptions, describeBackendConformance, patternBytes } from "./conformance.js";
-export { InstrumentedBackend } from "./instrumented.js";
+export { InstrumentedBackend, plainBackend } from "./instrumented.js";

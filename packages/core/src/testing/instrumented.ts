@@ -93,3 +93,18 @@ export class InstrumentedBackend extends Stage {
     if (this.down) throw new R3mapError("ERR_REMOTE_UNREACHABLE", "injected outage: the remote is down");
   }
 }
+
+/**
+ * `inner` with only the four calls every backend has (no optional
+ * capability, no byte-range declaration): a store that offers nothing more,
+ * for tests of what callers do without.
+ */
+export function plainBackend(inner: Backend): Backend {
+  return {
+    size: inner.size,
+    readAt: (buffer, offset) => inner.readAt(buffer, offset),
+    writeAt: (buffer, offset) => inner.writeAt(buffer, offset),
+    sync: () => inner.sync(),
+    close: () => inner.close(),
+  };
+}
