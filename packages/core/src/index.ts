@@ -18,6 +18,7 @@ export { Pusher, type PusherOptions, type WriteSource } from "./background/pushe
 export { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./background/retry.js";
 export { ChunkBitmap } from "./chunk-bitmap.js";
 export { ChunkLayout, checkRange } from "./chunk-layout.js";
+export { ChunkState, type ChunkStateIdentity, type ChunkStateOutcome } from "./chunk-state.js";
 export type { ChunkCipher } from "./chunk-store/chunk-cipher.js";
 export type { ChunkCompression } from "./chunk-store/chunk-compression.js";
 export { type ChunkStore, fillChunk, KeyedChunkStore } from "./chunk-store/chunk-store.js";

@@ -68,6 +68,13 @@ export interface ManagedPipelineOptions {
    * too (a migration's tracking).
    */
   collectWrites?: WriteSource;
+  /**
+   * Chunks changed and not yet pushed, kept where they outlive the process
+   * (see `PusherOptions.pending`). With a `presence` and `written` kept the
+   * same way, a pipeline restarted over the same local cache reuses every
+   * chunk it holds and pushes what was still dirty (see `ChunkState`).
+   */
+  pending?: ChunkBitmap;
   /** Bits set while a chunk is being fetched or first written (see `SyncedStageOptions.inFlight`). */
   inFlight?: ChunkBitmap;
   /** Background pull; `false` fetches chunks only when they are read. */
@@ -169,6 +176,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
             intervalMs: push.intervalMs === undefined ? 20_000 : push.intervalMs,
             presence: this.presence,
             ...(options.written ? { written: options.written } : {}),
+            ...(options.pending ? { pending: options.pending } : {}),
             ...(options.collectWrites ? { collect: options.collectWrites } : {}),
             ...(push.retry ? { retry: push.retry } : {}),
             onPushed: (_chunk, bytes) => {
