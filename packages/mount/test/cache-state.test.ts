@@ -3,9 +3,9 @@ import { once } from "node:events";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { type MountDescription, mountFile } from "@r3map/mount";
 import { isMountPoint, readAt } from "@r3map/mount/testing";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { leftovers, scratchDir } from "./helpers.js";
 
 const scratch = scratchDir();
