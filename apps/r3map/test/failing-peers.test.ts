@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import type { Running } from "@r3map/cli-kit/testing";
-import { Tmpfs } from "@r3map/core/testing";
+import { Tmpfs, testRandom } from "@r3map/core/testing";
 import { clearStaleMounts } from "@r3map/mount";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { firstLine, r3map, scratch } from "./support.js";
@@ -104,9 +104,10 @@ function writeAt(file: string, offset: number, data: Uint8Array): void {
 /** A remote image file with random contents, and what a mount writes into it: 4 MiB at 3 MiB. */
 function imageAndUpdate(dir: string): { image: string; expected: Buffer; update: Buffer; at: number } {
   const image = path.join(dir, "remote.img");
-  const original = randomBytes(32 * MiB);
+  const random = testRandom();
+  const original = random.bytes(32 * MiB);
   fs.writeFileSync(image, original);
-  const update = randomBytes(4 * MiB);
+  const update = random.bytes(4 * MiB);
   const at = 3 * MiB;
   const expected = Buffer.from(original);
   update.copy(expected, at);
@@ -224,7 +225,7 @@ describe("a frozen server (2)", () => {
     const writer = await mount([remote, ...managed]);
     const reader = await mount([remote, ...managed]);
     const direct = await mount([remote, "--timeout", "2s"]);
-    writeAt(writer.path, 0, randomBytes(MiB));
+    writeAt(writer.path, 0, testRandom().bytes(MiB));
 
     server.child.kill("SIGSTOP");
     const bound = timeoutMs + 2000;

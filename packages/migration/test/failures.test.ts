@@ -6,9 +6,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { testRandom, waitFor } from "@r3map/core/testing";
 import { describe, expect, it } from "vitest";
 import { Leecher } from "../src/index.js";
-import { random, randomBytesFrom, testFileScope, testSeed, waitFor } from "./helpers.js";
+import { testFileScope } from "./helpers.js";
 import { FixtureProcess, unmountLeftover } from "./processes.js";
 import { CuttableProxy } from "./proxy.js";
 
@@ -19,7 +20,7 @@ const { scratch, cleanup } = testFileScope();
 /** A seeder process over a fresh random image; its file mount is unmounted even if it is killed. */
 async function startSeeder(name: string) {
   const image = path.join(scratch, `${name}.img`);
-  fs.writeFileSync(image, randomBytesFrom(random(testSeed()), size));
+  fs.writeFileSync(image, testRandom().bytes(size)); // the seed is printed on failure
   const seeder = new FixtureProcess("seeder-process.mjs", [image, String(chunkSize)]);
   const ready = await seeder.line((line) => typeof line.url === "string");
   cleanup.add(seeder, async (s) => {
@@ -50,7 +51,10 @@ async function openLeecher(url: string, options: { data?: string } = {}) {
 /** Starts a second, undisturbed leecher and checks that it completes with the seeder's final bytes. */
 async function migrateFully(seeder: FixtureProcess, url: string): Promise<void> {
   const leecher = await openLeecher(url);
-  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, {
+    timeoutMs: 60_000,
+    message: "the pull to begin",
+  });
   await leecher.finalize();
   const stopped = await seeder.line((line) => line.event === "app");
   expect(stopped.writes).toBeGreaterThan(0);
@@ -66,7 +70,10 @@ describe("migration failures", () => {
   it("the seeder is killed during pre-copy: finalize rejects with a typed error, the leecher closes cleanly", async () => {
     const { seeder, url } = await startSeeder("killed");
     const leecher = await openLeecher(url);
-    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, {
+      timeoutMs: 60_000,
+      message: "the pull to begin",
+    });
     await seeder.kill();
     await expect(leecher.finalize()).rejects.toMatchObject({ code: "ERR_REMOTE_UNREACHABLE" });
     const mountPoint = path.dirname(leecher.path!);
@@ -84,7 +91,10 @@ describe("migration failures", () => {
       data: `nbd://127.0.0.1:${dataPlane.port}/seed`,
     });
     await seeder.line((line) => line.phase === "tracking");
-    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, {
+      timeoutMs: 60_000,
+      message: "the pull to begin",
+    });
     control.cut();
     dataPlane.cut();
     await seeder.line((line) => line.event === "leecher-gone");

@@ -1,4 +1,4 @@
-import { type Backend, type Extent, Gate, R3mapError, Stage } from "@r3map/core";
+import { type Backend, type Extent, R3mapError, Stage, Turnstile } from "@r3map/core";
 
 /**
  * Who may use a mount right now:
@@ -18,7 +18,7 @@ export type Access = "open" | "read-only" | "locked";
  */
 export class AccessGate extends Stage {
   #access: Access = "open";
-  readonly #gate = new Gate();
+  readonly #gate = new Turnstile();
 
   constructor(inner: Backend) {
     super(inner);

@@ -105,6 +105,13 @@ export async function closeSafely(
     );
   }
   const what = `${unpushed.length} chunk(s) (${formatBytes(bytesOf(engine, unpushed))}) written to the mount could not be pushed to the remote (${messageOf(failure)})`;
+  if (engine.persistsUnpushed) {
+    throw new R3mapError(
+      "ERR_REMOTE_FAILED",
+      `${what}; they stay in the cache and its state file, and the next mount over them pushes them`,
+      { cause: failure },
+    );
+  }
   if (saveFailure !== undefined) {
     throw new R3mapError(
       "ERR_DATA_LOST",

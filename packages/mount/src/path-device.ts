@@ -28,9 +28,10 @@ export class PathDevice implements Device {
     const file = await FileDevice.attach(engine, options);
     try {
       const loop = await LoopDevice.attach(file.path, {
-        directIo: options.directIo ?? true,
-        // Detached by the kernel once the last handle closes: ours goes with this process, killed or not.
+        // Gone with its last user: a process killed (or forced out by a second signal) leaves no loop device
+        // attached to its dead FUSE file once nothing else holds the device.
         autoclear: true,
+        directIo: options.directIo ?? true,
         readOnly: options.readOnly ?? engine.readOnly,
       });
       return new PathDevice(file, loop);

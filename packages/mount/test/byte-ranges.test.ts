@@ -6,9 +6,9 @@
 import * as fs from "node:fs";
 import { type Backend, MemoryBackend } from "@r3map/core";
 import { InstrumentedBackend, plainBackend } from "@r3map/core/testing";
+import { mountFile } from "@r3map/mount";
+import { TestScope } from "@r3map/mount/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { mountFile } from "../dist/index.js";
-import { TestScope } from "./helpers.js";
 
 const size = 8 * 1024 * 1024;
 const chunkSize = 1024 * 1024;

@@ -1,18 +1,12 @@
 import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { testRandom } from "@r3map/core/testing";
+import { clearStaleMounts, type Mount, mountFile, mountSlice, recover } from "@r3map/mount";
+import { isMountPoint, readAt, TestScope, writeAt } from "@r3map/mount/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { clearStaleMounts, type Mount, mountFile, mountSlice, recover } from "../dist/index.js";
-import {
-  isMountPoint,
-  NbdkitRemote,
-  randomImage,
-  readAt,
-  scratchDir,
-  TestScope,
-  writeAt,
-} from "./helpers.js";
+import { NbdkitRemote, randomImage, scratchDir } from "./helpers.js";
 
 /**
  * Failing peers through the public API, against nbdkit in its own process:
@@ -84,7 +78,7 @@ const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("h
 /** nbdkit serving a random image (killed at the end), and a managed description of it that pushes only on close. */
 async function remoteImage(name: string) {
   const image = randomImage(scratch, size, name);
-  const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
+  const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
   const description = {
     remote: remote.uri,
     chunkSize,
@@ -119,7 +113,7 @@ describe("closing a managed mount whose remote is down", () => {
   it("rejects with ERR_DATA_LOST, saying so, when neither a retry nor a recovery file was asked for", async () => {
     const { remote, description } = await remoteImage("lost.img");
     const mount = scope.mount(await mountFile(description));
-    writeAt(mount.path, 5 * chunkSize, randomBytes(chunkSize));
+    writeAt(mount.path, 5 * chunkSize, testRandom().bytes(chunkSize));
     await remote.kill();
     const failure = await mount.close().catch((error: unknown) => error);
     expect(failure).toMatchObject({ code: "ERR_DATA_LOST" });
@@ -132,7 +126,7 @@ describe("closing a managed mount whose remote is down", () => {
   it("saves a file mount's unpushed writes to a recovery file, which recover pushes once the remote is back", async () => {
     const { image, remote, description, original } = await remoteImage("saved.img");
     const mount = scope.mount(await mountFile(description));
-    const update = randomBytes(3 * chunkSize);
+    const update = testRandom().bytes(3 * chunkSize);
     writeAt(mount.path, chunkSize + 100, update);
     await remote.kill();
     const file = path.join(scratch, "file-mount.r3rec");
@@ -171,7 +165,7 @@ describe("closing a managed mount whose remote is down", () => {
   it("keeps retrying until the remote returns, then removes the recovery file it wrote meanwhile", async () => {
     const { image, remote, description, original } = await remoteImage("retried.img");
     const mount = scope.mount(await mountFile(description));
-    const update = randomBytes(chunkSize);
+    const update = testRandom().bytes(chunkSize);
     writeAt(mount.path, 0, update);
     await remote.kill();
     const file = path.join(scratch, "retried.r3rec");

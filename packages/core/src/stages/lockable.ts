@@ -1,4 +1,4 @@
-import { Gate } from "../util/gate.js";
+import { Turnstile } from "../util/turnstile.js";
 import { type Extent, Stage } from "./stage.js";
 
 /**
@@ -7,7 +7,7 @@ import { type Extent, Stage } from "./stage.js";
  * already inside the stage have finished; `unlock()` releases every waiter.
  */
 export class LockableStage extends Stage {
-  readonly #gate = new Gate();
+  readonly #gate = new Turnstile();
 
   get locked(): boolean {
     return this.#gate.closed;

@@ -4,7 +4,7 @@ import { type Deferred, deferred } from "./abort.js";
  * Holds callers while closed and counts those inside, so that a change of
  * state can wait until everyone who came in before it has left.
  */
-export class Gate {
+export class Turnstile {
   #closed: Deferred<void> | undefined;
   #inside = 0;
   #drained: Deferred<void> | undefined;
