@@ -1,4 +1,5 @@
 import { checkRange } from "./chunk-layout.js";
+import type { DigestSource } from "./digest.js";
 import { R3mapError } from "./errors.js";
 
 /** A run of bytes with the same allocation state, as NBD's `base:allocation` reports it. */
@@ -63,6 +64,12 @@ export interface Backend {
    * remote under a filter is read through the filter only.
    */
   readonly handOffConnection?: (() => Promise<NbdHandOff | undefined>) | undefined;
+  /**
+   * Per-chunk digests computed where the bytes are (a server hashing its own
+   * copy), so that comparing two copies moves digests, not data. Stages never
+   * pass it through: a stage may change the bytes the digests are of.
+   */
+  readonly digests?: DigestSource | undefined;
 }
 
 /**

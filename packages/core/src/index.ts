@@ -11,6 +11,23 @@ export {
 export { ChunkBitmap } from "./chunk-bitmap.js";
 export { ChunkLayout, checkRange } from "./chunk-layout.js";
 export {
+  type ChunkRange,
+  canDigest,
+  checkDigestRequest,
+  DIGEST_ALGORITHMS,
+  type DigestAlgorithm,
+  DigestList,
+  type DigestRequest,
+  type DigestSource,
+  diffDigests,
+  digestBytes,
+  digesterFor,
+  registerDigester,
+  requestChunks,
+  requestSpans,
+  TransferPlan,
+} from "./digest.js";
+export {
   type ErrorCode,
   errnoOf,
   fromSystemError,
