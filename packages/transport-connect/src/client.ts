@@ -1,6 +1,14 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { type Backend, checkRange, type Extent, type Progress, R3mapError } from "@r3map/core";
+import {
+  type Backend,
+  checkRange,
+  type DigestSource,
+  type Extent,
+  type Progress,
+  R3mapError,
+} from "@r3map/core";
 import { Caller, type CallerOptions, type PerCallOptions } from "./caller.js";
+import { algorithmToWire, collectDigests } from "./digests.js";
 import type { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
 import { BackendService, Capability } from "./gen/r3map/v1/r3map_pb.js";
@@ -49,6 +57,8 @@ export interface RemoteInfo {
   trim: boolean;
   writeZeroes: boolean;
   blockStatus: boolean;
+  /** The server computes digests of its copy (`Digests`). */
+  digests: boolean;
 }
 
 /** Options shared by ConnectBackend and SeederClient. */
@@ -90,6 +100,7 @@ export async function openCaller(
         trim: false,
         writeZeroes: false,
         blockStatus: false,
+        digests: false,
       };
     } else {
       info = await fetchInfo(caller).catch((error: unknown) => {
@@ -128,6 +139,7 @@ async function fetchInfo(caller: Caller): Promise<RemoteInfo> {
     trim: has(Capability.TRIM),
     writeZeroes: has(Capability.WRITE_ZEROES),
     blockStatus: has(Capability.BLOCK_STATUS),
+    digests: has(Capability.DIGESTS),
   };
 }
 
@@ -201,6 +213,11 @@ export class ConnectBackend implements Backend {
   readonly blockStatus:
     | ((offset: number, length: number, options?: PerCallOptions) => Promise<Extent[]>)
     | undefined;
+  /**
+   * Present when the server computes digests of its own copy: comparing it
+   * with a local copy then moves digests, not data (see `DigestSource`).
+   */
+  readonly digests: DigestSource | undefined;
   readonly #caller: Caller;
   #closing: Promise<void> | undefined;
 
@@ -234,6 +251,25 @@ export class ConnectBackend implements Backend {
             hole: e.hole,
           }));
         }
+      : undefined;
+    this.digests = info.digests
+      ? (request, options = {}) =>
+          collectDigests(request, this.size, (part) =>
+            this.#caller.stream(
+              BackendService,
+              "Digests",
+              (client, call) =>
+                client.digests(
+                  {
+                    chunkSize: part.chunkSize,
+                    algorithm: algorithmToWire(part.algorithm),
+                    ranges: part.ranges.map((r) => ({ first: BigInt(r.first), end: BigInt(r.end) })),
+                  },
+                  call,
+                ),
+              options,
+            ),
+          )
       : undefined;
   }
 

@@ -1,9 +1,19 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { type Backend, checkRange, delay, type Progress, R3mapError } from "@r3map/core";
+import {
+  type Backend,
+  checkRange,
+  type DigestSource,
+  delay,
+  digesterFor,
+  type Progress,
+  R3mapError,
+} from "@r3map/core";
+import { algorithmFromWire, rangesFromWire, serveDigests } from "./digests.js";
 import { toConnectError } from "./errors.js";
 import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
 import { BackendService, Capability, MigrationService } from "./gen/r3map/v1/r3map_pb.js";
+import { Limiter } from "./limiter.js";
 import {
   DEFAULT_MAX_REQUEST_BYTES,
   DEFAULT_SEEDER_CHUNK_SIZE,
@@ -29,7 +39,17 @@ export interface ServeOptions {
   chunkSize?: number;
   /** Progress source for WatchProgress (defaults to the seeder's). */
   progress?: () => Progress;
+  /**
+   * Computes digests of the served bytes for `Digests` (a `DigestSource`).
+   * Default: the backend's own (`Backend.digests`), else the digester
+   * registered with core (`@r3map/native` registers native hashing when
+   * loaded); `false` offers none.
+   */
+  digests?: DigestSource | false;
 }
+
+/** Digest requests computed at once; each already uses every core. */
+const DIGEST_JOBS = 2;
 
 /** Runs a handler body and turns whatever it throws into a typed ConnectError. */
 async function guarded<T>(body: () => Promise<T>): Promise<T> {
@@ -106,6 +126,8 @@ export function r3mapRoutes(
     "chunkSize",
   );
   const progress = options.progress ?? (seeder?.progress ? () => seeder.progress!() : undefined);
+  const digests = options.digests === false ? undefined : (options.digests ?? digesterFor(backend));
+  const digestJobs = new Limiter(DIGEST_JOBS);
 
   const readAt = (length: number, off: bigint) =>
     guarded(async () => {
@@ -143,6 +165,7 @@ export function r3mapRoutes(
           if (backend.trim) capabilities.push(Capability.TRIM);
           if (backend.writeZeroes) capabilities.push(Capability.WRITE_ZEROES);
           if (backend.blockStatus) capabilities.push(Capability.BLOCK_STATUS);
+          if (digests) capabilities.push(Capability.DIGESTS);
           return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
         }),
       readStream: (request, context) =>
@@ -151,6 +174,15 @@ export function r3mapRoutes(
           request.offset,
           request.length,
           Math.min(request.chunkSize || chunkSize, cap),
+          streamSignal(context),
+        ),
+      digests: (request, context) =>
+        streamDigests(
+          digests,
+          digestJobs,
+          backend.size,
+          cap,
+          { chunkSize: request.chunkSize, algorithm: request.algorithm, ranges: request.ranges },
           streamSignal(context),
         ),
       watchProgress: (request, context) => watchProgress(progress, request.intervalMs, streamSignal(context)),
@@ -243,6 +275,29 @@ async function* readStream(
       await backend.readAt(data, offset);
       yield { offset: BigInt(offset), data };
     }
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
+
+async function* streamDigests(
+  source: DigestSource | undefined,
+  jobs: Limiter,
+  size: number,
+  maxMessageBytes: number,
+  wire: { chunkSize: number; algorithm: number; ranges: ReadonlyArray<{ first: bigint; end: bigint }> },
+  signal: AbortSignal,
+) {
+  try {
+    if (!source) throw new R3mapError("ERR_NOT_SUPPORTED", "this server does not compute digests");
+    const request = {
+      algorithm: algorithmFromWire(wire.algorithm),
+      chunkSize: wire.chunkSize,
+      ranges: rangesFromWire(wire.ranges),
+    };
+    // Each batch waits for a slot: a batch already uses every core.
+    const limited: DigestSource = (part, options) => jobs.run(() => source(part, options), options?.signal);
+    yield* serveDigests(limited, request, size, maxMessageBytes, signal);
   } catch (error) {
     throw toConnectError(error);
   }

@@ -14,7 +14,87 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file r3map/v1/r3map.proto.
  */
 export const file_r3map_v1_r3map: GenFile = /*@__PURE__*/
-  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5Ii0KC1RyaW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiDgoMVHJpbVJlc3BvbnNlIjQKEldyaXRlWmVyb2VzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIhUKE1dyaXRlWmVyb2VzUmVzcG9uc2UiNAoSQmxvY2tTdGF0dXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRAoGRXh0ZW50Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSDAoEemVybxgDIAEoCBIMCgRob2xlGAQgASgIIjgKE0Jsb2NrU3RhdHVzUmVzcG9uc2USIQoHZXh0ZW50cxgBIAMoCzIQLnIzbWFwLnYxLkV4dGVudCJHChFSZWFkU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEhIKCmNodW5rX3NpemUYAyABKA0iMgoSUmVhZFN0cmVhbVJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIqABCghQcm9ncmVzcxIUCgxjaHVua3NfdG90YWwYASABKAQSFAoMY2h1bmtzX2xvY2FsGAIgASgEEhQKDGJ5dGVzX3B1bGxlZBgDIAEoBBIUCgxieXRlc19wdXNoZWQYBCABKAQSFAoMZGlydHlfY2h1bmtzGAUgASgEEg8KB2ZldGNoZXMYBiABKAQSFQoNbWVhbl9mZXRjaF9tcxgHIAEoASIrChRXYXRjaFByb2dyZXNzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSI9ChVXYXRjaFByb2dyZXNzUmVzcG9uc2USJAoIcHJvZ3Jlc3MYASABKAsyEi5yM21hcC52MS5Qcm9ncmVzcyIfCgxUcmFja1JlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCSJoCg1UcmFja1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SDAoEc2l6ZRgCIAEoBBIQCghuYmRfcG9ydBgDIAEoDRISCgpuYmRfZXhwb3J0GAQgASgJEg8KB25iZF90bHMYBSABKAgiDQoLU3luY1JlcXVlc3QiOAoMU3luY1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIhEKD0ZpbmFsaXplUmVxdWVzdCI8ChBGaW5hbGl6ZVJlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIiQKDUF0dGFjaFJlcXVlc3QSEwoLaW50ZXJ2YWxfbXMYASABKA0iMAoOQXR0YWNoUmVzcG9uc2USDQoFcGhhc2UYASABKAkSDwoHc2Vzc2lvbhgCIAEoCSIOCgxDbG9zZVJlcXVlc3QiDwoNQ2xvc2VSZXNwb25zZSrgAQoKQ2FwYWJpbGl0eRIaChZDQVBBQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWQ0FQQUJJTElUWV9SRUFEX1NUUkVBTRABEhcKE0NBUEFCSUxJVFlfUFJPR1JFU1MQAhIYChRDQVBBQklMSVRZX01JR1JBVElPThADEhgKFENBUEFCSUxJVFlfUkVBRF9PTkxZEAQSEwoPQ0FQQUJJTElUWV9UUklNEAUSGwoXQ0FQQUJJTElUWV9XUklURV9aRVJPRVMQBhIbChdDQVBBQklMSVRZX0JMT0NLX1NUQVRVUxAHMtYDCg5CYWNrZW5kU2VydmljZRJDCgdHZXRJbmZvEhgucjNtYXAudjEuR2V0SW5mb1JlcXVlc3QaGS5yM21hcC52MS5HZXRJbmZvUmVzcG9uc2UiA5ACARJOCgpSZWFkU3RyZWFtEhsucjNtYXAudjEuUmVhZFN0cmVhbVJlcXVlc3QaHC5yM21hcC52MS5SZWFkU3RyZWFtUmVzcG9uc2UiA5ACATABEjcKBFRyaW0SFS5yM21hcC52MS5UcmltUmVxdWVzdBoWLnIzbWFwLnYxLlRyaW1SZXNwb25zZSIAEkwKC1dyaXRlWmVyb2VzEhwucjNtYXAudjEuV3JpdGVaZXJvZXNSZXF1ZXN0Gh0ucjNtYXAudjEuV3JpdGVaZXJvZXNSZXNwb25zZSIAEk8KC0Jsb2NrU3RhdHVzEhwucjNtYXAudjEuQmxvY2tTdGF0dXNSZXF1ZXN0Gh0ucjNtYXAudjEuQmxvY2tTdGF0dXNSZXNwb25zZSIDkAIBElcKDVdhdGNoUHJvZ3Jlc3MSHi5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVxdWVzdBofLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXNwb25zZSIDkAIBMAEyyQIKEE1pZ3JhdGlvblNlcnZpY2USOgoFVHJhY2sSFi5yM21hcC52MS5UcmFja1JlcXVlc3QaFy5yM21hcC52MS5UcmFja1Jlc3BvbnNlIgASNwoEU3luYxIVLnIzbWFwLnYxLlN5bmNSZXF1ZXN0GhYucjNtYXAudjEuU3luY1Jlc3BvbnNlIgASQwoIRmluYWxpemUSGS5yM21hcC52MS5GaW5hbGl6ZVJlcXVlc3QaGi5yM21hcC52MS5GaW5hbGl6ZVJlc3BvbnNlIgASOgoFQ2xvc2USFi5yM21hcC52MS5DbG9zZVJlcXVlc3QaFy5yM21hcC52MS5DbG9zZVJlc3BvbnNlIgASPwoGQXR0YWNoEhcucjNtYXAudjEuQXR0YWNoUmVxdWVzdBoYLnIzbWFwLnYxLkF0dGFjaFJlc3BvbnNlIgAwAWIGcHJvdG8z");
+  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiKAoKQ2h1bmtSYW5nZRINCgVmaXJzdBgBIAEoBBILCgNlbmQYAiABKAQieAoORGlnZXN0c1JlcXVlc3QSEgoKY2h1bmtfc2l6ZRgBIAEoDRIsCglhbGdvcml0aG0YAiABKA4yGS5yM21hcC52MS5EaWdlc3RBbGdvcml0aG0SJAoGcmFuZ2VzGAMgAygLMhQucjNtYXAudjEuQ2h1bmtSYW5nZSIxCg9EaWdlc3RzUmVzcG9uc2USDQoFaW5kZXgYASABKAQSDwoHZGlnZXN0cxgCIAEoDCIQCg5HZXRJbmZvUmVxdWVzdCJ6Cg9HZXRJbmZvUmVzcG9uc2USDAoEc2l6ZRgBIAEoBBIZChFtYXhfcmVxdWVzdF9ieXRlcxgCIAEoDRISCgpjaHVua19zaXplGAMgASgNEioKDGNhcGFiaWxpdGllcxgEIAMoDjIULnIzbWFwLnYxLkNhcGFiaWxpdHkiLQoLVHJpbVJlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBCIOCgxUcmltUmVzcG9uc2UiNAoSV3JpdGVaZXJvZXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiFQoTV3JpdGVaZXJvZXNSZXNwb25zZSI0ChJCbG9ja1N0YXR1c1JlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBCJECgZFeHRlbnQSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBBIMCgR6ZXJvGAMgASgIEgwKBGhvbGUYBCABKAgiOAoTQmxvY2tTdGF0dXNSZXNwb25zZRIhCgdleHRlbnRzGAEgAygLMhAucjNtYXAudjEuRXh0ZW50IkcKEVJlYWRTdHJlYW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSEgoKY2h1bmtfc2l6ZRgDIAEoDSIyChJSZWFkU3RyZWFtUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwioAEKCFByb2dyZXNzEhQKDGNodW5rc190b3RhbBgBIAEoBBIUCgxjaHVua3NfbG9jYWwYAiABKAQSFAoMYnl0ZXNfcHVsbGVkGAMgASgEEhQKDGJ5dGVzX3B1c2hlZBgEIAEoBBIUCgxkaXJ0eV9jaHVua3MYBSABKAQSDwoHZmV0Y2hlcxgGIAEoBBIVCg1tZWFuX2ZldGNoX21zGAcgASgBIisKFFdhdGNoUHJvZ3Jlc3NSZXF1ZXN0EhMKC2ludGVydmFsX21zGAEgASgNIj0KFVdhdGNoUHJvZ3Jlc3NSZXNwb25zZRIkCghwcm9ncmVzcxgBIAEoCzISLnIzbWFwLnYxLlByb2dyZXNzIh8KDFRyYWNrUmVxdWVzdBIPCgdzZXNzaW9uGAEgASgJImgKDVRyYWNrUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIMCgRzaXplGAIgASgEEhAKCG5iZF9wb3J0GAMgASgNEhIKCm5iZF9leHBvcnQYBCABKAkSDwoHbmJkX3RscxgFIAEoCCINCgtTeW5jUmVxdWVzdCI4CgxTeW5jUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIUCgxkaXJ0eV9jaHVua3MYAiADKAQiEQoPRmluYWxpemVSZXF1ZXN0IjwKEEZpbmFsaXplUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIUCgxkaXJ0eV9jaHVua3MYAiADKAQiJAoNQXR0YWNoUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSIwCg5BdHRhY2hSZXNwb25zZRINCgVwaGFzZRgBIAEoCRIPCgdzZXNzaW9uGAIgASgJIg4KDENsb3NlUmVxdWVzdCIPCg1DbG9zZVJlc3BvbnNlKvgBCgpDYXBhYmlsaXR5EhoKFkNBUEFCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZDQVBBQklMSVRZX1JFQURfU1RSRUFNEAESFwoTQ0FQQUJJTElUWV9QUk9HUkVTUxACEhgKFENBUEFCSUxJVFlfTUlHUkFUSU9OEAMSGAoUQ0FQQUJJTElUWV9SRUFEX09OTFkQBBITCg9DQVBBQklMSVRZX1RSSU0QBRIbChdDQVBBQklMSVRZX1dSSVRFX1pFUk9FUxAGEhsKF0NBUEFCSUxJVFlfQkxPQ0tfU1RBVFVTEAcSFgoSQ0FQQUJJTElUWV9ESUdFU1RTEAgqbwoPRGlnZXN0QWxnb3JpdGhtEiAKHERJR0VTVF9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIdChlESUdFU1RfQUxHT1JJVEhNX1hYSDNfMTI4EAESGwoXRElHRVNUX0FMR09SSVRITV9CTEFLRTMQAjKdBAoOQmFja2VuZFNlcnZpY2USQwoHR2V0SW5mbxIYLnIzbWFwLnYxLkdldEluZm9SZXF1ZXN0GhkucjNtYXAudjEuR2V0SW5mb1Jlc3BvbnNlIgOQAgESTgoKUmVhZFN0cmVhbRIbLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXF1ZXN0GhwucjNtYXAudjEuUmVhZFN0cmVhbVJlc3BvbnNlIgOQAgEwARI3CgRUcmltEhUucjNtYXAudjEuVHJpbVJlcXVlc3QaFi5yM21hcC52MS5UcmltUmVzcG9uc2UiABJMCgtXcml0ZVplcm9lcxIcLnIzbWFwLnYxLldyaXRlWmVyb2VzUmVxdWVzdBodLnIzbWFwLnYxLldyaXRlWmVyb2VzUmVzcG9uc2UiABJPCgtCbG9ja1N0YXR1cxIcLnIzbWFwLnYxLkJsb2NrU3RhdHVzUmVxdWVzdBodLnIzbWFwLnYxLkJsb2NrU3RhdHVzUmVzcG9uc2UiA5ACARJFCgdEaWdlc3RzEhgucjNtYXAudjEuRGlnZXN0c1JlcXVlc3QaGS5yM21hcC52MS5EaWdlc3RzUmVzcG9uc2UiA5ACATABElcKDVdhdGNoUHJvZ3Jlc3MSHi5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVxdWVzdBofLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXNwb25zZSIDkAIBMAEyyQIKEE1pZ3JhdGlvblNlcnZpY2USOgoFVHJhY2sSFi5yM21hcC52MS5UcmFja1JlcXVlc3QaFy5yM21hcC52MS5UcmFja1Jlc3BvbnNlIgASNwoEU3luYxIVLnIzbWFwLnYxLlN5bmNSZXF1ZXN0GhYucjNtYXAudjEuU3luY1Jlc3BvbnNlIgASQwoIRmluYWxpemUSGS5yM21hcC52MS5GaW5hbGl6ZVJlcXVlc3QaGi5yM21hcC52MS5GaW5hbGl6ZVJlc3BvbnNlIgASOgoFQ2xvc2USFi5yM21hcC52MS5DbG9zZVJlcXVlc3QaFy5yM21hcC52MS5DbG9zZVJlc3BvbnNlIgASPwoGQXR0YWNoEhcucjNtYXAudjEuQXR0YWNoUmVxdWVzdBoYLnIzbWFwLnYxLkF0dGFjaFJlc3BvbnNlIgAwAWIGcHJvdG8z");
+
+/**
+ * Chunks [first, end).
+ *
+ * @generated from message r3map.v1.ChunkRange
+ */
+export type ChunkRange = Message<"r3map.v1.ChunkRange"> & {
+  /**
+   * @generated from field: uint64 first = 1;
+   */
+  first: bigint;
+
+  /**
+   * @generated from field: uint64 end = 2;
+   */
+  end: bigint;
+};
+
+/**
+ * Describes the message r3map.v1.ChunkRange.
+ * Use `create(ChunkRangeSchema)` to create a new message.
+ */
+export const ChunkRangeSchema: GenMessage<ChunkRange> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 0);
+
+/**
+ * @generated from message r3map.v1.DigestsRequest
+ */
+export type DigestsRequest = Message<"r3map.v1.DigestsRequest"> & {
+  /**
+   * @generated from field: uint32 chunk_size = 1;
+   */
+  chunkSize: number;
+
+  /**
+   * @generated from field: r3map.v1.DigestAlgorithm algorithm = 2;
+   */
+  algorithm: DigestAlgorithm;
+
+  /**
+   * Ascending, non-empty, not overlapping.
+   *
+   * @generated from field: repeated r3map.v1.ChunkRange ranges = 3;
+   */
+  ranges: ChunkRange[];
+};
+
+/**
+ * Describes the message r3map.v1.DigestsRequest.
+ * Use `create(DigestsRequestSchema)` to create a new message.
+ */
+export const DigestsRequestSchema: GenMessage<DigestsRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 1);
+
+/**
+ * @generated from message r3map.v1.DigestsResponse
+ */
+export type DigestsResponse = Message<"r3map.v1.DigestsResponse"> & {
+  /**
+   * Position of the first digest here among all the request's chunks (the
+   * ranges taken end to end): messages come in order, each continuing the last.
+   *
+   * @generated from field: uint64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * Digests of consecutive chunks, 16 (XXH3-128) or 32 (BLAKE3) bytes each.
+   *
+   * @generated from field: bytes digests = 2;
+   */
+  digests: Uint8Array;
+};
+
+/**
+ * Describes the message r3map.v1.DigestsResponse.
+ * Use `create(DigestsResponseSchema)` to create a new message.
+ */
+export const DigestsResponseSchema: GenMessage<DigestsResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 2);
 
 /**
  * @generated from message r3map.v1.GetInfoRequest
@@ -27,7 +107,7 @@ export type GetInfoRequest = Message<"r3map.v1.GetInfoRequest"> & {
  * Use `create(GetInfoRequestSchema)` to create a new message.
  */
 export const GetInfoRequestSchema: GenMessage<GetInfoRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 0);
+  messageDesc(file_r3map_v1_r3map, 3);
 
 /**
  * @generated from message r3map.v1.GetInfoResponse
@@ -66,7 +146,7 @@ export type GetInfoResponse = Message<"r3map.v1.GetInfoResponse"> & {
  * Use `create(GetInfoResponseSchema)` to create a new message.
  */
 export const GetInfoResponseSchema: GenMessage<GetInfoResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 1);
+  messageDesc(file_r3map_v1_r3map, 4);
 
 /**
  * @generated from message r3map.v1.TrimRequest
@@ -88,7 +168,7 @@ export type TrimRequest = Message<"r3map.v1.TrimRequest"> & {
  * Use `create(TrimRequestSchema)` to create a new message.
  */
 export const TrimRequestSchema: GenMessage<TrimRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 2);
+  messageDesc(file_r3map_v1_r3map, 5);
 
 /**
  * @generated from message r3map.v1.TrimResponse
@@ -101,7 +181,7 @@ export type TrimResponse = Message<"r3map.v1.TrimResponse"> & {
  * Use `create(TrimResponseSchema)` to create a new message.
  */
 export const TrimResponseSchema: GenMessage<TrimResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 3);
+  messageDesc(file_r3map_v1_r3map, 6);
 
 /**
  * @generated from message r3map.v1.WriteZeroesRequest
@@ -123,7 +203,7 @@ export type WriteZeroesRequest = Message<"r3map.v1.WriteZeroesRequest"> & {
  * Use `create(WriteZeroesRequestSchema)` to create a new message.
  */
 export const WriteZeroesRequestSchema: GenMessage<WriteZeroesRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 4);
+  messageDesc(file_r3map_v1_r3map, 7);
 
 /**
  * @generated from message r3map.v1.WriteZeroesResponse
@@ -136,7 +216,7 @@ export type WriteZeroesResponse = Message<"r3map.v1.WriteZeroesResponse"> & {
  * Use `create(WriteZeroesResponseSchema)` to create a new message.
  */
 export const WriteZeroesResponseSchema: GenMessage<WriteZeroesResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 5);
+  messageDesc(file_r3map_v1_r3map, 8);
 
 /**
  * @generated from message r3map.v1.BlockStatusRequest
@@ -158,7 +238,7 @@ export type BlockStatusRequest = Message<"r3map.v1.BlockStatusRequest"> & {
  * Use `create(BlockStatusRequestSchema)` to create a new message.
  */
 export const BlockStatusRequestSchema: GenMessage<BlockStatusRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 6);
+  messageDesc(file_r3map_v1_r3map, 9);
 
 /**
  * A run of bytes with the same allocation state (core's Extent).
@@ -196,7 +276,7 @@ export type Extent = Message<"r3map.v1.Extent"> & {
  * Use `create(ExtentSchema)` to create a new message.
  */
 export const ExtentSchema: GenMessage<Extent> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 7);
+  messageDesc(file_r3map_v1_r3map, 10);
 
 /**
  * @generated from message r3map.v1.BlockStatusResponse
@@ -213,7 +293,7 @@ export type BlockStatusResponse = Message<"r3map.v1.BlockStatusResponse"> & {
  * Use `create(BlockStatusResponseSchema)` to create a new message.
  */
 export const BlockStatusResponseSchema: GenMessage<BlockStatusResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 8);
+  messageDesc(file_r3map_v1_r3map, 11);
 
 /**
  * @generated from message r3map.v1.ReadStreamRequest
@@ -243,7 +323,7 @@ export type ReadStreamRequest = Message<"r3map.v1.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 9);
+  messageDesc(file_r3map_v1_r3map, 12);
 
 /**
  * @generated from message r3map.v1.ReadStreamResponse
@@ -267,7 +347,7 @@ export type ReadStreamResponse = Message<"r3map.v1.ReadStreamResponse"> & {
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 10);
+  messageDesc(file_r3map_v1_r3map, 13);
 
 /**
  * The state of a managed resource (core's Progress).
@@ -316,7 +396,7 @@ export type Progress = Message<"r3map.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 11);
+  messageDesc(file_r3map_v1_r3map, 14);
 
 /**
  * @generated from message r3map.v1.WatchProgressRequest
@@ -335,7 +415,7 @@ export type WatchProgressRequest = Message<"r3map.v1.WatchProgressRequest"> & {
  * Use `create(WatchProgressRequestSchema)` to create a new message.
  */
 export const WatchProgressRequestSchema: GenMessage<WatchProgressRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 12);
+  messageDesc(file_r3map_v1_r3map, 15);
 
 /**
  * @generated from message r3map.v1.WatchProgressResponse
@@ -352,7 +432,7 @@ export type WatchProgressResponse = Message<"r3map.v1.WatchProgressResponse"> & 
  * Use `create(WatchProgressResponseSchema)` to create a new message.
  */
 export const WatchProgressResponseSchema: GenMessage<WatchProgressResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 13);
+  messageDesc(file_r3map_v1_r3map, 16);
 
 /**
  * @generated from message r3map.v1.TrackRequest
@@ -373,7 +453,7 @@ export type TrackRequest = Message<"r3map.v1.TrackRequest"> & {
  * Use `create(TrackRequestSchema)` to create a new message.
  */
 export const TrackRequestSchema: GenMessage<TrackRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 14);
+  messageDesc(file_r3map_v1_r3map, 17);
 
 /**
  * @generated from message r3map.v1.TrackResponse
@@ -418,7 +498,7 @@ export type TrackResponse = Message<"r3map.v1.TrackResponse"> & {
  * Use `create(TrackResponseSchema)` to create a new message.
  */
 export const TrackResponseSchema: GenMessage<TrackResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 15);
+  messageDesc(file_r3map_v1_r3map, 18);
 
 /**
  * @generated from message r3map.v1.SyncRequest
@@ -431,7 +511,7 @@ export type SyncRequest = Message<"r3map.v1.SyncRequest"> & {
  * Use `create(SyncRequestSchema)` to create a new message.
  */
 export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 16);
+  messageDesc(file_r3map_v1_r3map, 19);
 
 /**
  * @generated from message r3map.v1.SyncResponse
@@ -455,7 +535,7 @@ export type SyncResponse = Message<"r3map.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 17);
+  messageDesc(file_r3map_v1_r3map, 20);
 
 /**
  * @generated from message r3map.v1.FinalizeRequest
@@ -468,7 +548,7 @@ export type FinalizeRequest = Message<"r3map.v1.FinalizeRequest"> & {
  * Use `create(FinalizeRequestSchema)` to create a new message.
  */
 export const FinalizeRequestSchema: GenMessage<FinalizeRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 18);
+  messageDesc(file_r3map_v1_r3map, 21);
 
 /**
  * @generated from message r3map.v1.FinalizeResponse
@@ -490,7 +570,7 @@ export type FinalizeResponse = Message<"r3map.v1.FinalizeResponse"> & {
  * Use `create(FinalizeResponseSchema)` to create a new message.
  */
 export const FinalizeResponseSchema: GenMessage<FinalizeResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 19);
+  messageDesc(file_r3map_v1_r3map, 22);
 
 /**
  * @generated from message r3map.v1.AttachRequest
@@ -509,7 +589,7 @@ export type AttachRequest = Message<"r3map.v1.AttachRequest"> & {
  * Use `create(AttachRequestSchema)` to create a new message.
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 20);
+  messageDesc(file_r3map_v1_r3map, 23);
 
 /**
  * @generated from message r3map.v1.AttachResponse
@@ -535,7 +615,7 @@ export type AttachResponse = Message<"r3map.v1.AttachResponse"> & {
  * Use `create(AttachResponseSchema)` to create a new message.
  */
 export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 21);
+  messageDesc(file_r3map_v1_r3map, 24);
 
 /**
  * @generated from message r3map.v1.CloseRequest
@@ -548,7 +628,7 @@ export type CloseRequest = Message<"r3map.v1.CloseRequest"> & {
  * Use `create(CloseRequestSchema)` to create a new message.
  */
 export const CloseRequestSchema: GenMessage<CloseRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 22);
+  messageDesc(file_r3map_v1_r3map, 25);
 
 /**
  * @generated from message r3map.v1.CloseResponse
@@ -561,7 +641,7 @@ export type CloseResponse = Message<"r3map.v1.CloseResponse"> & {
  * Use `create(CloseResponseSchema)` to create a new message.
  */
 export const CloseResponseSchema: GenMessage<CloseResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 23);
+  messageDesc(file_r3map_v1_r3map, 26);
 
 /**
  * @generated from enum r3map.v1.Capability
@@ -616,6 +696,13 @@ export enum Capability {
    * @generated from enum value: CAPABILITY_BLOCK_STATUS = 7;
    */
   BLOCK_STATUS = 7,
+
+  /**
+   * BackendService.Digests is served.
+   *
+   * @generated from enum value: CAPABILITY_DIGESTS = 8;
+   */
+  DIGESTS = 8,
 }
 
 /**
@@ -623,6 +710,36 @@ export enum Capability {
  */
 export const CapabilitySchema: GenEnum<Capability> = /*@__PURE__*/
   enumDesc(file_r3map_v1_r3map, 0);
+
+/**
+ * @generated from enum r3map.v1.DigestAlgorithm
+ */
+export enum DigestAlgorithm {
+  /**
+   * @generated from enum value: DIGEST_ALGORITHM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * XXH3 with a 128-bit result, canonical (big-endian) bytes: for comparison.
+   *
+   * @generated from enum value: DIGEST_ALGORITHM_XXH3_128 = 1;
+   */
+  XXH3_128 = 1,
+
+  /**
+   * BLAKE3, 32 bytes: a cryptographic digest for an end-to-end check.
+   *
+   * @generated from enum value: DIGEST_ALGORITHM_BLAKE3 = 2;
+   */
+  BLAKE3 = 2,
+}
+
+/**
+ * Describes the enum r3map.v1.DigestAlgorithm.
+ */
+export const DigestAlgorithmSchema: GenEnum<DigestAlgorithm> = /*@__PURE__*/
+  enumDesc(file_r3map_v1_r3map, 1);
 
 /**
  * Information and bulk reads for any served Backend.
@@ -681,6 +798,19 @@ export const BackendService: GenService<{
     methodKind: "unary";
     input: typeof BlockStatusRequestSchema;
     output: typeof BlockStatusResponseSchema;
+  },
+  /**
+   * Per-chunk digests of the served resource computed by the server on its
+   * own copy: chunks [first, end) of each range at chunk_size (the last
+   * chunk of the resource may be short), in request order. Comparing two
+   * copies then moves digests, not data. Needs CAPABILITY_DIGESTS.
+   *
+   * @generated from rpc r3map.v1.BackendService.Digests
+   */
+  digests: {
+    methodKind: "server_streaming";
+    input: typeof DigestsRequestSchema;
+    output: typeof DigestsResponseSchema;
   },
   /**
    * Reports the served resource's progress (a mount's or a migration's) at
