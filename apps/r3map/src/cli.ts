@@ -4,6 +4,7 @@ import { demoCommand } from "./commands/demo.js";
 import { infoCommand } from "./commands/info.js";
 import { mountCommand } from "./commands/mount.js";
 import { serveCommand } from "./commands/serve.js";
+import { syncCommand } from "./commands/sync.js";
 
 const program = createProgram({
   name: "r3map",
@@ -13,6 +14,7 @@ const program = createProgram({
 });
 serveCommand(program);
 mountCommand(program);
+syncCommand(program);
 infoCommand(program);
 demoCommand(program);
 program.addHelpText(
