@@ -226,7 +226,8 @@ async function watch(
     { direction: "push", from: from.name, to: to.name, size: from.backend.size, watchMs: intervalMs },
     `replicating ${from.name} → ${to.name} every ${intervalMs} ms (changes found by digests) until SIGINT`,
   );
-  await replicate(from, to, digestChanges(from, options.chunkSize, signal), {
+  // The last round runs after the signal: its digests must not be aborted by it.
+  await replicate(from, to, digestChanges(from, options.chunkSize), {
     intervalMs,
     signal,
     chunkSize: options.chunkSize,
