@@ -7,15 +7,7 @@ import { fromSystemError, R3mapError } from "@r3map/core";
 import { bearerAuthInterceptor, type TokenCheck } from "./auth.js";
 import { DEFAULT_MAX_REQUEST_BYTES, MESSAGE_OVERHEAD_BYTES } from "./limits.js";
 import { r3mapRoutes, type ServeOptions } from "./routes.js";
-import { CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES, widenWindow } from "./session-pool.js";
-
-/**
- * What one connection may hold in the server's HTTP/2 session, in MiB: twice
- * the connection window we grant. With Node's default (10), a client sending
- * thousands of small WriteAt calls back to back (continuous replication of a
- * region written at random) had its streams refused with ENHANCE_YOUR_CALM.
- */
-const SESSION_MEMORY_MB = (2 * CONNECTION_WINDOW_BYTES) / 2 ** 20;
+import { SESSION_MEMORY_MB, STREAM_WINDOW_BYTES, widenWindow } from "./session-pool.js";
 
 /** PEM text or bytes. */
 export type Pem = string | Buffer;
