@@ -57,6 +57,7 @@ export interface RemoteInfo {
   trim: boolean;
   writeZeroes: boolean;
   blockStatus: boolean;
+  byteRanges: boolean;
   /** The server computes digests of its copy (`Digests`). */
   digests: boolean;
 }
@@ -100,6 +101,8 @@ export async function openCaller(
         trim: false,
         writeZeroes: false,
         blockStatus: false,
+        // Unknown for an original server: whole chunks are the safe assumption.
+        byteRanges: false,
         digests: false,
       };
     } else {
@@ -139,6 +142,7 @@ async function fetchInfo(caller: Caller): Promise<RemoteInfo> {
     trim: has(Capability.TRIM),
     writeZeroes: has(Capability.WRITE_ZEROES),
     blockStatus: has(Capability.BLOCK_STATUS),
+    byteRanges: has(Capability.BYTE_RANGES),
     digests: has(Capability.DIGESTS),
   };
 }
@@ -202,6 +206,8 @@ export function pieces(offset: number, length: number, cap: number): Array<[star
 export class ConnectBackend implements Backend {
   readonly size: number;
   readonly readOnly: boolean;
+  /** The server's backend takes any byte range (GetInfo capabilities). */
+  readonly byteRanges: boolean;
   readonly info: RemoteInfo;
   /** Present when the server's backend can trim (GetInfo capabilities). */
   readonly trim: ((offset: number, length: number, options?: PerCallOptions) => Promise<void>) | undefined;
@@ -226,6 +232,7 @@ export class ConnectBackend implements Backend {
     this.info = info;
     this.size = info.size;
     this.readOnly = info.readOnly;
+    this.byteRanges = info.byteRanges;
     // Like WriteAt, these change data: sent again only when never sent (see the class comment).
     this.trim = info.trim
       ? (offset, length, options) => this.#ranged("Trim", offset, length, options)
