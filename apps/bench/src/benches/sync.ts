@@ -8,47 +8,18 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
-import * as net from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { digestWhole } from "@r3map/native";
 import { DelayProxy } from "../delay-proxy.js";
 import { type Benchmark, type BenchResult, result } from "../harness.js";
+import { freePort, have, waitForPort } from "../programs.js";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const SIZE = 1024 * MiB;
 const PAGE = 4096;
 const cli = join(createRequire(import.meta.url).resolve("r3map/package.json"), "..", "dist", "cli.js");
-
-function have(program: string): boolean {
-  return (process.env.PATH ?? "/usr/bin").split(":").some((dir) => existsSync(join(dir, program)));
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function waitForPort(port: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, "127.0.0.1");
-      socket.once("connect", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once("error", () => resolve(false));
-    });
-    if (up) return;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`nothing listens on ${port}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
