@@ -78,6 +78,18 @@ export interface Backend {
    * pass it through: a stage may change the bytes the digests are of.
    */
   readonly digests?: DigestSource | undefined;
+  /**
+   * Writes several ranges at once, as that many `writeAt` calls would
+   * (ascending, not overlapping): for a remote, one request instead of one per
+   * range — a delta sync's scattered chunks. Stages never pass it through.
+   */
+  readonly writeScattered?: ((pieces: readonly ScatteredPiece[]) => Promise<void>) | undefined;
+}
+
+/** Bytes to write at an offset (see `Backend.writeScattered`). */
+export interface ScatteredPiece {
+  offset: number;
+  data: Uint8Array;
 }
 
 /**

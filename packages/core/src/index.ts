@@ -1,4 +1,4 @@
-export type { Backend, Extent, NbdHandOff } from "./backend.js";
+export type { Backend, Extent, NbdHandOff, ScatteredPiece } from "./backend.js";
 export { memoryView, StorageBackend } from "./backend.js";
 export { DirectoryBackend, type DirectoryBackendOptions } from "./backends/directory.js";
 export { FileBackend, type FileBackendOptions, sizeOfOpenFile } from "./backends/file.js";

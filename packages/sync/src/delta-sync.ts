@@ -12,7 +12,7 @@ import {
   type CompareOptions,
   compareRange,
   DEFAULT_CHUNK_SIZE,
-  DEFAULT_COARSE_CHUNK_SIZE,
+  defaultCoarseChunkSize,
 } from "./compare.js";
 import type { SyncSide } from "./resource.js";
 import { copyPlan, type TransferOptions } from "./transfer.js";
@@ -96,7 +96,7 @@ export async function syncDelta(
     throw new R3mapError("ERR_READ_ONLY", `${to.name} is read-only: nothing can be synced to it`);
   }
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  const coarse = options.coarseChunkSize ?? DEFAULT_COARSE_CHUNK_SIZE;
+  const coarse = options.coarseChunkSize ?? defaultCoarseChunkSize(size, chunkSize);
   if (coarse % chunkSize !== 0) {
     throw new R3mapError(
       "ERR_INVALID_ARGUMENT",

@@ -11,7 +11,7 @@ export {
   compareRange,
   comparisonLevels,
   DEFAULT_CHUNK_SIZE,
-  DEFAULT_COARSE_CHUNK_SIZE,
+  defaultCoarseChunkSize,
 } from "./compare.js";
 export {
   checkCopies,

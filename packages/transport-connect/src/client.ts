@@ -6,6 +6,7 @@ import {
   type Extent,
   type Progress,
   R3mapError,
+  type ScatteredPiece,
 } from "@r3map/core";
 import { Caller, type CallerOptions, type PerCallOptions } from "./caller.js";
 import { algorithmToWire, collectDigests } from "./digests.js";
@@ -60,6 +61,8 @@ export interface RemoteInfo {
   byteRanges: boolean;
   /** The server computes digests of its copy (`Digests`). */
   digests: boolean;
+  /** The server takes several ranges in one write (`WriteScattered`). */
+  writeScattered: boolean;
 }
 
 /** Options shared by ConnectBackend and SeederClient. */
@@ -104,6 +107,7 @@ export async function openCaller(
         // Unknown for an original server: whole chunks are the safe assumption.
         byteRanges: false,
         digests: false,
+        writeScattered: false,
       };
     } else {
       info = await fetchInfo(caller).catch((error: unknown) => {
@@ -144,6 +148,7 @@ async function fetchInfo(caller: Caller): Promise<RemoteInfo> {
     blockStatus: has(Capability.BLOCK_STATUS),
     byteRanges: has(Capability.BYTE_RANGES),
     digests: has(Capability.DIGESTS),
+    writeScattered: has(Capability.WRITE_SCATTERED),
   };
 }
 
@@ -224,6 +229,10 @@ export class ConnectBackend implements Backend {
    * with a local copy then moves digests, not data (see `DigestSource`).
    */
   readonly digests: DigestSource | undefined;
+  /** Present when the server takes several ranges per write call (`WriteScattered`). */
+  readonly writeScattered:
+    | ((pieces: readonly ScatteredPiece[], options?: PerCallOptions) => Promise<void>)
+    | undefined;
   readonly #caller: Caller;
   #closing: Promise<void> | undefined;
 
@@ -278,6 +287,57 @@ export class ConnectBackend implements Backend {
             ),
           )
       : undefined;
+    this.writeScattered =
+      info.writeScattered && !info.readOnly
+        ? (pieces, options) => this.#writeScattered(pieces, options)
+        : undefined;
+  }
+
+  /** Sends pieces in calls of at most the server's per-call limit (a piece larger than it goes alone, split). */
+  async #writeScattered(pieces: readonly ScatteredPiece[], options: PerCallOptions = {}): Promise<void> {
+    this.#caller.assertOpen("writeScattered");
+    if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", "the server serves this resource read-only");
+    const cap = this.info.maxRequestBytes;
+    const calls: ScatteredPiece[][] = [];
+    let current: ScatteredPiece[] = [];
+    let bytes = 0;
+    for (const piece of pieces) {
+      checkRange(this.size, piece.offset, piece.data.length);
+      if (piece.data.length > cap) {
+        await this.writeAt(piece.data, piece.offset, options);
+        continue;
+      }
+      if (bytes + piece.data.length > cap) {
+        calls.push(current);
+        current = [];
+        bytes = 0;
+      }
+      current.push(piece);
+      bytes += piece.data.length;
+    }
+    if (current.length > 0) calls.push(current);
+    await Promise.all(
+      calls.map(async (call) => {
+        const expected = call.reduce((total, piece) => total + piece.data.length, 0);
+        const reply = await this.#caller.call(
+          BackendService,
+          "WriteScattered",
+          "unsent",
+          (client, perCall) =>
+            client.writeScattered(
+              { pieces: call.map((p) => ({ offset: BigInt(p.offset), data: p.data })) },
+              perCall,
+            ),
+          options,
+        );
+        if (reply.written !== BigInt(expected)) {
+          throw new R3mapError(
+            "ERR_PROTOCOL",
+            `WriteScattered of ${expected} bytes reported ${reply.written} written`,
+          );
+        }
+      }),
+    );
   }
 
   async #ranged(

@@ -7,6 +7,7 @@ import {
   digesterFor,
   type Progress,
   R3mapError,
+  type ScatteredPiece,
 } from "@r3map/core";
 import { algorithmFromWire, rangesFromWire, serveDigests } from "./digests.js";
 import { toConnectError } from "./errors.js";
@@ -84,6 +85,33 @@ function rangeFromWire(backend: Backend, offset: bigint, length: bigint): [offse
   }
   checkRange(backend.size, start, Number(length));
   return [start, Number(length)];
+}
+
+/** WriteScattered's pieces from the wire: ascending, not overlapping, inside the resource, at most `cap` bytes together. */
+function scatteredFromWire(
+  backend: Backend,
+  pieces: ReadonlyArray<{ offset: bigint; data: Uint8Array }>,
+  cap: number,
+): ScatteredPiece[] {
+  if (backend.readOnly) throw new R3mapError("ERR_READ_ONLY", "this resource is served read-only");
+  lengthWithinCap(
+    pieces.reduce((total, piece) => total + piece.data.length, 0),
+    cap,
+    "WriteScattered",
+  );
+  let end = 0;
+  return pieces.map((piece) => {
+    const offset = offsetFromWire(piece.offset);
+    checkRange(backend.size, offset, piece.data.length);
+    if (offset < end) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `WriteScattered pieces must be ascending and not overlap (at ${offset})`,
+      );
+    }
+    end = offset + piece.data.length;
+    return { offset, data: piece.data };
+  });
 }
 
 /** A backend's optional operation, or ERR_NOT_SUPPORTED. */
@@ -167,6 +195,7 @@ export function r3mapRoutes(
           if (backend.blockStatus) capabilities.push(Capability.BLOCK_STATUS);
           if (backend.byteRanges) capabilities.push(Capability.BYTE_RANGES);
           if (digests) capabilities.push(Capability.DIGESTS);
+          if (!backend.readOnly) capabilities.push(Capability.WRITE_SCATTERED);
           return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
         }),
       readStream: (request, context) =>
@@ -186,6 +215,13 @@ export function r3mapRoutes(
           { chunkSize: request.chunkSize, algorithm: request.algorithm, ranges: request.ranges },
           streamSignal(context),
         ),
+      writeScattered: (request) =>
+        guarded(async () => {
+          const pieces = scatteredFromWire(backend, request.pieces, cap);
+          // Pieces do not overlap: they may land in any order.
+          await Promise.all(pieces.map((piece) => backend.writeAt(piece.data, piece.offset)));
+          return { written: BigInt(pieces.reduce((total, piece) => total + piece.data.length, 0)) };
+        }),
       watchProgress: (request, context) => watchProgress(progress, request.intervalMs, streamSignal(context)),
       trim: (request) =>
         guarded(async () => {

@@ -194,7 +194,6 @@ async function once(
   );
   const report = await syncDelta(from, to, {
     chunkSize: options.chunkSize,
-    coarseChunkSize: Math.max(options.chunkSize, 1024 * 1024),
     concurrency: options.concurrency,
     check: options.check === true,
     signal,
@@ -231,7 +230,6 @@ async function watch(
     intervalMs,
     signal,
     chunkSize: options.chunkSize,
-    coarseChunkSize: Math.max(options.chunkSize, 1024 * 1024),
     concurrency: options.concurrency,
     onSynced: (report) => {
       output.event("progress", { label: "synced", ...report });

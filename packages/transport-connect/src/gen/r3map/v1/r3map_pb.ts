@@ -14,7 +14,67 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file r3map/v1/r3map.proto.
  */
 export const file_r3map_v1_r3map: GenFile = /*@__PURE__*/
-  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiKAoKQ2h1bmtSYW5nZRINCgVmaXJzdBgBIAEoBBILCgNlbmQYAiABKAQieAoORGlnZXN0c1JlcXVlc3QSEgoKY2h1bmtfc2l6ZRgBIAEoDRIsCglhbGdvcml0aG0YAiABKA4yGS5yM21hcC52MS5EaWdlc3RBbGdvcml0aG0SJAoGcmFuZ2VzGAMgAygLMhQucjNtYXAudjEuQ2h1bmtSYW5nZSIxCg9EaWdlc3RzUmVzcG9uc2USDQoFaW5kZXgYASABKAQSDwoHZGlnZXN0cxgCIAEoDCIQCg5HZXRJbmZvUmVxdWVzdCJ6Cg9HZXRJbmZvUmVzcG9uc2USDAoEc2l6ZRgBIAEoBBIZChFtYXhfcmVxdWVzdF9ieXRlcxgCIAEoDRISCgpjaHVua19zaXplGAMgASgNEioKDGNhcGFiaWxpdGllcxgEIAMoDjIULnIzbWFwLnYxLkNhcGFiaWxpdHkiLQoLVHJpbVJlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBCIOCgxUcmltUmVzcG9uc2UiNAoSV3JpdGVaZXJvZXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiFQoTV3JpdGVaZXJvZXNSZXNwb25zZSI0ChJCbG9ja1N0YXR1c1JlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBCJECgZFeHRlbnQSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBBIMCgR6ZXJvGAMgASgIEgwKBGhvbGUYBCABKAgiOAoTQmxvY2tTdGF0dXNSZXNwb25zZRIhCgdleHRlbnRzGAEgAygLMhAucjNtYXAudjEuRXh0ZW50IkcKEVJlYWRTdHJlYW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSEgoKY2h1bmtfc2l6ZRgDIAEoDSIyChJSZWFkU3RyZWFtUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwioAEKCFByb2dyZXNzEhQKDGNodW5rc190b3RhbBgBIAEoBBIUCgxjaHVua3NfbG9jYWwYAiABKAQSFAoMYnl0ZXNfcHVsbGVkGAMgASgEEhQKDGJ5dGVzX3B1c2hlZBgEIAEoBBIUCgxkaXJ0eV9jaHVua3MYBSABKAQSDwoHZmV0Y2hlcxgGIAEoBBIVCg1tZWFuX2ZldGNoX21zGAcgASgBIisKFFdhdGNoUHJvZ3Jlc3NSZXF1ZXN0EhMKC2ludGVydmFsX21zGAEgASgNIj0KFVdhdGNoUHJvZ3Jlc3NSZXNwb25zZRIkCghwcm9ncmVzcxgBIAEoCzISLnIzbWFwLnYxLlByb2dyZXNzIh8KDFRyYWNrUmVxdWVzdBIPCgdzZXNzaW9uGAEgASgJImgKDVRyYWNrUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIMCgRzaXplGAIgASgEEhAKCG5iZF9wb3J0GAMgASgNEhIKCm5iZF9leHBvcnQYBCABKAkSDwoHbmJkX3RscxgFIAEoCCINCgtTeW5jUmVxdWVzdCI4CgxTeW5jUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIUCgxkaXJ0eV9jaHVua3MYAiADKAQiEQoPRmluYWxpemVSZXF1ZXN0IjwKEEZpbmFsaXplUmVzcG9uc2USEgoKY2h1bmtfc2l6ZRgBIAEoDRIUCgxkaXJ0eV9jaHVua3MYAiADKAQiJAoNQXR0YWNoUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSIwCg5BdHRhY2hSZXNwb25zZRINCgVwaGFzZRgBIAEoCRIPCgdzZXNzaW9uGAIgASgJIg4KDENsb3NlUmVxdWVzdCIPCg1DbG9zZVJlc3BvbnNlKpQCCgpDYXBhYmlsaXR5EhoKFkNBUEFCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZDQVBBQklMSVRZX1JFQURfU1RSRUFNEAESFwoTQ0FQQUJJTElUWV9QUk9HUkVTUxACEhgKFENBUEFCSUxJVFlfTUlHUkFUSU9OEAMSGAoUQ0FQQUJJTElUWV9SRUFEX09OTFkQBBITCg9DQVBBQklMSVRZX1RSSU0QBRIbChdDQVBBQklMSVRZX1dSSVRFX1pFUk9FUxAGEhsKF0NBUEFCSUxJVFlfQkxPQ0tfU1RBVFVTEAcSGgoWQ0FQQUJJTElUWV9CWVRFX1JBTkdFUxAIEhYKEkNBUEFCSUxJVFlfRElHRVNUUxAJKm8KD0RpZ2VzdEFsZ29yaXRobRIgChxESUdFU1RfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASHQoZRElHRVNUX0FMR09SSVRITV9YWEgzXzEyOBABEhsKF0RJR0VTVF9BTEdPUklUSE1fQkxBS0UzEAIynQQKDkJhY2tlbmRTZXJ2aWNlEkMKB0dldEluZm8SGC5yM21hcC52MS5HZXRJbmZvUmVxdWVzdBoZLnIzbWFwLnYxLkdldEluZm9SZXNwb25zZSIDkAIBEk4KClJlYWRTdHJlYW0SGy5yM21hcC52MS5SZWFkU3RyZWFtUmVxdWVzdBocLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXNwb25zZSIDkAIBMAESNwoEVHJpbRIVLnIzbWFwLnYxLlRyaW1SZXF1ZXN0GhYucjNtYXAudjEuVHJpbVJlc3BvbnNlIgASTAoLV3JpdGVaZXJvZXMSHC5yM21hcC52MS5Xcml0ZVplcm9lc1JlcXVlc3QaHS5yM21hcC52MS5Xcml0ZVplcm9lc1Jlc3BvbnNlIgASTwoLQmxvY2tTdGF0dXMSHC5yM21hcC52MS5CbG9ja1N0YXR1c1JlcXVlc3QaHS5yM21hcC52MS5CbG9ja1N0YXR1c1Jlc3BvbnNlIgOQAgESRQoHRGlnZXN0cxIYLnIzbWFwLnYxLkRpZ2VzdHNSZXF1ZXN0GhkucjNtYXAudjEuRGlnZXN0c1Jlc3BvbnNlIgOQAgEwARJXCg1XYXRjaFByb2dyZXNzEh4ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1JlcXVlc3QaHy5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVzcG9uc2UiA5ACATABMskCChBNaWdyYXRpb25TZXJ2aWNlEjoKBVRyYWNrEhYucjNtYXAudjEuVHJhY2tSZXF1ZXN0GhcucjNtYXAudjEuVHJhY2tSZXNwb25zZSIAEjcKBFN5bmMSFS5yM21hcC52MS5TeW5jUmVxdWVzdBoWLnIzbWFwLnYxLlN5bmNSZXNwb25zZSIAEkMKCEZpbmFsaXplEhkucjNtYXAudjEuRmluYWxpemVSZXF1ZXN0GhoucjNtYXAudjEuRmluYWxpemVSZXNwb25zZSIAEjoKBUNsb3NlEhYucjNtYXAudjEuQ2xvc2VSZXF1ZXN0GhcucjNtYXAudjEuQ2xvc2VSZXNwb25zZSIAEj8KBkF0dGFjaBIXLnIzbWFwLnYxLkF0dGFjaFJlcXVlc3QaGC5yM21hcC52MS5BdHRhY2hSZXNwb25zZSIAMAFiBnByb3RvMw");
+  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiJQoFUGllY2USDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwiOAoVV3JpdGVTY2F0dGVyZWRSZXF1ZXN0Eh8KBnBpZWNlcxgBIAMoCzIPLnIzbWFwLnYxLlBpZWNlIikKFldyaXRlU2NhdHRlcmVkUmVzcG9uc2USDwoHd3JpdHRlbhgBIAEoBCIoCgpDaHVua1JhbmdlEg0KBWZpcnN0GAEgASgEEgsKA2VuZBgCIAEoBCJ4Cg5EaWdlc3RzUmVxdWVzdBISCgpjaHVua19zaXplGAEgASgNEiwKCWFsZ29yaXRobRgCIAEoDjIZLnIzbWFwLnYxLkRpZ2VzdEFsZ29yaXRobRIkCgZyYW5nZXMYAyADKAsyFC5yM21hcC52MS5DaHVua1JhbmdlIjEKD0RpZ2VzdHNSZXNwb25zZRINCgVpbmRleBgBIAEoBBIPCgdkaWdlc3RzGAIgASgMIhAKDkdldEluZm9SZXF1ZXN0InoKD0dldEluZm9SZXNwb25zZRIMCgRzaXplGAEgASgEEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAIgASgNEhIKCmNodW5rX3NpemUYAyABKA0SKgoMY2FwYWJpbGl0aWVzGAQgAygOMhQucjNtYXAudjEuQ2FwYWJpbGl0eSItCgtUcmltUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIg4KDFRyaW1SZXNwb25zZSI0ChJXcml0ZVplcm9lc1JlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBCIVChNXcml0ZVplcm9lc1Jlc3BvbnNlIjQKEkJsb2NrU3RhdHVzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIkQKBkV4dGVudBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEgwKBHplcm8YAyABKAgSDAoEaG9sZRgEIAEoCCI4ChNCbG9ja1N0YXR1c1Jlc3BvbnNlEiEKB2V4dGVudHMYASADKAsyEC5yM21hcC52MS5FeHRlbnQiRwoRUmVhZFN0cmVhbVJlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBBISCgpjaHVua19zaXplGAMgASgNIjIKElJlYWRTdHJlYW1SZXNwb25zZRIOCgZvZmZzZXQYASABKAQSDAoEZGF0YRgCIAEoDCKgAQoIUHJvZ3Jlc3MSFAoMY2h1bmtzX3RvdGFsGAEgASgEEhQKDGNodW5rc19sb2NhbBgCIAEoBBIUCgxieXRlc19wdWxsZWQYAyABKAQSFAoMYnl0ZXNfcHVzaGVkGAQgASgEEhQKDGRpcnR5X2NodW5rcxgFIAEoBBIPCgdmZXRjaGVzGAYgASgEEhUKDW1lYW5fZmV0Y2hfbXMYByABKAEiKwoUV2F0Y2hQcm9ncmVzc1JlcXVlc3QSEwoLaW50ZXJ2YWxfbXMYASABKA0iPQoVV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlEiQKCHByb2dyZXNzGAEgASgLMhIucjNtYXAudjEuUHJvZ3Jlc3MiHwoMVHJhY2tSZXF1ZXN0Eg8KB3Nlc3Npb24YASABKAkiaAoNVHJhY2tSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEgwKBHNpemUYAiABKAQSEAoIbmJkX3BvcnQYAyABKA0SEgoKbmJkX2V4cG9ydBgEIAEoCRIPCgduYmRfdGxzGAUgASgIIg0KC1N5bmNSZXF1ZXN0IjgKDFN5bmNSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEhQKDGRpcnR5X2NodW5rcxgCIAMoBCIRCg9GaW5hbGl6ZVJlcXVlc3QiPAoQRmluYWxpemVSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEhQKDGRpcnR5X2NodW5rcxgCIAMoBCIkCg1BdHRhY2hSZXF1ZXN0EhMKC2ludGVydmFsX21zGAEgASgNIjAKDkF0dGFjaFJlc3BvbnNlEg0KBXBoYXNlGAEgASgJEg8KB3Nlc3Npb24YAiABKAkiDgoMQ2xvc2VSZXF1ZXN0Ig8KDUNsb3NlUmVzcG9uc2UqtAIKCkNhcGFiaWxpdHkSGgoWQ0FQQUJJTElUWV9VTlNQRUNJRklFRBAAEhoKFkNBUEFCSUxJVFlfUkVBRF9TVFJFQU0QARIXChNDQVBBQklMSVRZX1BST0dSRVNTEAISGAoUQ0FQQUJJTElUWV9NSUdSQVRJT04QAxIYChRDQVBBQklMSVRZX1JFQURfT05MWRAEEhMKD0NBUEFCSUxJVFlfVFJJTRAFEhsKF0NBUEFCSUxJVFlfV1JJVEVfWkVST0VTEAYSGwoXQ0FQQUJJTElUWV9CTE9DS19TVEFUVVMQBxIaChZDQVBBQklMSVRZX0JZVEVfUkFOR0VTEAgSFgoSQ0FQQUJJTElUWV9ESUdFU1RTEAkSHgoaQ0FQQUJJTElUWV9XUklURV9TQ0FUVEVSRUQQCipvCg9EaWdlc3RBbGdvcml0aG0SIAocRElHRVNUX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEh0KGURJR0VTVF9BTEdPUklUSE1fWFhIM18xMjgQARIbChdESUdFU1RfQUxHT1JJVEhNX0JMQUtFMxACMvQECg5CYWNrZW5kU2VydmljZRJDCgdHZXRJbmZvEhgucjNtYXAudjEuR2V0SW5mb1JlcXVlc3QaGS5yM21hcC52MS5HZXRJbmZvUmVzcG9uc2UiA5ACARJOCgpSZWFkU3RyZWFtEhsucjNtYXAudjEuUmVhZFN0cmVhbVJlcXVlc3QaHC5yM21hcC52MS5SZWFkU3RyZWFtUmVzcG9uc2UiA5ACATABEjcKBFRyaW0SFS5yM21hcC52MS5UcmltUmVxdWVzdBoWLnIzbWFwLnYxLlRyaW1SZXNwb25zZSIAEkwKC1dyaXRlWmVyb2VzEhwucjNtYXAudjEuV3JpdGVaZXJvZXNSZXF1ZXN0Gh0ucjNtYXAudjEuV3JpdGVaZXJvZXNSZXNwb25zZSIAEk8KC0Jsb2NrU3RhdHVzEhwucjNtYXAudjEuQmxvY2tTdGF0dXNSZXF1ZXN0Gh0ucjNtYXAudjEuQmxvY2tTdGF0dXNSZXNwb25zZSIDkAIBEkUKB0RpZ2VzdHMSGC5yM21hcC52MS5EaWdlc3RzUmVxdWVzdBoZLnIzbWFwLnYxLkRpZ2VzdHNSZXNwb25zZSIDkAIBMAESVQoOV3JpdGVTY2F0dGVyZWQSHy5yM21hcC52MS5Xcml0ZVNjYXR0ZXJlZFJlcXVlc3QaIC5yM21hcC52MS5Xcml0ZVNjYXR0ZXJlZFJlc3BvbnNlIgASVwoNV2F0Y2hQcm9ncmVzcxIeLnIzbWFwLnYxLldhdGNoUHJvZ3Jlc3NSZXF1ZXN0Gh8ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlIgOQAgEwATLJAgoQTWlncmF0aW9uU2VydmljZRI6CgVUcmFjaxIWLnIzbWFwLnYxLlRyYWNrUmVxdWVzdBoXLnIzbWFwLnYxLlRyYWNrUmVzcG9uc2UiABI3CgRTeW5jEhUucjNtYXAudjEuU3luY1JlcXVlc3QaFi5yM21hcC52MS5TeW5jUmVzcG9uc2UiABJDCghGaW5hbGl6ZRIZLnIzbWFwLnYxLkZpbmFsaXplUmVxdWVzdBoaLnIzbWFwLnYxLkZpbmFsaXplUmVzcG9uc2UiABI6CgVDbG9zZRIWLnIzbWFwLnYxLkNsb3NlUmVxdWVzdBoXLnIzbWFwLnYxLkNsb3NlUmVzcG9uc2UiABI/CgZBdHRhY2gSFy5yM21hcC52MS5BdHRhY2hSZXF1ZXN0GhgucjNtYXAudjEuQXR0YWNoUmVzcG9uc2UiADABYgZwcm90bzM");
+
+/**
+ * Bytes to write at an offset.
+ *
+ * @generated from message r3map.v1.Piece
+ */
+export type Piece = Message<"r3map.v1.Piece"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message r3map.v1.Piece.
+ * Use `create(PieceSchema)` to create a new message.
+ */
+export const PieceSchema: GenMessage<Piece> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 0);
+
+/**
+ * @generated from message r3map.v1.WriteScatteredRequest
+ */
+export type WriteScatteredRequest = Message<"r3map.v1.WriteScatteredRequest"> & {
+  /**
+   * @generated from field: repeated r3map.v1.Piece pieces = 1;
+   */
+  pieces: Piece[];
+};
+
+/**
+ * Describes the message r3map.v1.WriteScatteredRequest.
+ * Use `create(WriteScatteredRequestSchema)` to create a new message.
+ */
+export const WriteScatteredRequestSchema: GenMessage<WriteScatteredRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 1);
+
+/**
+ * @generated from message r3map.v1.WriteScatteredResponse
+ */
+export type WriteScatteredResponse = Message<"r3map.v1.WriteScatteredResponse"> & {
+  /**
+   * Bytes written: all of the pieces'.
+   *
+   * @generated from field: uint64 written = 1;
+   */
+  written: bigint;
+};
+
+/**
+ * Describes the message r3map.v1.WriteScatteredResponse.
+ * Use `create(WriteScatteredResponseSchema)` to create a new message.
+ */
+export const WriteScatteredResponseSchema: GenMessage<WriteScatteredResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 2);
 
 /**
  * Chunks [first, end).
@@ -38,7 +98,7 @@ export type ChunkRange = Message<"r3map.v1.ChunkRange"> & {
  * Use `create(ChunkRangeSchema)` to create a new message.
  */
 export const ChunkRangeSchema: GenMessage<ChunkRange> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 0);
+  messageDesc(file_r3map_v1_r3map, 3);
 
 /**
  * @generated from message r3map.v1.DigestsRequest
@@ -67,7 +127,7 @@ export type DigestsRequest = Message<"r3map.v1.DigestsRequest"> & {
  * Use `create(DigestsRequestSchema)` to create a new message.
  */
 export const DigestsRequestSchema: GenMessage<DigestsRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 1);
+  messageDesc(file_r3map_v1_r3map, 4);
 
 /**
  * @generated from message r3map.v1.DigestsResponse
@@ -94,7 +154,7 @@ export type DigestsResponse = Message<"r3map.v1.DigestsResponse"> & {
  * Use `create(DigestsResponseSchema)` to create a new message.
  */
 export const DigestsResponseSchema: GenMessage<DigestsResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 2);
+  messageDesc(file_r3map_v1_r3map, 5);
 
 /**
  * @generated from message r3map.v1.GetInfoRequest
@@ -107,7 +167,7 @@ export type GetInfoRequest = Message<"r3map.v1.GetInfoRequest"> & {
  * Use `create(GetInfoRequestSchema)` to create a new message.
  */
 export const GetInfoRequestSchema: GenMessage<GetInfoRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 3);
+  messageDesc(file_r3map_v1_r3map, 6);
 
 /**
  * @generated from message r3map.v1.GetInfoResponse
@@ -146,7 +206,7 @@ export type GetInfoResponse = Message<"r3map.v1.GetInfoResponse"> & {
  * Use `create(GetInfoResponseSchema)` to create a new message.
  */
 export const GetInfoResponseSchema: GenMessage<GetInfoResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 4);
+  messageDesc(file_r3map_v1_r3map, 7);
 
 /**
  * @generated from message r3map.v1.TrimRequest
@@ -168,7 +228,7 @@ export type TrimRequest = Message<"r3map.v1.TrimRequest"> & {
  * Use `create(TrimRequestSchema)` to create a new message.
  */
 export const TrimRequestSchema: GenMessage<TrimRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 5);
+  messageDesc(file_r3map_v1_r3map, 8);
 
 /**
  * @generated from message r3map.v1.TrimResponse
@@ -181,7 +241,7 @@ export type TrimResponse = Message<"r3map.v1.TrimResponse"> & {
  * Use `create(TrimResponseSchema)` to create a new message.
  */
 export const TrimResponseSchema: GenMessage<TrimResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 6);
+  messageDesc(file_r3map_v1_r3map, 9);
 
 /**
  * @generated from message r3map.v1.WriteZeroesRequest
@@ -203,7 +263,7 @@ export type WriteZeroesRequest = Message<"r3map.v1.WriteZeroesRequest"> & {
  * Use `create(WriteZeroesRequestSchema)` to create a new message.
  */
 export const WriteZeroesRequestSchema: GenMessage<WriteZeroesRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 7);
+  messageDesc(file_r3map_v1_r3map, 10);
 
 /**
  * @generated from message r3map.v1.WriteZeroesResponse
@@ -216,7 +276,7 @@ export type WriteZeroesResponse = Message<"r3map.v1.WriteZeroesResponse"> & {
  * Use `create(WriteZeroesResponseSchema)` to create a new message.
  */
 export const WriteZeroesResponseSchema: GenMessage<WriteZeroesResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 8);
+  messageDesc(file_r3map_v1_r3map, 11);
 
 /**
  * @generated from message r3map.v1.BlockStatusRequest
@@ -238,7 +298,7 @@ export type BlockStatusRequest = Message<"r3map.v1.BlockStatusRequest"> & {
  * Use `create(BlockStatusRequestSchema)` to create a new message.
  */
 export const BlockStatusRequestSchema: GenMessage<BlockStatusRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 9);
+  messageDesc(file_r3map_v1_r3map, 12);
 
 /**
  * A run of bytes with the same allocation state (core's Extent).
@@ -276,7 +336,7 @@ export type Extent = Message<"r3map.v1.Extent"> & {
  * Use `create(ExtentSchema)` to create a new message.
  */
 export const ExtentSchema: GenMessage<Extent> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 10);
+  messageDesc(file_r3map_v1_r3map, 13);
 
 /**
  * @generated from message r3map.v1.BlockStatusResponse
@@ -293,7 +353,7 @@ export type BlockStatusResponse = Message<"r3map.v1.BlockStatusResponse"> & {
  * Use `create(BlockStatusResponseSchema)` to create a new message.
  */
 export const BlockStatusResponseSchema: GenMessage<BlockStatusResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 11);
+  messageDesc(file_r3map_v1_r3map, 14);
 
 /**
  * @generated from message r3map.v1.ReadStreamRequest
@@ -323,7 +383,7 @@ export type ReadStreamRequest = Message<"r3map.v1.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 12);
+  messageDesc(file_r3map_v1_r3map, 15);
 
 /**
  * @generated from message r3map.v1.ReadStreamResponse
@@ -347,7 +407,7 @@ export type ReadStreamResponse = Message<"r3map.v1.ReadStreamResponse"> & {
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 13);
+  messageDesc(file_r3map_v1_r3map, 16);
 
 /**
  * The state of a managed resource (core's Progress).
@@ -396,7 +456,7 @@ export type Progress = Message<"r3map.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 14);
+  messageDesc(file_r3map_v1_r3map, 17);
 
 /**
  * @generated from message r3map.v1.WatchProgressRequest
@@ -415,7 +475,7 @@ export type WatchProgressRequest = Message<"r3map.v1.WatchProgressRequest"> & {
  * Use `create(WatchProgressRequestSchema)` to create a new message.
  */
 export const WatchProgressRequestSchema: GenMessage<WatchProgressRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 15);
+  messageDesc(file_r3map_v1_r3map, 18);
 
 /**
  * @generated from message r3map.v1.WatchProgressResponse
@@ -432,7 +492,7 @@ export type WatchProgressResponse = Message<"r3map.v1.WatchProgressResponse"> & 
  * Use `create(WatchProgressResponseSchema)` to create a new message.
  */
 export const WatchProgressResponseSchema: GenMessage<WatchProgressResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 16);
+  messageDesc(file_r3map_v1_r3map, 19);
 
 /**
  * @generated from message r3map.v1.TrackRequest
@@ -453,7 +513,7 @@ export type TrackRequest = Message<"r3map.v1.TrackRequest"> & {
  * Use `create(TrackRequestSchema)` to create a new message.
  */
 export const TrackRequestSchema: GenMessage<TrackRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 17);
+  messageDesc(file_r3map_v1_r3map, 20);
 
 /**
  * @generated from message r3map.v1.TrackResponse
@@ -498,7 +558,7 @@ export type TrackResponse = Message<"r3map.v1.TrackResponse"> & {
  * Use `create(TrackResponseSchema)` to create a new message.
  */
 export const TrackResponseSchema: GenMessage<TrackResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 18);
+  messageDesc(file_r3map_v1_r3map, 21);
 
 /**
  * @generated from message r3map.v1.SyncRequest
@@ -511,7 +571,7 @@ export type SyncRequest = Message<"r3map.v1.SyncRequest"> & {
  * Use `create(SyncRequestSchema)` to create a new message.
  */
 export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 19);
+  messageDesc(file_r3map_v1_r3map, 22);
 
 /**
  * @generated from message r3map.v1.SyncResponse
@@ -535,7 +595,7 @@ export type SyncResponse = Message<"r3map.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 20);
+  messageDesc(file_r3map_v1_r3map, 23);
 
 /**
  * @generated from message r3map.v1.FinalizeRequest
@@ -548,7 +608,7 @@ export type FinalizeRequest = Message<"r3map.v1.FinalizeRequest"> & {
  * Use `create(FinalizeRequestSchema)` to create a new message.
  */
 export const FinalizeRequestSchema: GenMessage<FinalizeRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 21);
+  messageDesc(file_r3map_v1_r3map, 24);
 
 /**
  * @generated from message r3map.v1.FinalizeResponse
@@ -570,7 +630,7 @@ export type FinalizeResponse = Message<"r3map.v1.FinalizeResponse"> & {
  * Use `create(FinalizeResponseSchema)` to create a new message.
  */
 export const FinalizeResponseSchema: GenMessage<FinalizeResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 22);
+  messageDesc(file_r3map_v1_r3map, 25);
 
 /**
  * @generated from message r3map.v1.AttachRequest
@@ -589,7 +649,7 @@ export type AttachRequest = Message<"r3map.v1.AttachRequest"> & {
  * Use `create(AttachRequestSchema)` to create a new message.
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 23);
+  messageDesc(file_r3map_v1_r3map, 26);
 
 /**
  * @generated from message r3map.v1.AttachResponse
@@ -615,7 +675,7 @@ export type AttachResponse = Message<"r3map.v1.AttachResponse"> & {
  * Use `create(AttachResponseSchema)` to create a new message.
  */
 export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 24);
+  messageDesc(file_r3map_v1_r3map, 27);
 
 /**
  * @generated from message r3map.v1.CloseRequest
@@ -628,7 +688,7 @@ export type CloseRequest = Message<"r3map.v1.CloseRequest"> & {
  * Use `create(CloseRequestSchema)` to create a new message.
  */
 export const CloseRequestSchema: GenMessage<CloseRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 25);
+  messageDesc(file_r3map_v1_r3map, 28);
 
 /**
  * @generated from message r3map.v1.CloseResponse
@@ -641,7 +701,7 @@ export type CloseResponse = Message<"r3map.v1.CloseResponse"> & {
  * Use `create(CloseResponseSchema)` to create a new message.
  */
 export const CloseResponseSchema: GenMessage<CloseResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 26);
+  messageDesc(file_r3map_v1_r3map, 29);
 
 /**
  * @generated from enum r3map.v1.Capability
@@ -712,6 +772,13 @@ export enum Capability {
    * @generated from enum value: CAPABILITY_DIGESTS = 9;
    */
   DIGESTS = 9,
+
+  /**
+   * BackendService.WriteScattered is served (not for a read-only resource).
+   *
+   * @generated from enum value: CAPABILITY_WRITE_SCATTERED = 10;
+   */
+  WRITE_SCATTERED = 10,
 }
 
 /**
@@ -820,6 +887,19 @@ export const BackendService: GenService<{
     methodKind: "server_streaming";
     input: typeof DigestsRequestSchema;
     output: typeof DigestsResponseSchema;
+  },
+  /**
+   * Writes several ranges in one call, as that many WriteAt calls would (a
+   * delta sync's scattered chunks: one call instead of thousands). Pieces are
+   * ascending and do not overlap; their bytes together are at most
+   * max_request_bytes. Needs CAPABILITY_WRITE_SCATTERED.
+   *
+   * @generated from rpc r3map.v1.BackendService.WriteScattered
+   */
+  writeScattered: {
+    methodKind: "unary";
+    input: typeof WriteScatteredRequestSchema;
+    output: typeof WriteScatteredResponseSchema;
   },
   /**
    * Reports the served resource's progress (a mount's or a migration's) at
