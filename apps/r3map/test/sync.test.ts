@@ -197,10 +197,19 @@ describe("r3map sync", () => {
     const { remote, local, changed } = twoCopies("killed", 0.1, 13);
     const uri = await serve(`file://${remote}`, "connect");
     const port = Number(new URL(uri).port);
-    // 8 MiB of the ~26 MiB to move get through, then the proxy holds the push.
+    // 8 MiB of the ~26 MiB to move get through, then the proxy holds the push. One request at a
+    // time: the chunks go in calls of 4 MiB, and a call lands only once it has arrived whole.
     const proxy = await StallingProxy.start(port, 8 * 1024 * 1024);
     try {
-      const push = r3map(["sync", "push", local, `r3map+h2c://127.0.0.1:${proxy.port}`, "--json"]);
+      const push = r3map([
+        "sync",
+        "push",
+        local,
+        `r3map+h2c://127.0.0.1:${proxy.port}`,
+        "--json",
+        "--concurrency",
+        "1",
+      ]);
       await push.until(() => proxy.stalled, "the push to be stalled mid-way", 60_000);
       push.child.kill("SIGKILL");
       expect((await push.exited).signal).toBe("SIGKILL");
