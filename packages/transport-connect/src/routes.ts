@@ -280,14 +280,20 @@ export function r3mapRoutes(
           dirtyChunks: chunkIndexes(await finalRound(), seederChunk),
         })),
       close: () => guarded(async () => seeder.close()).then(() => ({})),
-      attach: (request, context) => attach(seeder, request.intervalMs, streamSignal(context)),
+      attach: (request, context) =>
+        attach(seeder, request.intervalMs, request.session || undefined, streamSignal(context)),
     });
   };
 }
 
 /** Heartbeats to an attached leecher until its stream ends, which the seeder hears of. */
-async function* attach(seeder: Seeder, intervalMs: number, signal: AbortSignal) {
-  const session = seeder.attach?.(signal) ?? "";
+async function* attach(seeder: Seeder, intervalMs: number, resume: string | undefined, signal: AbortSignal) {
+  let session: string;
+  try {
+    session = seeder.attach?.(signal, resume) ?? "";
+  } catch (error) {
+    throw toConnectError(error);
+  }
   const interval = Math.max(MIN_PROGRESS_INTERVAL_MS, intervalMs || 1000);
   while (!signal.aborted) {
     yield { phase: seeder.phase?.() ?? "tracking", session };
