@@ -5,6 +5,7 @@ import { infoCommand } from "./commands/info.js";
 import { mountCommand } from "./commands/mount.js";
 import { recoverCommand } from "./commands/recover.js";
 import { serveCommand } from "./commands/serve.js";
+import { syncCommand } from "./commands/sync.js";
 
 const program = createProgram({
   name: "r3map",
@@ -15,6 +16,7 @@ const program = createProgram({
 serveCommand(program);
 mountCommand(program);
 recoverCommand(program);
+syncCommand(program);
 infoCommand(program);
 demoCommand(program);
 program.addHelpText(

@@ -28,9 +28,9 @@ function inNamespace(line: string): Running {
 /** Serve and mount run until a signal: wait for them to be ready, then close them as a user would. */
 async function runExample(line: string): Promise<void> {
   const example = inNamespace(line);
-  if (/\br3map (serve|mount) (?!--help)/.test(line)) {
+  if (/\br3map (serve|mount) (?!--help)|--watch /.test(line)) {
     await example.until(
-      (r) => /^serving |mounted (managed|direct)/m.test(r.stderr) || r.stdout.includes("\n"),
+      (r) => /^serving |mounted (managed|direct)|^moved /m.test(r.stderr) || r.stdout.includes("\n"),
       `"${line}" to be ready`,
       60_000,
     );
@@ -93,6 +93,25 @@ describe("--help examples run as written", () => {
     await nbd.until((r) => r.stderr.includes("serving"), "the NBD server");
     await connect.until((r) => r.stderr.includes("serving"), "the Connect server");
     for (const command of [["mount"], ["info"]]) {
+      const lines = await examples(command);
+      expect(lines.length).toBeGreaterThan(0);
+      for (const line of lines) await runExample(line);
+    }
+    expect((await nbd.stop()).status).toBe(0);
+    expect((await connect.stop()).status).toBe(0);
+  }, 300_000);
+
+  it("sync push and pull, against the servers their examples name", async () => {
+    const nbd = inNamespace("r3map serve 'memory:?size=64MiB'");
+    const connect = inNamespace("r3map serve 'memory:?size=64MiB' --connect 127.0.0.1:1337");
+    await nbd.until((r) => r.stderr.includes("serving"), "the NBD server");
+    await connect.until((r) => r.stderr.includes("serving"), "the Connect server");
+    // The local copy the push examples name.
+    writeFileSync(`${root}/tmp/examples/disk.img`, Buffer.alloc(64 * 1024 * 1024, 1));
+    for (const command of [
+      ["sync", "push"],
+      ["sync", "pull"],
+    ]) {
       const lines = await examples(command);
       expect(lines.length).toBeGreaterThan(0);
       for (const line of lines) await runExample(line);

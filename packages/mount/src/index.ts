@@ -35,3 +35,4 @@ export { PathDevice, type PathDeviceOptions, pathDevice } from "./path-device.js
 export { type RecoverOptions, recover } from "./recover.js";
 export { SliceDevice, sliceDevice } from "./slice-device.js";
 export { type ClearedMount, clearStaleMounts } from "./stale-mounts.js";
+export { type WarmStartResult, warmStart } from "./warm-start.js";
