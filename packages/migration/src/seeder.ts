@@ -113,7 +113,7 @@ export class Seeder extends TypedEmitter<SeederEvents> {
         exports: [
           { name: DATA_EXPORT, backend: seeded.backend, readOnly: true, description: "r3map seeder" },
         ],
-        ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+        ...(options.tls ? dataPlaneTls(options.tls) : {}),
       });
       const address = (await server.listen({ host, port: options.data?.port ?? 0 })) as AddressInfo;
       data = { server, port: address.port };
@@ -285,3 +285,20 @@ export class Seeder extends TypedEmitter<SeederEvents> {
 
 /** The data plane's one export. */
 const DATA_EXPORT = "seed";
+
+/**
+ * The data plane's TLS, as strict as the control plane's: STARTTLS is
+ * required (a client that skips it would read the resource in the clear),
+ * and with `ca` every client must present a certificate it signed.
+ */
+function dataPlaneTls(tls: ServerTlsOptions) {
+  const clientCerts = tls.ca !== undefined && tls.requireClientCert !== false;
+  return {
+    tls: {
+      cert: tls.cert,
+      key: tls.key,
+      ...(clientCerts ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+    },
+    tlsRequired: true,
+  };
+}
