@@ -2,6 +2,7 @@
 import { addExamples, createProgram, packageVersion, runCli } from "@r3map/cli-kit";
 import { demoCommand } from "./commands/demo.js";
 import { infoCommand } from "./commands/info.js";
+import { migrateCommand } from "./commands/migrate.js";
 import { mountCommand } from "./commands/mount.js";
 import { serveCommand } from "./commands/serve.js";
 
@@ -14,6 +15,7 @@ const program = createProgram({
 serveCommand(program);
 mountCommand(program);
 infoCommand(program);
+migrateCommand(program);
 demoCommand(program);
 program.addHelpText(
   "after",

@@ -50,3 +50,11 @@ export const tokenFileOption = () =>
   )
     .argParser(collect)
     .default([] as string[], "none");
+
+export const tokenOption = () =>
+  new Option(
+    "--token <token>",
+    "a bearer token Connect clients must send (repeatable; visible in ps: prefer --token-file)",
+  )
+    .argParser(collect)
+    .default([] as string[], "none");
