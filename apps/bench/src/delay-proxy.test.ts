@@ -35,6 +35,8 @@ describe("DelayProxy", () => {
       await done;
       socket.destroy();
       expect(Buffer.compare(Buffer.concat(received), payload)).toBe(0);
+      // Every byte counted once each way: what the migration benchmark reports as moved.
+      expect(proxy.forwarded).toEqual({ toTarget: payload.length, fromTarget: payload.length });
     } finally {
       await proxy.close();
       await new Promise<void>((resolve) => echo.close(() => resolve()));

@@ -1,5 +1,11 @@
 import * as net from "node:net";
 
+/** Bytes a proxy forwarded: from its clients to the target, and back. */
+export interface Forwarded {
+  toTarget: number;
+  fromTarget: number;
+}
+
 export interface DelayProxyOptions {
   /** Where connections are forwarded to. */
   target: { host: string; port: number } | { path: string };
@@ -19,6 +25,8 @@ export interface DelayProxyOptions {
 export class DelayProxy {
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
+  /** Bytes forwarded so far, each way, over every connection (what crossed the "network"). */
+  readonly forwarded: Forwarded = { toTarget: 0, fromTarget: 0 };
 
   private constructor(
     server: net.Server,
@@ -60,12 +68,12 @@ export class DelayProxy {
         upstream.destroy();
       });
     }
-    this.#pipe(client, upstream);
-    this.#pipe(upstream, client);
+    this.#pipe(client, upstream, "toTarget");
+    this.#pipe(upstream, client, "fromTarget");
   }
 
   /** Forwards `from` → `to`, each piece released `oneWayDelayMs` after it arrived. */
-  #pipe(from: net.Socket, to: net.Socket): void {
+  #pipe(from: net.Socket, to: net.Socket, direction: keyof Forwarded): void {
     const delay = this.options.oneWayDelayMs;
     const limit = this.options.maxQueuedBytes ?? 64 * 1024 * 1024;
     const queue: Array<{ at: number; data: Buffer }> = [];
@@ -90,6 +98,7 @@ export class DelayProxy {
     };
 
     from.on("data", (data: Buffer) => {
+      this.forwarded[direction] += data.length;
       if (delay <= 0) {
         to.write(data);
         return;

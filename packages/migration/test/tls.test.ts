@@ -62,7 +62,10 @@ describe("a seeder with TLS", () => {
     const { paths } = certificates;
     const uri = `r3map+https://127.0.0.1:${seeder.control.port}?ca=${paths.ca}&cert=${paths.clientCert}&key=${paths.clientKey}&token=migration-token`;
     const leecher = cleanup.add(await Leecher.open(uri, { as: "file" }), (l) => l.close());
-    await leecher.finalize();
+    const { downtimeMs, lastRoundMs } = await leecher.finalize();
+    // The downtime includes the seeder's last round, seen from here.
+    expect(lastRoundMs).toBeGreaterThan(0);
+    expect(lastRoundMs).toBeLessThanOrEqual(downtimeMs);
     await leecher.release();
     await seeder.migrated;
     const received = await fs.promises.readFile(leecher.path!);

@@ -342,10 +342,11 @@ class LeechRun {
     output.say(`finalizing (${cause}): the seeder's application stops for its last round`);
     const finalizing = this.#leecher.finalize();
     this.#finalizing = finalizing;
-    const { dirty, downtimeMs } = await finalizing;
+    const { dirty, downtimeMs, lastRoundMs } = await finalizing;
     const dirtyBytes = Math.min(this.#leecher.size, dirty.length * this.#chunkSize);
     output.event("downtime", {
       downtimeMs: Math.round(downtimeMs * 1000) / 1000,
+      lastRoundMs: Math.round(lastRoundMs * 1000) / 1000,
       dirtyChunks: dirty.length,
       dirtyBytes,
     });
