@@ -5,5 +5,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     projects: ["packages/*", "apps/*"],
+    // Tests import the workspace packages' dist and the mount engine's worker runs from dist:
+    // build whatever is older than its sources before any test starts (scripts/testing/fresh-build.ts).
+    globalSetup: ["scripts/testing/fresh-build.ts"],
   },
 });

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 
 const file = process.argv[2];
-// Failed whole-tree checks run before vitest (lint), counted as failed tests.
+// Failed whole-tree checks run before vitest (lint, types), counted as failed tests.
 const checksFailed = Number(process.argv[3] ?? 0);
 let report;
 try {

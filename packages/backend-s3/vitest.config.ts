@@ -5,7 +5,8 @@ export default defineProject({
     name: "@r3map/backend-s3",
     include: ["test/**/*.test.ts", "src/**/*.test.ts"],
     // Starts a real Ceph radosgw (single-node memstore cluster, scripts/servers/radosgw.sh) once for all files.
-    globalSetup: ["test/global-setup.ts"],
+    // Builds the workspace packages these tests import (through dist) if their sources changed.
+    globalSetup: ["../../scripts/testing/fresh-build.ts", "test/global-setup.ts"],
     // One file at a time: the outage test stops the shared gateway.
     fileParallelism: false,
     testTimeout: 60_000,

@@ -1,12 +1,25 @@
 // Starts and stops the test servers of this folder from Node (vitest globalSetup
 // and tests): `const redis = await startServer("redis"); redis.env.REDIS_URL; await redis.stop();`
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const here = fileURLToPath(new URL(".", import.meta.url));
+/**
+ * scripts/servers of this checkout, found above wherever this module runs:
+ * its own folder, or a bundle that includes it (the bench's dist).
+ */
+function serversDir(): string {
+  const start = dirname(fileURLToPath(import.meta.url));
+  for (let dir = start; ; dir = dirname(dir)) {
+    const candidate = join(dir, "scripts", "servers");
+    if (existsSync(join(candidate, "lib.sh"))) return candidate;
+    if (dir === dirname(dir)) throw new Error(`scripts/servers not found above ${start}`);
+  }
+}
+
+const here = serversDir();
 
 export interface TestServer {
   /** The KEY=VALUE lines the script printed (endpoint, credentials). */

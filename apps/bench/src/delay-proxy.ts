@@ -6,6 +6,21 @@ export interface Forwarded {
   fromTarget: number;
 }
 
+/** Time as the proxy sees it: the real clock, or one a test holds still to observe what is queued. */
+export interface DelayClock {
+  /** Milliseconds, monotonic. */
+  now(): number;
+  /** Calls `callback` once `ms` milliseconds have passed on this clock. */
+  after(ms: number, callback: () => void): void;
+}
+
+export const realClock: DelayClock = {
+  now: () => performance.now(),
+  after: (ms, callback) => {
+    setTimeout(callback, ms);
+  },
+};
+
 export interface DelayProxyOptions {
   /** Where connections are forwarded to. */
   target: { host: string; port: number } | { path: string };
@@ -13,6 +28,16 @@ export interface DelayProxyOptions {
   oneWayDelayMs: number;
   /** Bytes held per direction before the sender is paused (backpressure). Default 64 MiB. */
   maxQueuedBytes?: number;
+  /** Default: the real clock. */
+  clock?: DelayClock;
+}
+
+/** What a proxy holds right now, over all its connections and both directions. */
+export interface DelayProxyState {
+  /** Bytes received and not yet released. */
+  queuedBytes: number;
+  /** Sockets paused because their direction holds `maxQueuedBytes` (backpressure). */
+  pausedSenders: number;
 }
 
 /**
@@ -27,6 +52,8 @@ export class DelayProxy {
   readonly #sockets = new Set<net.Socket>();
   /** Bytes forwarded so far, each way, over every connection (what crossed the "network"). */
   readonly forwarded: Forwarded = { toTarget: 0, fromTarget: 0 };
+  /** Bytes queued per direction (a socket is the sending side of one). */
+  readonly #queued = new Map<net.Socket, number>();
 
   private constructor(
     server: net.Server,
@@ -48,6 +75,16 @@ export class DelayProxy {
 
   get port(): number {
     return (this.#server.address() as net.AddressInfo).port;
+  }
+
+  state(): DelayProxyState {
+    let queuedBytes = 0;
+    let pausedSenders = 0;
+    for (const [from, bytes] of this.#queued) {
+      queuedBytes += bytes;
+      if (from.isPaused()) pausedSenders++;
+    }
+    return { queuedBytes, pausedSenders };
   }
 
   async close(): Promise<void> {
@@ -76,17 +113,24 @@ export class DelayProxy {
   #pipe(from: net.Socket, to: net.Socket, direction: keyof Forwarded): void {
     const delay = this.options.oneWayDelayMs;
     const limit = this.options.maxQueuedBytes ?? 64 * 1024 * 1024;
+    const clock = this.options.clock ?? realClock;
     const queue: Array<{ at: number; data: Buffer }> = [];
     let queued = 0;
-    let timer: NodeJS.Timeout | undefined;
+    let scheduled = false;
     let ended = false;
+    const count = (bytes: number) => {
+      queued += bytes;
+      if (queued > 0 || !from.destroyed) this.#queued.set(from, queued);
+      else this.#queued.delete(from);
+    };
+    from.on("close", () => count(0));
 
     const release = () => {
-      timer = undefined;
-      const now = performance.now();
+      scheduled = false;
+      const now = clock.now();
       while (queue.length > 0 && queue[0]!.at <= now) {
         const { data } = queue.shift()!;
-        queued -= data.length;
+        count(-data.length);
         to.write(data);
       }
       if (queued < limit / 2 && from.isPaused()) from.resume();
@@ -94,7 +138,9 @@ export class DelayProxy {
       else if (ended) to.end();
     };
     const schedule = () => {
-      if (timer === undefined) timer = setTimeout(release, Math.max(0, queue[0]!.at - performance.now()));
+      if (scheduled) return;
+      scheduled = true;
+      clock.after(Math.max(0, queue[0]!.at - clock.now()), release);
     };
 
     from.on("data", (data: Buffer) => {
@@ -103,8 +149,8 @@ export class DelayProxy {
         to.write(data);
         return;
       }
-      queue.push({ at: performance.now() + delay, data });
-      queued += data.length;
+      queue.push({ at: clock.now() + delay, data });
+      count(data.length);
       if (queued >= limit) from.pause();
       schedule();
     });

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { testRandom } from "@r3map/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
 const cli = path.join(import.meta.dirname, "..", "dist", "cli.js");
@@ -65,7 +65,7 @@ describe("r3map serve and r3map mount", () => {
     ]);
     const file = String(managed.info.path);
     expect(fs.statSync(file).size).toBe(32 * 1024 * 1024);
-    const data = randomBytes(1_000_000);
+    const data = testRandom().bytes(1_000_000);
     const fd = fs.openSync(file, "r+");
     fs.writeSync(fd, data, 0, data.length, 12345);
     fs.closeSync(fd);

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Running, run } from "@r3map/cli-kit/testing";
+import { waitFor } from "@r3map/core/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { cli, firstLine, r3map, scratch, stopAll } from "./support.js";
 
@@ -99,20 +100,20 @@ describe("serve's options", () => {
     ]);
     const pid = Number(parent.stdout.trim());
     expect(pid).toBeGreaterThan(0);
-    const deadline = Date.now() + 15_000;
-    while (existsSync(pidfile) && Date.now() < deadline)
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(existsSync(pidfile), "the server removes its pidfile as it closes").toBe(false);
-    let alive = true;
-    while (alive && Date.now() < deadline) {
+    await waitFor(() => !existsSync(pidfile), {
+      timeoutMs: 15_000,
+      intervalMs: 50,
+      message: "the server to remove its pidfile as it closes",
+    });
+    const gone = () => {
       try {
         process.kill(pid, 0);
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        return false;
       } catch {
-        alive = false;
+        return true;
       }
-    }
-    expect(alive).toBe(false);
+    };
+    await waitFor(gone, { timeoutMs: 15_000, intervalMs: 50, message: `process ${pid} to exit` });
   });
 
   it("--insecure listens beyond loopback and says so on stderr (in a network namespace of its own)", async () => {

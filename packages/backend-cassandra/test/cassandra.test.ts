@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { isR3mapError, openBackend, type R3mapError } from "@r3map/core";
-import { patternBytes } from "@r3map/core/testing";
+import { patternBytes, retryUntil } from "@r3map/core/testing";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { serverAction } from "../../../scripts/servers/harness.js";
 import { type CassandraChunkStore, createCassandraBackend, openCassandraStore } from "../src/index.js";
@@ -159,16 +159,12 @@ describe("Cassandra outage", () => {
       await serverAction("cassandra", "start", state);
     }
     const after = patternBytes(CHUNK + 5, 7);
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      try {
-        await backend.writeAt(after, 2 * CHUNK - 2);
-        break;
-      } catch (error) {
-        if (!isR3mapError(error) || Date.now() > deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
+    // The server takes a moment to come back: retry typed failures until then.
+    await retryUntil(() => backend.writeAt(after, 2 * CHUNK - 2), {
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      retryIf: isR3mapError,
+    });
     const back = new Uint8Array(4 * CHUNK);
     await backend.readAt(back, 0);
     const expected = new Uint8Array(4 * CHUNK);

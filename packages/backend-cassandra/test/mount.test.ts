@@ -1,9 +1,9 @@
 // Managed file mounts over Cassandra: the shared store-mount checks (fio verify and
 // a byte-for-byte table check; the node stopped mid-run).
 import { randomUUID } from "node:crypto";
+import { describeStoreMount } from "@r3map/mount/testing";
 import { inject } from "vitest";
 import { serverAction } from "../../../scripts/servers/harness.js";
-import { describeStoreMount } from "../../mount/test/store-mount-suite.js";
 import "../src/index.js"; // registers cassandra: for the direct checks in this thread
 import { cassandraUri } from "./helpers.js";
 

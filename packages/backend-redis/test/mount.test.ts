@@ -2,9 +2,9 @@
 // byte-for-byte store check; an outage mid-run), against a server of this file's own
 // so that killing it disturbs no other test.
 import { randomUUID } from "node:crypto";
+import { describeStoreMount } from "@r3map/mount/testing";
 import { afterAll, beforeAll } from "vitest";
 import { startServer, type TestServer } from "../../../scripts/servers/harness.js";
-import { describeStoreMount } from "../../mount/test/store-mount-suite.js";
 import "../src/index.js"; // registers redis: for the direct checks in this thread
 
 let server: TestServer;

@@ -6,7 +6,7 @@ import {
   type R3mapError,
   TransformStore,
 } from "@r3map/core";
-import { patternBytes } from "@r3map/core/testing";
+import { patternBytes, retryUntil } from "@r3map/core/testing";
 import { type Cluster, Redis } from "ioredis";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { startServer, type TestServer } from "../../../scripts/servers/harness.js";
@@ -79,7 +79,7 @@ describe("RedisChunkStore", () => {
     for (const base of [inject("redisUrl"), inject("redisClusterUrl")]) {
       const s = await store(base);
       const backend = createRedisBackend(s);
-      const client = s.client as Redis & Cluster;
+      const client: Redis | Cluster = s.client;
       // ArbitraryStage issues every chunk's GET in the same tick; auto-pipelining queues them together.
       const reading = backend.readAt(new Uint8Array(16 * CHUNK), 0);
       expect(client.autoPipelineQueueSize).toBe(16);
@@ -179,16 +179,12 @@ describe("Redis outage", () => {
     // The server comes back empty (no persistence); writes made after it returns must be intact.
     await server.start();
     const after = patternBytes(2 * CHUNK + 7, 3);
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      try {
-        await backend.writeAt(after, 5);
-        break;
-      } catch (error) {
-        if (!isR3mapError(error) || Date.now() > deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
+    // The server takes a moment to come back: retry typed failures until then.
+    await retryUntil(() => backend.writeAt(after, 5), {
+      timeoutMs: 15_000,
+      intervalMs: 100,
+      retryIf: isR3mapError,
+    });
     const back = new Uint8Array(after.length);
     await backend.readAt(back, 5);
     expect(Buffer.compare(back, after)).toBe(0);

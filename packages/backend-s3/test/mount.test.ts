@@ -1,8 +1,9 @@
 // Managed file mounts over S3 (Ceph radosgw): the shared store-mount checks (fio
 // verify and a byte-for-byte bucket check; the gateway stopped mid-run).
+
+import { describeStoreMount } from "@r3map/mount/testing";
 import { inject } from "vitest";
 import { serverAction } from "../../../scripts/servers/harness.js";
-import { describeStoreMount } from "../../mount/test/store-mount-suite.js";
 import "../src/index.js"; // registers s3: for the direct checks in this thread
 import { s3Uri } from "./helpers.js";
 

@@ -3,7 +3,7 @@ import { lookup } from "node:dns";
 import { Agent as HttpAgent } from "node:http";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { deferred, isR3mapError, openBackend, type R3mapError } from "@r3map/core";
-import { patternBytes } from "@r3map/core/testing";
+import { patternBytes, retryUntil } from "@r3map/core/testing";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { serverAction } from "../../../scripts/servers/harness.js";
@@ -198,16 +198,12 @@ describe("S3 gateway outage", () => {
       await serverAction("radosgw", "gateway-start", state);
     }
     const after = patternBytes(CHUNK + 3, 9);
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      try {
-        await backend.writeAt(after, CHUNK - 1);
-        break;
-      } catch (error) {
-        if (!isR3mapError(error) || Date.now() > deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
+    // The server takes a moment to come back: retry typed failures until then.
+    await retryUntil(() => backend.writeAt(after, CHUNK - 1), {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+      retryIf: isR3mapError,
+    });
     const back = new Uint8Array(3 * CHUNK);
     await backend.readAt(back, 0);
     const expected = patternBytes(3 * CHUNK, 0).fill(0);

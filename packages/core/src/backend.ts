@@ -50,6 +50,14 @@ export interface Backend {
   writeAt(buffer: Uint8Array, offset: number): Promise<void>;
   sync(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Reads and writes of any offset and length are served by the store itself
+   * at no extra cost — no read-modify-write of a larger unit (memory, files,
+   * a directory of chunk files, NBD with a one-byte minimum block size). A
+   * mount then passes a partial chunk through as what it is; stores keyed by
+   * chunk (Redis, S3, Cassandra) leave it undeclared and get whole chunks.
+   */
+  readonly byteRanges?: boolean;
   /** Discards a range; afterwards it reads as zeros. */
   readonly trim?: ((offset: number, length: number) => Promise<void>) | undefined;
   /** Writes zeros to a range without sending them. */

@@ -12,9 +12,11 @@ import { R3mapError } from "./errors.js";
 export class ChunkBitmap {
   readonly words: Int32Array;
 
+  /** `byteOffset`: where in `buffer` the words start (a multiple of 4), for bitmaps that share one buffer. */
   constructor(
     readonly count: number,
     buffer?: SharedArrayBuffer,
+    byteOffset = 0,
   ) {
     if (!Number.isSafeInteger(count) || count < 0) {
       throw new R3mapError(
@@ -24,20 +26,23 @@ export class ChunkBitmap {
     }
     const bytes = ChunkBitmap.byteLengthFor(count);
     const shared = buffer ?? new SharedArrayBuffer(bytes);
-    if (shared.byteLength < bytes) {
+    if (!Number.isSafeInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) {
+      throw new R3mapError("ERR_INVALID_ARGUMENT", `byteOffset must be a multiple of 4, got ${byteOffset}`);
+    }
+    if (shared.byteLength < byteOffset + bytes) {
       throw new R3mapError(
         "ERR_INVALID_ARGUMENT",
-        `bitmap buffer holds ${shared.byteLength} bytes, needs ${bytes}`,
+        `bitmap buffer holds ${shared.byteLength - byteOffset} bytes, needs ${bytes}`,
       );
     }
-    this.words = new Int32Array(shared, 0, bytes / 4);
+    this.words = new Int32Array(shared, byteOffset, bytes / 4);
   }
 
   static byteLengthFor(count: number): number {
     return Math.max(4, Math.ceil(count / 32) * 4);
   }
 
-  /** The shared memory, to hand to a worker or to native code. */
+  /** The shared memory, to hand to a worker or to native code (the words start at `words.byteOffset`). */
   get buffer(): SharedArrayBuffer {
     return this.words.buffer as SharedArrayBuffer;
   }
@@ -66,13 +71,33 @@ export class ChunkBitmap {
   takeAll(visit: (chunk: number) => void): void {
     for (let i = 0; i < this.words.length; i++) {
       if (Atomics.load(this.words, i) === 0) continue;
-      let bits = Atomics.exchange(this.words, i, 0) >>> 0;
-      while (bits !== 0) {
-        const bit = 31 - Math.clz32(bits & -bits);
-        visit(i * 32 + bit);
-        bits = (bits & (bits - 1)) >>> 0;
-      }
+      eachBit(Atomics.exchange(this.words, i, 0), i, visit);
     }
+  }
+
+  /**
+   * Moves every set bit into `target` and calls `visit` for each: a word's
+   * bits are set in `target` before they are cleared here (compare-and-swap,
+   * retried when the word changed), so at no instant is a bit in neither —
+   * when both bitmaps live in a mapped file, a process killed halfway loses
+   * none.
+   */
+  moveAllTo(target: ChunkBitmap, visit: (chunk: number) => void): void {
+    for (let i = 0; i < this.words.length; i++) {
+      let bits = Atomics.load(this.words, i);
+      while (bits !== 0) {
+        Atomics.or(target.words, i, bits);
+        const seen = Atomics.compareExchange(this.words, i, bits, 0);
+        if (seen === bits) break;
+        bits = seen;
+      }
+      eachBit(bits, i, visit);
+    }
+  }
+
+  /** Calls `visit` for each set bit, clearing none. */
+  forEach(visit: (chunk: number) => void): void {
+    for (let i = 0; i < this.words.length; i++) eachBit(Atomics.load(this.words, i), i, visit);
   }
 
   /** Number of set bits. */
@@ -86,5 +111,15 @@ export class ChunkBitmap {
       total += (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
     }
     return total;
+  }
+}
+
+/** Calls `visit` with the chunk of each set bit of word `index`, lowest first. */
+function eachBit(word: number, index: number, visit: (chunk: number) => void): void {
+  let bits = word >>> 0;
+  while (bits !== 0) {
+    const bit = 31 - Math.clz32(bits & -bits);
+    visit(index * 32 + bit);
+    bits = (bits & (bits - 1)) >>> 0;
   }
 }

@@ -8,8 +8,26 @@ export {
   MemoryBackend,
   type MemoryBackendOptions,
 } from "./backends/memory.js";
+export {
+  type ChunkSource,
+  Puller,
+  type PullerOptions,
+  type PullPriority,
+} from "./background/puller.js";
+export { Pusher, type PusherOptions, type WriteSource } from "./background/pusher.js";
+export { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./background/retry.js";
 export { ChunkBitmap } from "./chunk-bitmap.js";
 export { ChunkLayout, checkRange } from "./chunk-layout.js";
+export { ChunkState, type ChunkStateIdentity, type ChunkStateOutcome } from "./chunk-state.js";
+export type { ChunkCipher } from "./chunk-store/chunk-cipher.js";
+export type { ChunkCompression } from "./chunk-store/chunk-compression.js";
+export { type ChunkStore, fillChunk, KeyedChunkStore } from "./chunk-store/chunk-store.js";
+export {
+  ChunkStoreBackend,
+  type ChunkStoreBackendOptions,
+  openChunkStoreBackend,
+} from "./chunk-store/chunk-store-backend.js";
+export { type TransformOptions, TransformStore } from "./chunk-store/transform-store.js";
 export {
   type ErrorCode,
   errnoOf,
@@ -36,30 +54,9 @@ export {
 export { ArbitraryStage, settleAll } from "./stages/arbitrary.js";
 export { ChunkedStage } from "./stages/chunked.js";
 export { LockableStage } from "./stages/lockable.js";
-export {
-  type ChunkSource,
-  DEFAULT_RETRY,
-  Puller,
-  type PullerOptions,
-  type PullPriority,
-  type RetryPolicy,
-} from "./stages/puller.js";
-export { Pusher, type PusherOptions, type WriteSource } from "./stages/pusher.js";
 export { Stage } from "./stages/stage.js";
 export { type ChunkOrigin, SyncedStage, type SyncedStageOptions } from "./stages/synced.js";
 export { TrackingStage } from "./stages/tracking.js";
-export {
-  type ChunkCipher,
-  type ChunkCompression,
-  type ChunkStore,
-  ChunkStoreBackend,
-  type ChunkStoreBackendOptions,
-  fillChunk,
-  KeyedChunkStore,
-  openChunkStoreBackend,
-  type TransformOptions,
-  TransformStore,
-} from "./stages/transform.js";
 export { formatBytes, parseSize } from "./units.js";
 export {
   type BackendOpener,
@@ -77,4 +74,5 @@ export { type Deferred, deferred, delay } from "./util/abort.js";
 export { KeyedMutex } from "./util/keyed-mutex.js";
 export { lookupWithoutThreadpool } from "./util/lookup.js";
 export { ChunkPriorityQueue } from "./util/priority-queue.js";
+export { Turnstile } from "./util/turnstile.js";
 export { isAllZero } from "./util/zero.js";

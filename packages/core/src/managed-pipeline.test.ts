@@ -2,7 +2,14 @@ import { describe, expect, it } from "vitest";
 import { MemoryBackend } from "./backends/memory.js";
 import type { Progress } from "./events.js";
 import { ManagedPipeline } from "./managed-pipeline.js";
-import { describeBackendConformance, InstrumentedBackend, patternBytes } from "./testing/index.js";
+import {
+  describeBackendConformance,
+  InstrumentedBackend,
+  nextTurn,
+  patternBytes,
+  testRandom,
+  waitFor,
+} from "./testing/index.js";
 
 const chunkSize = 16 * 1024;
 
@@ -23,20 +30,13 @@ function contents(backend: MemoryBackend): Uint8Array {
   return Buffer.concat(backend.segments);
 }
 
-/** A small deterministic random generator, so a failing interleaving can be replayed. */
-function random(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    return x / 0x7fffffff;
-  };
-}
-
 describe("ManagedPipeline", () => {
   it("concurrent puller, readers and writers end byte-for-byte equal to a reference model, locally and remotely", async () => {
     const size = 64 * chunkSize + 1234;
     const initial = patternBytes(size, 11);
     const remote = new InstrumentedBackend(MemoryBackend.from(initial));
+    // A stress test: a slow remote (1 ms a call) and a short push interval widen the windows in which
+    // the pull, the pushes and the operations overlap. Nothing waits on them; any interleaving must pass.
     remote.latencyMs = 1;
     const pipeline = new ManagedPipeline({
       remote,
@@ -47,7 +47,8 @@ describe("ManagedPipeline", () => {
     });
     pipeline.start();
     const model = initial.slice();
-    const next = random(7);
+    const random = testRandom();
+    const next = random.next;
     const operations: Promise<void>[] = [];
     for (let i = 0; i < 300; i++) {
       const offset = Math.floor(next() * (size - 1));
@@ -68,7 +69,8 @@ describe("ManagedPipeline", () => {
           }),
         );
       }
-      if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      // Lets the pull and the pushes run between batches of operations (an interleaving, not a wait).
+      if (i % 10 === 0) await nextTurn();
     }
     await Promise.all(operations);
     await pipeline.pulled();
@@ -84,7 +86,7 @@ describe("ManagedPipeline", () => {
     const size = chunks * chunkSize;
     const initial = patternBytes(size, 3);
     const remote = new InstrumentedBackend(MemoryBackend.from(initial));
-    remote.latencyMs = 2;
+    remote.latencyMs = 2; // a stress test: a slow remote, so reads, writes and the pull overlap
     const pipeline = new ManagedPipeline({
       remote,
       local: new MemoryBackend(size),
@@ -160,7 +162,7 @@ describe("ManagedPipeline", () => {
     pipeline.on("progress", (progress) => seen.push(progress));
     pipeline.start();
     await pipeline.pulled();
-    await new Promise((resolve) => setImmediate(resolve));
+    await waitFor(() => seen.at(-1)?.chunksLocal === 256, "the report of the last run");
     // Four runs of 64 chunks: one report per turn in which chunks arrived, the last one complete.
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.length).toBeLessThanOrEqual(4);
@@ -182,9 +184,7 @@ describe("ManagedPipeline", () => {
     pipeline.markRemote([5, 6]);
     expect(pipeline.progress().chunksLocal).toBe(14);
     pipeline.readFromRemote(5, 6);
-    for (let i = 0; i < 100 && !(pipeline.presence.has(5) && pipeline.presence.has(6)); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await waitFor(() => pipeline.presence.has(5) && pipeline.presence.has(6), "chunks 5 and 6 to be fetched");
     expect(pipeline.presence.has(5) && pipeline.presence.has(6)).toBe(true);
     expect(pipeline.progress().chunksLocal).toBe(16);
     await pipeline.close();
@@ -192,23 +192,28 @@ describe("ManagedPipeline", () => {
 
   it("after a demand miss, the following chunks are pulled next (readahead), ahead of the sweep", async () => {
     const size = 64 * chunkSize;
-    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 12)));
-    remote.latencyMs = 3;
+    const shared = MemoryBackend.from(patternBytes(size, 12));
+    const demand = new InstrumentedBackend(shared);
+    const background = new InstrumentedBackend(shared);
+    background.readGate.close(); // the sweep's first pull is held while the reader misses
     const pipeline = new ManagedPipeline({
-      remote,
+      remote: demand,
+      pullRemote: background,
       local: new MemoryBackend(size),
       chunkSize,
       pull: { workers: 1, readahead: 3, requestBytes: chunkSize },
       push: false,
     });
     pipeline.start();
+    await waitFor(() => background.readGate.waiting === 1, "the sweep's first pull");
     await pipeline.backend.readAt(new Uint8Array(10), 40 * chunkSize);
+    background.readGate.open();
     await pipeline.pulled();
-    const order = remote.reads.map((offset) => offset / chunkSize);
-    const miss = order.indexOf(40);
-    // The single worker was busy with one sweep chunk at most, then took 41, 42, 43.
-    expect(order.slice(miss + 1, miss + 5).filter((chunk) => chunk > 40)).toEqual([41, 42, 43]);
-    expect(new Set(order).size).toBe(64);
+    expect(demand.reads).toEqual([40 * chunkSize]);
+    const order = background.reads.map((offset) => offset / chunkSize);
+    // The single worker was busy with one sweep chunk, then took 41, 42, 43.
+    expect(order.slice(0, 5)).toEqual([0, 41, 42, 43, 1]);
+    expect(new Set([...order, 40]).size).toBe(64);
     await pipeline.close();
   });
 
@@ -217,7 +222,7 @@ describe("ManagedPipeline", () => {
     const shared = MemoryBackend.from(patternBytes(size, 5));
     const demand = new InstrumentedBackend(shared);
     const background = new InstrumentedBackend(shared);
-    background.latencyMs = 5;
+    background.readGate.close(); // the pull is under way, held, while the reader misses
     const pipeline = new ManagedPipeline({
       remote: demand,
       pullRemote: background,
@@ -227,8 +232,11 @@ describe("ManagedPipeline", () => {
       push: false,
     });
     pipeline.start();
+    await waitFor(() => background.readGate.waiting === 2, "both pull workers' first pulls");
     const back = new Uint8Array(100);
+    // Completes while the pull is held: the reader did not queue behind it.
     await pipeline.backend.readAt(back, 12 * chunkSize);
+    background.readGate.open();
     expect(Buffer.compare(back, patternBytes(size, 5).subarray(12 * chunkSize, 12 * chunkSize + 100))).toBe(
       0,
     );
@@ -240,11 +248,14 @@ describe("ManagedPipeline", () => {
 
   it("pulls runs of small chunks with one request each, and a reader of a chunk in a run fetches it alone", async () => {
     const size = 64 * chunkSize;
-    const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 7)));
-    remote.latencyMs = 5;
+    const shared = MemoryBackend.from(patternBytes(size, 7));
+    const demand = new InstrumentedBackend(shared);
+    const background = new InstrumentedBackend(shared);
+    background.readGate.close(); // the runs stay in flight while the reader misses
     const chunksLocal: number[] = [];
     const pipeline = new ManagedPipeline({
-      remote,
+      remote: demand,
+      pullRemote: background,
       local: new MemoryBackend(size),
       chunkSize,
       pull: { workers: 2, requestBytes: 16 * chunkSize },
@@ -252,16 +263,19 @@ describe("ManagedPipeline", () => {
     });
     pipeline.on("chunk-local", (chunk) => chunksLocal.push(chunk));
     pipeline.start();
+    await waitFor(() => background.readGate.waiting === 2, "the first two runs");
     // Chunk 3 is in the first run: the reader does not wait for the whole run, it fetches chunk 3 alone.
     const back = new Uint8Array(100);
     await pipeline.backend.readAt(back, 3 * chunkSize + 50);
     expect(
       Buffer.compare(back, patternBytes(size, 7).subarray(3 * chunkSize + 50, 3 * chunkSize + 150)),
     ).toBe(0);
+    background.readGate.open();
     await pipeline.pulled();
+    expect(demand.reads).toEqual([3 * chunkSize]);
     // Runs ramp from 64 KiB (4 chunks) up to 16 chunks: 0-3, 4-11, 12-27, 28-43, 44-59, 60-63.
-    expect([...remote.reads].sort((a, b) => a - b)).toEqual(
-      [0, 3, 4, 12, 28, 44, 60].map((chunk) => chunk * chunkSize),
+    expect([...background.reads].sort((a, b) => a - b)).toEqual(
+      [0, 4, 12, 28, 44, 60].map((chunk) => chunk * chunkSize),
     );
     expect(new Set(chunksLocal).size).toBe(64);
     const all = new Uint8Array(size);
@@ -303,7 +317,7 @@ describe("ManagedPipeline", () => {
       awaitFinalize: true,
     });
     pipeline.start();
-    while (pipeline.progress().chunksLocal < 16) await new Promise((resolve) => setTimeout(resolve, 1));
+    await waitFor(() => pipeline.progress().chunksLocal === 16, "every chunk to be pulled");
     const changed = patternBytes(chunkSize, 2);
     await remote.inner.writeAt(changed, 5 * chunkSize);
     remote.reads.length = 0;

@@ -1,12 +1,13 @@
 import type { Backend } from "./backend.js";
+import { Puller, type PullPriority } from "./background/puller.js";
+import { Pusher, type WriteSource } from "./background/pusher.js";
+import type { RetryPolicy } from "./background/retry.js";
 import type { ChunkBitmap } from "./chunk-bitmap.js";
 import type { ChunkLayout } from "./chunk-layout.js";
 import { R3mapError } from "./errors.js";
 import { type Progress, TypedEmitter } from "./events.js";
 import { ArbitraryStage } from "./stages/arbitrary.js";
 import { LockableStage } from "./stages/lockable.js";
-import { Puller, type PullPriority, type RetryPolicy } from "./stages/puller.js";
-import { Pusher, type WriteSource } from "./stages/pusher.js";
 import { type ChunkOrigin, SyncedStage } from "./stages/synced.js";
 
 export interface PullOptions {
@@ -67,6 +68,13 @@ export interface ManagedPipelineOptions {
    * too (a migration's tracking).
    */
   collectWrites?: WriteSource;
+  /**
+   * Chunks changed and not yet pushed, kept where they outlive the process
+   * (see `PusherOptions.pending`). With a `presence` and `written` kept the
+   * same way, a pipeline restarted over the same local cache reuses every
+   * chunk it holds and pushes what was still dirty (see `ChunkState`).
+   */
+  pending?: ChunkBitmap;
   /** Bits set while a chunk is being fetched or first written (see `SyncedStageOptions.inFlight`). */
   inFlight?: ChunkBitmap;
   /** Background pull; `false` fetches chunks only when they are read. */
@@ -168,6 +176,7 @@ export class ManagedPipeline extends TypedEmitter<ManagedPipelineEvents> {
             intervalMs: push.intervalMs === undefined ? 20_000 : push.intervalMs,
             presence: this.presence,
             ...(options.written ? { written: options.written } : {}),
+            ...(options.pending ? { pending: options.pending } : {}),
             ...(options.collectWrites ? { collect: options.collectWrites } : {}),
             ...(push.retry ? { retry: push.retry } : {}),
             onPushed: (_chunk, bytes) => {

@@ -6,23 +6,21 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { testRandom, waitFor } from "@r3map/core/testing";
+import { describe, expect, it } from "vitest";
 import { Leecher } from "../src/index.js";
-import { Cleanup, random, randomBytesFrom, scratchDir, testSeed, waitFor } from "./helpers.js";
+import { testFileScope } from "./helpers.js";
 import { FixtureProcess, unmountLeftover } from "./processes.js";
 import { CuttableProxy } from "./proxy.js";
 
 const size = 32 * 1024 * 1024;
 const chunkSize = 64 * 1024;
-const scratch = scratchDir();
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { scratch, cleanup } = testFileScope();
 
 /** A seeder process over a fresh random image; its file mount is unmounted even if it is killed. */
 async function startSeeder(name: string) {
   const image = path.join(scratch, `${name}.img`);
-  fs.writeFileSync(image, randomBytesFrom(random(testSeed()), size));
+  fs.writeFileSync(image, testRandom().bytes(size)); // the seed is printed on failure
   const seeder = new FixtureProcess("seeder-process.mjs", [image, String(chunkSize)]);
   const ready = await seeder.line((line) => typeof line.url === "string");
   cleanup.add(seeder, async (s) => {
@@ -34,6 +32,16 @@ async function startSeeder(name: string) {
   return { seeder, image, url: ready.url as string, data: ready.data as string, path: ready.path as string };
 }
 
+/** A leecher in a process of its own (file mount), open and pre-copying; killed and unmounted by the cleanup. */
+async function startLeecherProcess(url: string): Promise<FixtureProcess> {
+  const leecher = new FixtureProcess("leecher-process.mjs", [url, "file"]);
+  const opened = await leecher.line((line) => "path" in line);
+  return cleanup.add(leecher, async (l) => {
+    await l.kill();
+    await unmountLeftover(opened.path as string);
+  });
+}
+
 /** A leecher here, pulling slowly enough that a failure lands in the middle of its pre-copy. */
 async function openLeecher(url: string, options: { data?: string } = {}) {
   const leecher = await Leecher.open(url, { as: "file", pullWorkers: 1, ...options });
@@ -43,7 +51,10 @@ async function openLeecher(url: string, options: { data?: string } = {}) {
 /** Starts a second, undisturbed leecher and checks that it completes with the seeder's final bytes. */
 async function migrateFully(seeder: FixtureProcess, url: string): Promise<void> {
   const leecher = await openLeecher(url);
-  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, {
+    timeoutMs: 60_000,
+    message: "the pull to begin",
+  });
   await leecher.finalize();
   const stopped = await seeder.line((line) => line.event === "app");
   expect(stopped.writes).toBeGreaterThan(0);
@@ -59,7 +70,10 @@ describe("migration failures", () => {
   it("the seeder is killed during pre-copy: finalize rejects with a typed error, the leecher closes cleanly", async () => {
     const { seeder, url } = await startSeeder("killed");
     const leecher = await openLeecher(url);
-    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, {
+      timeoutMs: 60_000,
+      message: "the pull to begin",
+    });
     await seeder.kill();
     await expect(leecher.finalize()).rejects.toMatchObject({ code: "ERR_REMOTE_UNREACHABLE" });
     const mountPoint = path.dirname(leecher.path!);
@@ -77,7 +91,10 @@ describe("migration failures", () => {
       data: `nbd://127.0.0.1:${dataPlane.port}/seed`,
     });
     await seeder.line((line) => line.phase === "tracking");
-    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, "the pull to begin");
+    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > 0, {
+      timeoutMs: 60_000,
+      message: "the pull to begin",
+    });
     control.cut();
     dataPlane.cut();
     await seeder.line((line) => line.event === "leecher-gone");
@@ -92,12 +109,7 @@ describe("migration failures", () => {
 
   it("the leecher is killed during pre-copy: the seeder stops tracking and a new leecher completes", async () => {
     const { seeder, url } = await startSeeder("leecher-killed");
-    const leecher = new FixtureProcess("leecher-process.mjs", [url, "file"]);
-    const opened = await leecher.line((line) => "path" in line);
-    cleanup.add(leecher, async (l) => {
-      await l.kill();
-      await unmountLeftover(opened.path as string);
-    });
+    const leecher = await startLeecherProcess(url);
     await seeder.line((line) => line.phase === "tracking");
     await leecher.kill();
     await seeder.line((line) => line.event === "leecher-gone");
@@ -107,12 +119,7 @@ describe("migration failures", () => {
 
   it("the leecher is killed after the last round: the seeder lets its application write again, and a new leecher completes", async () => {
     const { seeder, url } = await startSeeder("killed-after-sync");
-    const leecher = new FixtureProcess("leecher-process.mjs", [url, "file"]);
-    const opened = await leecher.line((line) => "path" in line);
-    cleanup.add(leecher, async (l) => {
-      await l.kill();
-      await unmountLeftover(opened.path as string);
-    });
+    const leecher = await startLeecherProcess(url);
     leecher.send("finalize");
     await leecher.line((line) => line.finalized === true);
     await seeder.line((line) => line.phase === "synced");

@@ -5,33 +5,22 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { type SeededRandom, testRandom, waitFor } from "@r3map/core/testing";
 import { MountCore } from "@r3map/mount";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Leecher, Seeder } from "../src/index.js";
-import {
-  Cleanup,
-  expectFileEquals,
-  FileWriter,
-  random,
-  randomBytesFrom,
-  scratchDir,
-  testSeed,
-  waitFor,
-} from "./helpers.js";
+import { expectFileEquals, FileWriter, testFileScope } from "./helpers.js";
 
 const size = 256 * 1024 * 1024;
 const chunkSize = 256 * 1024;
-const scratch = scratchDir();
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { scratch, cleanup } = testFileScope();
 
 /**
  * Seeds `core` to a new file leecher while a writer changes the seeder's file
  * until the last round; returns the leecher once released, and the model of
  * what the resource holds.
  */
-async function migrate(core: MountCore, model: Buffer, next: () => number) {
+async function migrate(core: MountCore, model: Buffer, random: SeededRandom) {
   let writer: FileWriter | undefined;
   let writes = 0;
   const seeder = cleanup.add(
@@ -49,9 +38,12 @@ async function migrate(core: MountCore, model: Buffer, next: () => number) {
     l.close(),
   );
   expect(leecher.phase).toBe("pre-copy");
-  writer = new FileWriter(core.handle.path!, model, next);
+  writer = new FileWriter(core.handle.path!, model, random);
   // Pre-copy runs while the application writes: wait until some of it has arrived.
-  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > size / chunkSize / 4, "a quarter of the pull");
+  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > size / chunkSize / 4, {
+    timeoutMs: 60_000,
+    message: "a quarter of the pull",
+  });
   const { dirty, downtimeMs } = await leecher.finalize();
   expect(writes).toBeGreaterThan(0);
   expect(dirty.length).toBeGreaterThan(0);
@@ -64,16 +56,16 @@ async function migrate(core: MountCore, model: Buffer, next: () => number) {
 
 describe("file mount migration", () => {
   it("A → B → C with a writer throughout each pre-copy: every leecher ends with the seeder's final bytes", async () => {
-    const seed = testSeed();
-    const next = random(seed);
+    const random = testRandom(); // printed on failure; R3MAP_TEST_SEED replays it
+    const seed = random.seed;
     const image = path.join(scratch, "a.img");
-    const model = randomBytesFrom(next, size);
+    const model = random.bytes(size);
     fs.writeFileSync(image, model);
     const a = cleanup.add(await MountCore.open("file", { remote: `file://${image}`, chunkSize }), (c) =>
       c.close(),
     );
 
-    const toB = await migrate(a, model, next);
+    const toB = await migrate(a, model, random);
     // A refuses writes after its last round: what it would write now is not migrated.
     const late = await fs.promises.open(a.handle.path!, "r+");
     await expect(late.write(Buffer.from("late"), 0, 4, 4096)).rejects.toMatchObject({ code: "EROFS" });
@@ -81,7 +73,7 @@ describe("file mount migration", () => {
     await expectFileEquals(toB.leecher.path!, model, seed);
 
     // B seeds what it now owns; its application writes again during C's pre-copy.
-    const toC = await migrate(toB.owned, model, next);
+    const toC = await migrate(toB.owned, model, random);
     await expectFileEquals(toC.leecher.path!, model, seed);
     expect(toC.leecher.phase).toBe("released");
   });

@@ -1,11 +1,24 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { expect } from "vitest";
+import type { SeededRandom } from "@r3map/core/testing";
+import { afterAll, afterEach, expect } from "vitest";
 
 /** A temporary directory for one test file; removed with `rm`. */
 export function scratchDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "r3map-migration-test-"));
+}
+
+/**
+ * A test file's scratch directory and cleanup steps: the steps run after
+ * every test, the directory goes after the file.
+ */
+export function testFileScope(): { scratch: string; cleanup: Cleanup } {
+  const scratch = scratchDir();
+  const cleanup = new Cleanup();
+  afterEach(() => cleanup.run());
+  afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+  return { scratch, cleanup };
 }
 
 /** Cleanup steps run in reverse order, every one of them even when some fail. */
@@ -28,31 +41,6 @@ export class Cleanup {
   }
 }
 
-/** A seeded generator (mulberry32): the same seed gives the same writes, so a failure can be replayed. */
-export function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** The seed for this run: `R3MAP_TEST_SEED` replays one; printed by `expect` messages on failure. */
-export function testSeed(): number {
-  const given = process.env.R3MAP_TEST_SEED;
-  return given ? Number(given) : Math.floor(Math.random() * 2 ** 31);
-}
-
-export function randomBytesFrom(next: () => number, length: number): Buffer {
-  const bytes = Buffer.alloc(length);
-  for (let i = 0; i < length; i += 4)
-    bytes.writeUInt32LE(Math.floor(next() * 2 ** 32) >>> 0, Math.min(i, length - 4));
-  return bytes;
-}
-
 /**
  * Writes random ranges into a file through the kernel (fs.promises: a libuv
  * pool thread blocks on the mount, never this thread, which may run its
@@ -62,15 +50,15 @@ export class FileWriter {
   readonly #done: Promise<number>;
   #stopping = false;
 
-  constructor(file: string, model: Buffer, next: () => number, maxLength = 200_000) {
+  constructor(file: string, model: Buffer, random: SeededRandom, maxLength = 200_000) {
     const done = (async () => {
       const handle = await fs.promises.open(file, "r+");
       let writes = 0;
       try {
         while (!this.#stopping) {
-          const length = 1 + Math.floor(next() * maxLength);
-          const offset = Math.floor(next() * (model.length - length));
-          const data = randomBytesFrom(next, length);
+          const length = 1 + random.below(maxLength);
+          const offset = random.below(model.length - length);
+          const data = random.bytes(length);
           await handle.write(data, 0, length, offset);
           data.copy(model, offset);
           writes++;
@@ -89,15 +77,6 @@ export class FileWriter {
   stop(): Promise<number> {
     this.#stopping = true;
     return this.#done;
-  }
-}
-
-/** Waits for `condition` to hold, checking every few milliseconds, failing after `timeoutMs`. */
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 

@@ -8,19 +8,17 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
+import { testRandom, waitFor } from "@r3map/core/testing";
 import { MountCore } from "@r3map/mount";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Leecher, Seeder } from "../src/index.js";
-import { Cleanup, random, randomBytesFrom, scratchDir, testSeed, waitFor } from "./helpers.js";
+import { testFileScope } from "./helpers.js";
 
 // Child processes only, never a synchronous call: this thread runs both mounts' engines.
 const run = promisify(execFile);
 const size = 256 * 1024 * 1024;
 const chunkSize = 256 * 1024;
-const scratch = scratchDir();
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { scratch, cleanup } = testFileScope();
 
 async function sha256Of(file: string): Promise<string> {
   return createHash("sha256")
@@ -38,8 +36,8 @@ async function mountExt4(device: string, name: string): Promise<string> {
 
 describe("path mount migration", () => {
   it("ext4 written during pre-copy, unmounted in beforeSync: the leecher's device is byte-equal, fsck-clean, files intact", async () => {
-    const seed = testSeed();
-    const next = random(seed);
+    const random = testRandom(); // printed on failure; R3MAP_TEST_SEED replays it
+    const seed = random.seed;
     const image = path.join(scratch, "a.img");
     fs.writeFileSync(image, Buffer.alloc(0));
     fs.truncateSync(image, size);
@@ -54,7 +52,7 @@ describe("path mount migration", () => {
     let stopping = false;
     const writing = (async () => {
       for (let i = 0; !stopping; i++) {
-        const data = randomBytesFrom(next, 4096 + Math.floor(next() * 512 * 1024));
+        const data = random.bytes(4096 + random.below(512 * 1024));
         const name = `f${i % 200}`;
         await fs.promises.writeFile(path.join(mounted, name), data);
         files.set(name, createHash("sha256").update(data).digest("hex"));
@@ -77,10 +75,10 @@ describe("path mount migration", () => {
     const leecher = cleanup.add(await Leecher.open(seeder.url, { as: "path", pullWorkers: 8 }), (l) =>
       l.close(),
     );
-    await waitFor(
-      () => (leecher.progress()?.chunksLocal ?? 0) > size / chunkSize / 4,
-      "a quarter of the pull",
-    );
+    await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > size / chunkSize / 4, {
+      timeoutMs: 60_000,
+      message: "a quarter of the pull",
+    });
     const { dirty } = await leecher.finalize();
     expect(files.size).toBeGreaterThan(0);
     expect(dirty.length).toBeGreaterThan(0);

@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import { promisify } from "node:util";
@@ -63,8 +64,10 @@ export class FixtureProcess {
   }
 }
 
-/** Detaches a FUSE mount a killed process left (its mount point is the file's directory). */
+/** Detaches a FUSE mount a killed process left (its mount point is the file's directory) and removes the directory. */
 export async function unmountLeftover(file: string | undefined): Promise<void> {
   if (!file) return;
-  await run("umount", ["-l", path.dirname(file)]).catch(() => {});
+  const mountPoint = path.dirname(file);
+  await run("umount", ["-l", mountPoint]).catch(() => {});
+  await fs.promises.rmdir(mountPoint).catch(() => {});
 }

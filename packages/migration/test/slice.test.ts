@@ -1,3 +1,4 @@
+import { testRandom, waitFor } from "@r3map/core/testing";
 /**
  * A 256 MiB slice migrated while its application — a worker thread keeping
  * a checksum invariant in every chunk — runs on the seeder; the application
@@ -5,15 +6,14 @@
  * intact, and the memory is migrated on again (A → B → C).
  */
 import { MountCore } from "@r3map/mount";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Leecher, Seeder } from "../src/index.js";
 import { hashSlice, SliceApp } from "./app.js";
-import { Cleanup, testSeed, waitFor } from "./helpers.js";
+import { testFileScope } from "./helpers.js";
 
 const size = 256 * 1024 * 1024;
 const chunkSize = 64 * 1024;
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
+const { cleanup } = testFileScope();
 
 /**
  * Migrates the slice `core`, where `app` runs, to a new slice leecher: the
@@ -36,7 +36,10 @@ async function migrate(core: MountCore, app: SliceApp) {
   const leecher = cleanup.add(await Leecher.open(seeder.url, { as: "slice", pullWorkers: 8 }), (l) =>
     l.close(),
   );
-  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > size / chunkSize / 4, "a quarter of the pull");
+  await waitFor(() => (leecher.progress()?.chunksLocal ?? 0) > size / chunkSize / 4, {
+    timeoutMs: 60_000,
+    message: "a quarter of the pull",
+  });
   const { dirty } = await leecher.finalize();
   const seederRun = await app.exit();
   expect(seederRun.broken, "chunks whose invariant broke on the seeder").toBe(0);
@@ -49,7 +52,7 @@ async function migrate(core: MountCore, app: SliceApp) {
 
 describe("slice migration", () => {
   it("the application moves A → B → C with its invariant intact and its memory equal", async () => {
-    const seed = testSeed();
+    const seed = testRandom().seed; // printed on failure; R3MAP_TEST_SEED replays it
     const a = cleanup.add(await MountCore.open("slice", { remote: `memory:?size=${size}`, chunkSize }), (c) =>
       c.close(),
     );

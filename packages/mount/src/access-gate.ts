@@ -1,4 +1,4 @@
-import { type Backend, type Deferred, deferred, type Extent, R3mapError, Stage } from "@r3map/core";
+import { type Backend, type Extent, R3mapError, Stage, Turnstile } from "@r3map/core";
 
 /**
  * Who may use a mount right now:
@@ -18,9 +18,7 @@ export type Access = "open" | "read-only" | "locked";
  */
 export class AccessGate extends Stage {
   #access: Access = "open";
-  #opened: Deferred<void> | undefined;
-  #inside = 0;
-  #drained: Deferred<void> | undefined;
+  readonly #gate = new Turnstile();
 
   constructor(inner: Backend) {
     super(inner);
@@ -33,62 +31,47 @@ export class AccessGate extends Stage {
   /** Sets the access; resolves once the requests that were inside have finished. */
   async set(access: Access): Promise<void> {
     this.#access = access;
-    if (access === "locked") this.#opened ??= deferred();
-    else {
-      this.#opened?.resolve();
-      this.#opened = undefined;
-    }
-    if (this.#inside === 0) return;
-    this.#drained ??= deferred();
-    await this.#drained.promise;
+    if (access === "locked") this.#gate.close();
+    else this.#gate.open();
+    await this.#gate.drained();
   }
 
   /** Resolves when the mount is not locked (at once if it is not). */
-  async whileLocked(): Promise<void> {
-    // A loop: the mount may be locked again before this waiter runs.
-    while (this.#opened) await this.#opened.promise;
+  whileLocked(): Promise<void> {
+    return this.#gate.whileClosed();
   }
 
   override readAt(buffer: Uint8Array, offset: number): Promise<void> {
-    return this.#pass(false, () => this.inner.readAt(buffer, offset));
+    return this.#gate.pass(() => this.inner.readAt(buffer, offset));
   }
 
   override writeAt(buffer: Uint8Array, offset: number): Promise<void> {
-    return this.#pass(true, () => this.inner.writeAt(buffer, offset));
+    return this.#write(() => this.inner.writeAt(buffer, offset));
   }
 
   protected override trimRange(offset: number, length: number): Promise<void> {
-    return this.#pass(true, () => super.trimRange(offset, length));
+    return this.#write(() => super.trimRange(offset, length));
   }
 
   protected override zeroRange(offset: number, length: number): Promise<void> {
-    return this.#pass(true, () => super.zeroRange(offset, length));
+    return this.#write(() => super.zeroRange(offset, length));
   }
 
   protected override rangeStatus(offset: number, length: number): Promise<Extent[]> {
-    return this.#pass(false, () => super.rangeStatus(offset, length));
+    return this.#gate.pass(() => super.rangeStatus(offset, length));
   }
 
-  async #pass<T>(writes: boolean, operation: () => Promise<T>): Promise<T> {
-    await this.whileLocked();
-    if (writes && this.#access === "read-only") {
-      throw new R3mapError(
-        "ERR_READ_ONLY",
-        "the mount refuses writes now (its migration's last round has run)",
-        {
-          errno: "EROFS",
-        },
-      );
-    }
-    this.#inside++;
-    try {
-      return await operation();
-    } finally {
-      this.#inside--;
-      if (this.#inside === 0 && this.#drained) {
-        this.#drained.resolve();
-        this.#drained = undefined;
+  #write(operation: () => Promise<void>): Promise<void> {
+    return this.#gate.pass(operation, () => {
+      if (this.#access === "read-only") {
+        throw new R3mapError(
+          "ERR_READ_ONLY",
+          "the mount refuses writes now (its migration's last round has run)",
+          {
+            errno: "EROFS",
+          },
+        );
       }
-    }
+    });
   }
 }

@@ -36,6 +36,16 @@ export interface ManagedDescription {
   pull?: PullDescription | false;
   /** `false` keeps writes local (they never reach the remote). */
   push?: PushDescription | false;
+  /**
+   * A file in which the cache's chunk state persists (which chunks it holds,
+   * which are not pushed yet), so that a mount restarted over the same
+   * `local` file cache — after a clean close or after the process was
+   * killed — reuses every cached chunk, reads none of them from the remote
+   * again, and pushes what was still dirty. Needs a `file:` cache. Created
+   * when missing; a state left open before the machine rebooted, or one
+   * for another cache file, is discarded (the cache is then cold).
+   */
+  state?: string;
 }
 
 /**

@@ -16,6 +16,7 @@ import {
 } from "@r3map/core";
 import { keepBackendFromChildren, type Population, populateInBackground } from "@r3map/native";
 import { type Access, AccessGate } from "./access-gate.js";
+import { CacheStateFile } from "./cache-state.js";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
 import { importSchemePackages } from "./schemes.js";
 
@@ -40,6 +41,8 @@ export interface EngineParts {
   pullRemote?: Backend;
   /** Managed only: the in-flight bitmap to use (shared with a device created before the engine). */
   inFlight?: ChunkBitmap;
+  /** Managed only: the cache's persisted chunk state (`managed.state`), whose bitmaps the pipeline uses. */
+  state?: CacheStateFile;
 }
 
 /** A local cache a device brings itself (a slice: its memfd), with the bitmaps it shares with native code. */
@@ -69,6 +72,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   #population: Population | undefined;
   #written: ChunkBitmap | undefined;
   #inFlight: ChunkBitmap | undefined;
+  #state: CacheStateFile | undefined;
   /** Where writes the engine does not see are found (see `addWriteSource`). */
   readonly #writeSources: (() => Iterable<number>)[] = [];
   /** Records the chunks written from a point in time on (a migration's seeder). */
@@ -89,7 +93,9 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       // Native code may store writes to present chunks in a memory or file cache itself, marking them here;
       // every push and a migration's tracking take the marks (`#takeWrites`).
       const chunks = Math.ceil(parts.remote.size / this.chunkSize);
-      if (isNativeCache(parts.local)) this.#written = new ChunkBitmap(chunks);
+      const state = parts.state?.state;
+      this.#state = parts.state;
+      if (isNativeCache(parts.local)) this.#written = state?.written ?? new ChunkBitmap(chunks);
       // Native code reading misses from the remote itself leaves chunks already on their way to the engine.
       if (isNativeCache(parts.local)) this.#inFlight = parts.inFlight ?? new ChunkBitmap(chunks);
       this.pipeline = new ManagedPipeline({
@@ -97,6 +103,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         local: parts.local,
         chunkSize: this.chunkSize,
         ...(parts.presence ? { presence: parts.presence } : {}),
+        ...(state ? { presence: state.presence, pending: state.pending } : {}),
         ...(this.#inFlight ? { inFlight: this.#inFlight } : {}),
         ...(parts.pullRemote ? { pullRemote: parts.pullRemote } : {}),
         collectWrites: { take: () => this.#takeWrites(), pending: () => this.#written?.cardinality() ?? 0 },
@@ -110,10 +117,10 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     } else {
       this.pipeline = undefined;
     }
-    this.#tracking = new TrackingStage(
-      this.pipeline?.backend ?? new ArbitraryStage(parts.remote, this.chunkSize),
-      this.chunkSize,
-    );
+    // A direct mount passes a partial chunk through as what it is where the remote takes byte ranges
+    // (NBD, Connect, files); stores keyed by chunk get whole chunks (read-modify-write here).
+    const direct = parts.remote.byteRanges ? parts.remote : new ArbitraryStage(parts.remote, this.chunkSize);
+    this.#tracking = new TrackingStage(this.pipeline?.backend ?? direct, this.chunkSize);
     this.#gate = new AccessGate(this.#tracking);
     this.backend = this.#gate;
   }
@@ -141,9 +148,25 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
         pullRemote = await openRemote(description);
       }
       const pulling = pullRemote ? { pullRemote } : {};
-      if (makeLocal) return new MountEngine(description, { remote, ...pulling, ...makeLocal(remote.size) });
+      if (makeLocal) {
+        if (description.managed.state) {
+          throw new R3mapError(
+            "ERR_NOT_SUPPORTED",
+            "managed.state needs a file cache; this device brings its own memory",
+          );
+        }
+        return new MountEngine(description, { remote, ...pulling, ...makeLocal(remote.size) });
+      }
       const local = await openBackend(description.managed.local ?? `memory:?size=${remote.size}`);
-      return new MountEngine(description, { remote, local, ...pulling });
+      let state: CacheStateFile | undefined;
+      try {
+        const statePath = description.managed.state;
+        if (statePath) state = CacheStateFile.open(statePath, local, remote.size, chunkSizeOf(description));
+        return new MountEngine(description, { remote, local, ...pulling, ...(state ? { state } : {}) });
+      } catch (error) {
+        await local.close().catch(() => {});
+        throw error;
+      }
     } catch (error) {
       await remote.close().catch(() => {});
       await pullRemote?.close().catch(() => {});
@@ -242,7 +265,12 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
    */
   #takeWrites(): number[] {
     const chunks: number[] = [];
-    this.#written?.takeAll((chunk) => chunks.push(chunk));
+    const take = (chunk: number) => chunks.push(chunk);
+    // With a persisted state, the bits reach its pending record before they leave `written`: a process
+    // killed in between loses none.
+    const pending = this.#state?.state.pending;
+    if (pending) this.#written?.moveAllTo(pending, take);
+    else this.#written?.takeAll(take);
     for (const source of this.#writeSources) for (const chunk of source()) chunks.push(chunk);
     this.#tracking.recordChunks(chunks);
     return chunks;
@@ -362,16 +390,18 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     if (chunks === 0) return;
     const last = chunks - 1;
     const offset = last * this.chunkSize;
+    const wasLocal = this.pipeline?.presence.has(last) ?? false;
     try {
       if (throughDevice) {
         await throughDevice(Math.floor(offset / 4096) * 4096, 4096);
-        // Touched, so cached: forget it again when only the user's touches may be kept.
-        if (this.pipeline && !this.pulls) {
+        // Touched, so cached: forget it again when only the user's touches may be kept — unless it was
+        // cached before (a persisted state's chunk, maybe with changes not pushed yet).
+        if (this.pipeline && !this.pulls && !wasLocal) {
           this.pipeline.markRemote([last]);
           forget?.(last);
         }
       } else if (this.pipeline && !this.pulls) {
-        await this.remote.readAt(new Uint8Array(this.size - offset), offset);
+        if (!wasLocal) await this.remote.readAt(new Uint8Array(this.size - offset), offset);
       } else if (this.pipeline) {
         await this.pipeline.synced.ensureLocalForReader(last);
       } else {
@@ -404,6 +434,8 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       try {
         await (this.pipeline ? this.pipeline.close() : this.remote.close());
       } finally {
+        // The pipeline closed (and synced) the cache: the state matches it on disk.
+        this.#state?.close();
         // Its native thread ends within a step; a worker hosting the engine may exit right after this.
         await this.#population?.done;
       }

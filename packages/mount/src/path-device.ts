@@ -28,6 +28,9 @@ export class PathDevice implements Device {
     const file = await FileDevice.attach(engine, options);
     try {
       const loop = await LoopDevice.attach(file.path, {
+        // Gone with its last user: a process killed (or forced out by a second signal) leaves no loop device
+        // attached to its dead FUSE file once nothing else holds the device.
+        autoclear: true,
         directIo: options.directIo ?? true,
         readOnly: options.readOnly ?? engine.readOnly,
       });

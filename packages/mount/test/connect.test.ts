@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { testRandom } from "@r3map/core/testing";
+import { type FileMount, mountFile, mountSlice } from "@r3map/mount";
+import { fioVerify } from "@r3map/mount/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { mountFile, mountSlice } from "../dist/index.js";
-import { fioVerify, leftovers, randomImage, scratchDir } from "./helpers.js";
+import { leftovers, leftoversOf, leftoversSince, randomImage, scratchDir } from "./helpers.js";
 
 const size = 32 * 1024 * 1024;
 const scratch = scratchDir();
@@ -40,6 +41,7 @@ describe("managed mounts over Connect (gRPC on h2c, in another process)", () => 
   it("file: fio verifies; the remote equals the file after close", async () => {
     const image = randomImage(scratch, size, "connect-file.img");
     const remote = await connectRemote(image);
+    const mounts: FileMount[] = [];
     try {
       const mount = await mountFile({
         remote: `${remote.url}?token=mount-test&sessions=2`,
@@ -47,6 +49,7 @@ describe("managed mounts over Connect (gRPC on h2c, in another process)", () => 
         chunkSize: 256 * 1024,
         managed: { pull: { workers: 4 }, push: { intervalMs: 200 } },
       });
+      mounts.push(mount);
       try {
         fioVerify(mount.path, size);
         const model = fs.readFileSync(mount.path);
@@ -58,7 +61,7 @@ describe("managed mounts over Connect (gRPC on h2c, in another process)", () => 
     } finally {
       await stop(remote.process);
     }
-    expect(leftovers()).toEqual([]);
+    expect(leftoversOf(mounts)).toEqual([]);
   });
 
   it("slice: the main thread reads and writes; the remote matches after close", async () => {
@@ -74,7 +77,7 @@ describe("managed mounts over Connect (gRPC on h2c, in another process)", () => 
       });
       try {
         expect(Buffer.compare(mount.buffer, model)).toBe(0);
-        const data = randomBytes(300_000);
+        const data = testRandom().bytes(300_000);
         data.copy(mount.buffer, 12345);
         data.copy(model, 12345);
         await mount.close();
@@ -90,6 +93,7 @@ describe("managed mounts over Connect (gRPC on h2c, in another process)", () => 
   it("a wrong token fails the open with a typed error and leaves nothing mounted", async () => {
     const image = randomImage(scratch, size, "connect-denied.img");
     const remote = await connectRemote(image);
+    const before = leftovers();
     try {
       await expect(
         mountFile({
@@ -101,6 +105,6 @@ describe("managed mounts over Connect (gRPC on h2c, in another process)", () => 
     } finally {
       await stop(remote.process);
     }
-    expect(leftovers()).toEqual([]);
+    expect(leftoversSince(before)).toEqual([]);
   });
 });

@@ -5,9 +5,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
+import { mountFile } from "@r3map/mount";
+import { readAt } from "@r3map/mount/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { mountFile } from "../dist/index.js";
-import { readAt, scratchDir } from "./helpers.js";
+import { scratchDir } from "./helpers.js";
 
 const scratch = scratchDir();
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));

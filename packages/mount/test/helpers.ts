@@ -1,9 +1,10 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { testRandom, waitFor } from "@r3map/core/testing";
+import { isMountPoint } from "@r3map/mount/testing";
 
 /** A port nobody listens on right now. */
 export async function freePort(): Promise<number> {
@@ -12,23 +13,6 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as net.AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** Polls until a TCP connect to `port` succeeds, or throws at the deadline. */
-export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect({ host: "127.0.0.1", port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /**
@@ -69,12 +53,13 @@ export class NbdkitRemote {
       ],
       { stdio: ["ignore", "ignore", "inherit"] },
     );
-    const deadline = Date.now() + 10_000;
-    while (!fs.existsSync(pidFile)) {
-      if (child.exitCode !== null) throw new Error(`nbdkit exited with code ${child.exitCode}`);
-      if (Date.now() > deadline) throw new Error("nbdkit did not start within 10 s");
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitFor(
+      () => {
+        if (child.exitCode !== null) throw new Error(`nbdkit exited with code ${child.exitCode}`);
+        return fs.existsSync(pidFile);
+      },
+      { message: "nbdkit to write its pid file" },
+    );
     return new NbdkitRemote(image, chosen, child);
   }
 
@@ -115,41 +100,44 @@ export function scratchDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "r3map-mount-test-"));
 }
 
-/** A file of `size` random bytes; returns its path. */
-export function randomImage(dir: string, size: number, name = "remote.img"): string {
+/** A file of `size` pseudo-random bytes from the test's seeded source; returns its path. */
+export function randomImage(dir: string, size: number, name = "remote.img", random = testRandom()): string {
   const file = path.join(dir, name);
-  fs.writeFileSync(file, randomBytes(size));
+  fs.writeFileSync(file, random.bytes(size));
   return file;
 }
 
-/** Runs fio against `file` with a write-then-verify job; throws with fio's output if verification fails. */
-export function fioVerify(file: string, size: number, blockSize = "4k"): void {
-  execFileSync(
-    "fio",
-    [
-      "--name=verify",
-      `--filename=${file}`,
-      `--size=${size}`,
-      "--rw=randwrite",
-      `--bs=${blockSize}`,
-      "--ioengine=psync",
-      "--direct=1",
-      "--verify=crc32c",
-      "--verify_fatal=1",
-      "--verify_state_save=0",
-      "--do_verify=1",
-      "--randrepeat=1",
-      "--output-format=terse",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 },
-  );
+/**
+ * Of `mounts`, closed by now, the ones that still hold a FUSE mount or a loop
+ * device (a slice holds neither). Only the test's own: other runs on the
+ * machine may hold mounts of their own meanwhile. Read from /proc and sysfs,
+ * which never block on a dead FUSE server (findmnt and losetup can).
+ */
+export function leftoversOf(mounts: Iterable<{ readonly path?: string | undefined }>): string[] {
+  const left: string[] = [];
+  for (const { path: where } of mounts) {
+    if (where === undefined) continue;
+    if (where.startsWith("/dev/loop")) {
+      const backing = `/sys/block/${path.basename(where)}/loop/backing_file`;
+      if (fs.existsSync(backing) && fs.readFileSync(backing, "utf8").includes("r3map-mount-"))
+        left.push(where);
+    } else if (isMountPoint(path.dirname(where))) {
+      left.push(path.dirname(where));
+    }
+  }
+  return left;
 }
 
 /**
- * What the tests must leave behind: no FUSE mounts of ours and no loop devices
- * over them. Read from /proc and sysfs, which never block on a dead FUSE server
- * (findmnt and losetup can).
+ * FUSE mounts and loop devices of r3map on the machine that were not in
+ * `before` (a `leftovers()` taken earlier): for an open that failed and so
+ * left no handle to check.
  */
+export function leftoversSince(before: readonly string[]): string[] {
+  return leftovers().filter((left) => !before.includes(left));
+}
+
+/** Every r3map FUSE mount and loop device on the machine, whoever made it. */
 export function leftovers(): string[] {
   const mounts = fs
     .readFileSync("/proc/self/mountinfo", "utf8")
@@ -165,77 +153,4 @@ export function leftovers(): string[] {
     }
   }
   return [...mounts, ...loops];
-}
-
-/** Reads `length` bytes of `file` at `offset` with plain synchronous calls (as an application would). */
-export function readAt(file: string, offset: number, length: number): Buffer {
-  const fd = fs.openSync(file, "r");
-  try {
-    const buffer = Buffer.alloc(length);
-    fs.readSync(fd, buffer, 0, length, offset);
-    return buffer;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Writes `data` into `file` at `offset` with plain synchronous calls. */
-export function writeAt(file: string, offset: number, data: Uint8Array): void {
-  const fd = fs.openSync(file, "r+");
-  try {
-    fs.writeSync(fd, data, 0, data.length, offset);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Whether `dir` is a mount point now (from /proc, which never blocks on a dead FUSE server). */
-export function isMountPoint(dir: string): boolean {
-  return fs
-    .readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .some((line) => line.split(" ")[4] === dir);
-}
-
-/** Retries `sync()` until it succeeds or the deadline passes (a remote coming back takes a moment). */
-export async function syncUntil(mount: { sync(): Promise<void> }, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await mount.sync();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
-
-/**
- * What one test opened — backends, mounts, anything with a cleanup — closed in
- * reverse order by `cleanup()`, which returns this test's mount points that
- * are still mounted (only its own: other packages' tests may run meanwhile).
- */
-export class TestScope {
-  readonly #cleanups: Array<() => Promise<unknown>> = [];
-  readonly #mountPoints: string[] = [];
-
-  /** Registers a cleanup step and returns `value`. */
-  add<T>(value: T, cleanup: () => Promise<unknown>): T {
-    this.#cleanups.push(cleanup);
-    return value;
-  }
-
-  /** Registers a file or path mount; asserts it is mounted, so the check after close can fail. */
-  mount<T extends { path: string; close(): Promise<void> }>(mount: T): T {
-    const point = path.dirname(mount.path);
-    if (!isMountPoint(point)) throw new Error(`${point} is not mounted right after mounting`);
-    this.#mountPoints.push(point);
-    return this.add(mount, () => mount.close());
-  }
-
-  async cleanup(): Promise<string[]> {
-    for (const step of this.#cleanups.splice(0).reverse()) await step().catch(() => {});
-    return this.#mountPoints.splice(0).filter(isMountPoint);
-  }
 }

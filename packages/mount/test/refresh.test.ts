@@ -5,11 +5,12 @@
  * read before (the FUSE file is opened with FOPEN_KEEP_CACHE; a block device
  * and a slice's mapping keep theirs too).
  */
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import { testRandom } from "@r3map/core/testing";
+import { type Mount, type MountDescription, mountFile, mountPath, mountSlice } from "@r3map/mount";
+import { readAt, TestScope, writeAt } from "@r3map/mount/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { type Mount, type MountDescription, mountFile, mountPath, mountSlice } from "../dist/index.js";
-import { NbdkitRemote, randomImage, readAt, scratchDir, TestScope, writeAt } from "./helpers.js";
+import { NbdkitRemote, randomImage, scratchDir } from "./helpers.js";
 
 const size = 4 * 1024 * 1024;
 const chunkSize = 64 * 1024;
@@ -42,7 +43,7 @@ describe.each(["file", "path", "slice"] as const)(
     ])("%s: the chunk reads as the remote's new bytes, not the cached ones", async (_kind, mode) => {
       // A direct slice keeps a local copy of what was touched (its memory): it is refreshed like a cache.
       const image = randomImage(scratch, size);
-      const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
+      const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
       const mount = await open[frontend]({ remote: remote.uri, chunkSize, ...mode });
       scope.add(mount, () => mount.close());
       const chunk = 5;
@@ -50,7 +51,7 @@ describe.each(["file", "path", "slice"] as const)(
       const before = readThrough(mount, offset, 8192);
       expect(Buffer.compare(before, fs.readFileSync(image).subarray(offset, offset + 8192))).toBe(0);
 
-      const changed = randomBytes(8192);
+      const changed = testRandom().bytes(8192);
       writeAt(image, offset, changed);
       await mount.refresh([chunk]);
       expect(Buffer.compare(readThrough(mount, offset, 8192), changed)).toBe(0);

@@ -4,18 +4,19 @@
  * managed mount's misses while it pulls); when that connection fails, reads
  * take the engine's path again, with its errors, timeouts and reconnects.
  */
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { readOnThread, touchOnThread } from "@r3map/native";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { testRandom, waitFor } from "@r3map/core/testing";
 import {
   type FileDevice,
   MountCore,
   type MountDescription,
   mountSlice,
   type SliceDevice,
-} from "../dist/index.js";
-import { NbdkitRemote, randomImage, scratchDir, TestScope } from "./helpers.js";
+} from "@r3map/mount";
+import { TestScope } from "@r3map/mount/testing";
+import { readOnThread, touchOnThread } from "@r3map/native";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { NbdkitRemote, randomImage, scratchDir } from "./helpers.js";
 
 const size = 8 * 1024 * 1024;
 const scratch = scratchDir();
@@ -54,7 +55,7 @@ describe("direct file mount over NBD", () => {
   it("is read by the FUSE threads from the server, not through the engine", async () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
-    const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
+    const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
     const { device } = await open(remote.uri);
     const before = device.stats();
     for (const offset of [0, 4096, 3 * 1024 * 1024 + 8192, size - 4096]) {
@@ -70,7 +71,7 @@ describe("direct file mount over NBD", () => {
   it("falls back to the engine when the server goes away: EIO while it is gone, data once it is back", async () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
-    const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
+    const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
     const { device } = await open(`${remote.uri}?timeout=1000`);
     expect(Buffer.compare(await read(device.path, 0, 4096), original.subarray(0, 4096))).toBe(0);
     await remote.kill();
@@ -87,7 +88,7 @@ describe("direct file mount over NBD", () => {
 
   it("a server that stops answering: the read is handed to the engine after the timeout, and fails with EIO in bounded time", async () => {
     const image = randomImage(scratch, size);
-    const remote = scope.add(await NbdkitRemote.start(image), async () => {
+    const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image), async () => {
       remote.resume();
       await remote.kill();
     });
@@ -109,7 +110,9 @@ describe("managed file mount over NBD, while the pull runs", () => {
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
     // 20 ms per read and one pull worker: the sweep needs about 2.6 s to reach the last chunks.
-    const remote = scope.add(await NbdkitRemote.start(image, undefined, 20), () => remote.kill());
+    const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image, undefined, 20), () =>
+      remote.kill(),
+    );
     const { engine, device } = await openFile({
       remote: remote.uri,
       chunkSize,
@@ -117,24 +120,20 @@ describe("managed file mount over NBD, while the pull runs", () => {
     });
     const chunk = 100;
     const before = device.stats();
-    const started = Date.now();
     const bytes = await read(device.path, chunk * chunkSize + 4096, 4096);
     expect(Buffer.compare(bytes, original.subarray(chunk * chunkSize + 4096, chunk * chunkSize + 8192))).toBe(
       0,
     );
     expect(device.stats().remoteReads).toBe(before.remoteReads + 1);
     expect(device.stats().forwardedReads).toBe(before.forwardedReads);
-    // Not stored by the read, but pulled next: local long before the sweep would get there.
-    while (!engine.pipeline!.presence.has(chunk) && Date.now() - started < 2000) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    expect(engine.pipeline!.presence.has(chunk)).toBe(true);
+    // Not stored by the read, but pulled next: local while the sweep is still far from it.
+    await waitFor(() => engine.pipeline!.presence.has(chunk), `chunk ${chunk} to be pulled`);
     expect(engine.pipeline!.presence.has(chunk - 10)).toBe(false);
   });
 
   it("without a pull, a managed mount's misses go through the engine (the cache must keep what was read)", async () => {
     const image = randomImage(scratch, size);
-    const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
+    const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
     const { engine, device } = await openFile({
       remote: remote.uri,
       chunkSize: 65536,
@@ -152,12 +151,15 @@ describe("managed file over NBD, writes racing the pull", () => {
     const image = randomImage(scratch, size);
     const model = fs.readFileSync(image);
     // 50 ms a read, one chunk at a time: the pull's front chunk is in flight while the first writes pass it.
-    const remote = scope.add(await NbdkitRemote.start(image, undefined, 50), () => remote.kill());
+    const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image, undefined, 50), () =>
+      remote.kill(),
+    );
     const { engine, device } = await openFile({
       remote: remote.uri,
       chunkSize,
       managed: { pull: { workers: 1, requestBytes: chunkSize }, push: { intervalMs: null } },
     });
+    const random = testRandom();
     const handle = await fs.promises.open(device.path, "r+");
     const write = async (data: Buffer, offset: number) => {
       await handle.write(data, 0, data.length, offset);
@@ -166,34 +168,30 @@ describe("managed file over NBD, writes racing the pull", () => {
     try {
       // Chunks the pull is fetching right now, written whole: each must wait for its fetch.
       const { inFlight, presence } = engine.nativeCache()!;
-      for (let hits = 0; hits < 3; ) {
+      const fetching = () => {
         const chunk = [...Array(size / chunkSize).keys()].find((c) => inFlight.has(c) && !presence.has(c));
-        if (chunk === undefined) {
-          await new Promise((resolve) => setTimeout(resolve, 1));
-          continue;
-        }
-        await write(randomBytes(chunkSize), chunk * chunkSize);
-        hits++;
+        return chunk === undefined ? undefined : { chunk };
+      };
+      for (let hits = 0; hits < 3; hits++) {
+        const { chunk } = await waitFor(fetching, { intervalMs: 1, message: "a chunk the pull is fetching" });
+        await write(random.bytes(chunkSize), chunk * chunkSize);
       }
       // Whole chunks from the start, right behind (and into) the pull's front.
-      for (let chunk = 0; chunk < 32; chunk++) await write(randomBytes(chunkSize), chunk * chunkSize);
+      for (let chunk = 0; chunk < 32; chunk++) await write(random.bytes(chunkSize), chunk * chunkSize);
       for (let i = 0; i < 300; i++) {
         const whole = i % 2 === 0;
-        const offset = whole
-          ? Math.floor(Math.random() * (size / chunkSize - 4)) * chunkSize
-          : Math.floor(Math.random() * (size - 3000));
-        const length = whole
-          ? (1 + Math.floor(Math.random() * 4)) * chunkSize
-          : 1 + Math.floor(Math.random() * 3000);
-        await write(randomBytes(length), offset);
+        const offset = whole ? random.below(size / chunkSize - 4) * chunkSize : random.below(size - 3000);
+        const length = whole ? (1 + random.below(4)) * chunkSize : 1 + random.below(3000);
+        await write(random.bytes(length), offset);
       }
     } finally {
       await handle.close();
     }
     expect(device.stats().nativeWrites).toBeGreaterThan(0);
-    while (engine.progress()!.chunksLocal < engine.progress()!.chunksTotal) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitFor(() => engine.progress()!.chunksLocal === engine.progress()!.chunksTotal, {
+      timeoutMs: 60_000,
+      message: "the pull to finish",
+    });
     expect(Buffer.compare(await read(device.path, 0, size), model)).toBe(0);
     await device.close();
     await engine.close();
@@ -206,7 +204,7 @@ describe("slice over NBD", () => {
     const chunkSize = 64 * 1024;
     const image = randomImage(scratch, size);
     const original = fs.readFileSync(image);
-    const remote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
+    const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image), () => remote.kill());
     const core = await MountCore.open("slice", {
       remote: remote.uri,
       chunkSize,
@@ -224,11 +222,11 @@ describe("slice over NBD", () => {
       fetchedNatively: after.remoteFetches - before.remoteFetches,
       handedToTheEngine: after.misses - before.misses,
     }).toEqual({ fetchedNatively: chunks.length, handedToTheEngine: 0 });
-    // The notices of the landings cross from the native thread in their own time.
-    for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
-      if (device.engine.progress()?.chunksLocal === chunks.length) break;
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    // The notices of the landings cross from the native threads in their own time.
+    await waitFor(
+      () => device.engine.progress()?.chunksLocal === chunks.length,
+      "the notices of the landings",
+    );
     for (const chunk of chunks) {
       expect(device.engine.pipeline!.presence.has(chunk)).toBe(true);
       // Mapped now, so this thread may read it.
@@ -242,24 +240,29 @@ describe("slice over NBD", () => {
     const image = randomImage(scratch, size);
     const model = fs.readFileSync(image);
     // A slow remote (2 ms a read) and small chunks: many runs in flight while the writes fault chunks in.
-    const remote = scope.add(await NbdkitRemote.start(image, undefined, 2), () => remote.kill());
+    const remote: NbdkitRemote = scope.add(await NbdkitRemote.start(image, undefined, 2), () =>
+      remote.kill(),
+    );
     const mount = await mountSlice({
       remote: remote.uri,
       chunkSize: 4096,
       managed: { pull: { workers: 8, requestBytes: 64 * 1024 }, push: { intervalMs: null } },
     });
     scope.add(mount, () => mount.close());
+    const random = testRandom(); // the seed is printed if this fails; R3MAP_TEST_SEED replays it
     for (let i = 0; i < 3000; i++) {
-      const offset = Math.floor(Math.random() * (size - 300));
-      const data = randomBytes(1 + Math.floor(Math.random() * 300));
+      const offset = random.below(size - 300);
+      const data = random.bytes(1 + random.below(300));
       data.copy(mount.buffer, offset);
       data.copy(model, offset);
     }
-    for (;;) {
-      const progress = await mount.progress();
-      if (progress && progress.chunksLocal === progress.chunksTotal) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitFor(
+      async () => {
+        const progress = await mount.progress();
+        return progress && progress.chunksLocal === progress.chunksTotal;
+      },
+      { timeoutMs: 60_000, intervalMs: 20, message: "the pull to finish" },
+    );
     expect(Buffer.compare(mount.buffer, model)).toBe(0);
     await mount.close();
     expect(Buffer.compare(remote.contents(), model)).toBe(0);

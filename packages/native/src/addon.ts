@@ -130,6 +130,9 @@ export interface NativeMtStatus {
   erreg: number;
   fileNumber: number;
   blockNumber: number;
+  /** The drive's fixed block size from `dsreg` (0: variable-size records). */
+  blockSize: number;
+  density: number;
 }
 
 export interface NativeAddon {
@@ -149,6 +152,15 @@ export interface NativeAddon {
   mtOperation(fd: number, operation: number, count: number): Promise<void>;
   mtStatus(fd: number): Promise<NativeMtStatus>;
   mtPosition(fd: number): Promise<number>;
+  /** One read(2) of up to `length` bytes on a native thread; resolves with a copy of what was read. */
+  mtRead(fd: number, length: number): Promise<Buffer>;
+  /** One write(2) of `bytes` (copied first) on a native thread; resolves with the count written. */
+  mtWrite(fd: number, bytes: Uint8Array): Promise<number>;
+
+  /** A SharedArrayBuffer over a MAP_SHARED mapping of the first `length` bytes of the file. */
+  mapSharedFile(fd: number, length: number): SharedArrayBuffer;
+  /** msync (MS_SYNC) of a SharedArrayBuffer made by `mapSharedFile`. */
+  msyncShared(buffer: SharedArrayBuffer): void;
   mtOperations: Record<string, number>;
 
   /** Resolves with the bytes populated once done, or once `cancel[0]` is non-zero. */

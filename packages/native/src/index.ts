@@ -32,6 +32,7 @@ export {
   type Population,
   populateInBackground,
 } from "./populate.js";
+export { mapSharedFile, type SharedFileOptions, syncSharedFile } from "./shared-file.js";
 export {
   TapeDrive,
   type TapeOperation,
@@ -39,7 +40,9 @@ export {
   tapeOperation,
   tapeOperationCode,
   tapePosition,
+  tapeRead,
   tapeStatus,
+  tapeWrite,
 } from "./tape.js";
 export { readOnThread, touchOnThread } from "./thread-read.js";
 export { nativeAddonPath } from "./uffd-native.js";

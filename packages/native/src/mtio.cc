@@ -7,8 +7,11 @@
 #include <sys/mtio.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "fuse_thread_promise.h"
 #include "module.h"
+#include "typed_array.h"
 
 namespace r3map::mtio {
 namespace {
@@ -44,6 +47,13 @@ Napi::Value JsStatus(const Napi::CallbackInfo& info) {
                           o.Set("erreg", Napi::Number::New(env, static_cast<double>(status.mt_erreg)));
                           o.Set("fileNumber", Napi::Number::New(env, static_cast<double>(status.mt_fileno)));
                           o.Set("blockNumber", Napi::Number::New(env, static_cast<double>(status.mt_blkno)));
+                          // The st driver's drive settings: 0 bytes means variable-size records.
+                          o.Set("blockSize", Napi::Number::New(env, static_cast<double>(
+                                                                        (status.mt_dsreg & MT_ST_BLKSIZE_MASK) >>
+                                                                        MT_ST_BLKSIZE_SHIFT)));
+                          o.Set("density", Napi::Number::New(env, static_cast<double>(
+                                                                     (status.mt_dsreg & MT_ST_DENSITY_MASK) >>
+                                                                     MT_ST_DENSITY_SHIFT)));
                           return o;
                         }};
   });
@@ -59,10 +69,51 @@ Napi::Value JsPosition(const Napi::CallbackInfo& info) {
   });
 }
 
+// mtRead(fd, length): one read(2) of a record, on its own thread (a read
+// after a seek waits for the tape to get there). Resolves with a copy of the
+// bytes read: the caller's buffer is not touched off the JS thread. In
+// fixed-block mode `length` is a multiple of the block size and the driver
+// reads that many blocks; 0 bytes means a file mark or the end of data.
+Napi::Value JsRead(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  size_t length = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  return RunOnThread(info.Env(), "r3map-mtread", [fd, length] {
+    auto bytes = std::make_shared<std::vector<uint8_t>>(length);
+    ssize_t n;
+    do n = read(fd, bytes->data(), length);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return ThreadResult::Fail(errno, "read");
+    bytes->resize(static_cast<size_t>(n));
+    return ThreadResult{0, {}, [bytes](Napi::Env env) -> Napi::Value {
+                          return Napi::Buffer<uint8_t>::Copy(env, bytes->data(), bytes->size());
+                        }};
+  });
+}
+
+// mtWrite(fd, bytes): one write(2) of a record (or, in fixed-block mode, of
+// as many blocks as `bytes` holds), on its own thread. The bytes are copied
+// first, on the JS thread. Resolves with the count written.
+Napi::Value JsWrite(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::TypedArray array = info[1].As<Napi::TypedArray>();
+  const uint8_t* start = TypedArrayBytes(array);
+  auto bytes = std::make_shared<std::vector<uint8_t>>(start, start + array.ByteLength());
+  return RunOnThread(info.Env(), "r3map-mtwrite", [fd, bytes] {
+    ssize_t n;
+    do n = write(fd, bytes->data(), bytes->size());
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return ThreadResult::Fail(errno, "write");
+    double written = static_cast<double>(n);
+    return ThreadResult{0, {}, [written](Napi::Env env) { return Napi::Number::New(env, written); }};
+  });
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mtOperation", Napi::Function::New(env, JsOperation, "mtOperation"));
   exports.Set("mtStatus", Napi::Function::New(env, JsStatus, "mtStatus"));
   exports.Set("mtPosition", Napi::Function::New(env, JsPosition, "mtPosition"));
+  exports.Set("mtRead", Napi::Function::New(env, JsRead, "mtRead"));
+  exports.Set("mtWrite", Napi::Function::New(env, JsWrite, "mtWrite"));
   Napi::Object ops = Napi::Object::New(env);
   const std::pair<const char*, int> known[] = {
       {"reset", MTRESET}, {"forwardFile", MTFSF},   {"backwardFile", MTBSF},  {"forwardRecord", MTFSR},

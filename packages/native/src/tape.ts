@@ -63,6 +63,30 @@ export async function tapeStatus(fd: number): Promise<TapeStatus> {
   }
 }
 
+/**
+ * One read(2) at the current position into `buffer`: in fixed-block mode the
+ * driver reads `buffer.length / blockSize` blocks. Resolves with the bytes
+ * read (0 at a file mark or the end of data). Runs on a native thread.
+ */
+export async function tapeRead(fd: number, buffer: Uint8Array): Promise<number> {
+  try {
+    const bytes = await addon().mtRead(fd, buffer.length);
+    buffer.set(bytes);
+    return bytes.length;
+  } catch (error) {
+    throw mapNativeError(error, "tape read");
+  }
+}
+
+/** One write(2) of `buffer` at the current position (the drive then ends its data there). Runs on a native thread. */
+export async function tapeWrite(fd: number, buffer: Uint8Array): Promise<number> {
+  try {
+    return await addon().mtWrite(fd, buffer);
+  } catch (error) {
+    throw mapNativeError(error, "tape write");
+  }
+}
+
 /** MTIOCPOS: the current block number. */
 export async function tapePosition(fd: number): Promise<number> {
   try {
@@ -72,7 +96,7 @@ export async function tapePosition(fd: number): Promise<number> {
   }
 }
 
-/** An open tape device with the common operations spelled out. */
+/** An open tape device with the common operations spelled out (`mt`'s, plus record reads and writes). */
 export class TapeDrive {
   readonly path: string;
   readonly #handle: fs.promises.FileHandle;
@@ -116,6 +140,18 @@ export class TapeDrive {
   }
   status(): Promise<TapeStatus> {
     return tapeStatus(this.fd);
+  }
+  /** The drive's fixed block size (MTIOCGET); 0 when it is in variable-block mode. */
+  async blockSize(): Promise<number> {
+    return (await this.status()).blockSize;
+  }
+  /** Reads one record (fixed-block mode: `buffer.length / blockSize` blocks); resolves with the bytes read. */
+  read(buffer: Uint8Array): Promise<number> {
+    return tapeRead(this.fd, buffer);
+  }
+  /** Writes `buffer` as the next record(s). */
+  write(buffer: Uint8Array): Promise<number> {
+    return tapeWrite(this.fd, buffer);
   }
   position(): Promise<number> {
     return tapePosition(this.fd);

@@ -4,6 +4,7 @@
  * chunk (a read fault) does not count as a write.
  */
 import { ChunkBitmap, MemoryBackend } from "@r3map/core";
+import { testRandom } from "@r3map/core/testing";
 import { describe, expect, it } from "vitest";
 import { chunksOfRanges, type DirtyRange } from "../src/dirty-ranges.js";
 import { UffdRegion } from "../src/uffd-region.js";
@@ -16,18 +17,6 @@ const skipReason = !features.available
   : (features.features & WP_ASYNC) === 0
     ? "the kernel lacks UFFD_FEATURE_WP_ASYNC (Linux 6.7+)"
     : undefined;
-
-/** Deterministic pseudo-random integers (mulberry32). */
-function random(seed: number): (below: number) => number {
-  let state = seed >>> 0;
-  return (below) => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) % below) >>> 0;
-  };
-}
 
 /** The page ranges covering `offsets`, merged: what PAGEMAP_SCAN should report. */
 function expectedRanges(offsets: number[]): DirtyRange[] {
@@ -80,10 +69,10 @@ describe.skipIf(skipReason !== undefined)("UffdRegion dirty tracking", () => {
       expect(sum).toBe((size / 2 / PAGE) * 0x5a);
       expect(region.scanDirty()).toEqual([]);
 
-      const next = random(42);
+      const random = testRandom();
       for (let round = 0; round < 3; round++) {
         const offsets: number[] = [];
-        for (let i = 0; i < 200; i++) offsets.push(next(size)); // hits mapped and unmapped chunks
+        for (let i = 0; i < 200; i++) offsets.push(random.below(size)); // hits mapped and unmapped chunks
         for (let i = 0; i < 8; i++) offsets.push(round * 1024 * 1024 + i * PAGE + 17); // a contiguous run
         for (const offset of offsets) view[offset] = round + 1;
         const dirty = region.scanDirty();

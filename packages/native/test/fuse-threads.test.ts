@@ -67,6 +67,7 @@ describe.skipIf(!isRoot())("FuseFile across threads", () => {
       size: SIZE,
       onRead: async (offset, length) => {
         calls++;
+        // Answers on a later turn of the event loop, as an engine awaiting the network does (not a wait).
         await new Promise((resolve) => setImmediate(resolve));
         return remote.slice(offset, offset + length);
       },

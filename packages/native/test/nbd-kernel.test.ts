@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import * as net from "node:net";
+import { retryUntil } from "@r3map/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findFreeNbdDevice, isKernelNbdAvailable, KernelNbdDevice } from "../src/nbd-kernel.js";
 import { isRoot } from "./helpers.js";
@@ -17,19 +18,21 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function connectWithin(port: number, deadlineMs: number): Promise<net.Socket> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const socket = net.connect(port, "127.0.0.1");
-    try {
-      await once(socket, "connect");
-      return socket;
-    } catch (error) {
-      socket.destroy();
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
+/** Connects to nbdkit once it listens (it was just started). */
+function connectWithin(port: number, timeoutMs: number): Promise<net.Socket> {
+  return retryUntil(
+    async () => {
+      const socket = net.connect(port, "127.0.0.1");
+      try {
+        await once(socket, "connect");
+        return socket;
+      } catch (error) {
+        socket.destroy();
+        throw error;
+      }
+    },
+    { timeoutMs, intervalMs: 20 },
+  );
 }
 
 describe("kernel NBD", () => {

@@ -1,7 +1,15 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { TapeDrive, tapeOperation, tapeOperationCode, tapePosition, tapeStatus } from "../src/tape.js";
+import {
+  TapeDrive,
+  tapeOperation,
+  tapeOperationCode,
+  tapePosition,
+  tapeRead,
+  tapeStatus,
+  tapeWrite,
+} from "../src/tape.js";
 import { scratchDirectory } from "./helpers.js";
 
 describe("tape ioctls", () => {
@@ -35,6 +43,30 @@ describe("tape ioctls", () => {
     await expect(tapeOperation(drive.fd, "writeFileMark", -1)).rejects.toMatchObject({
       code: "ERR_INVALID_ARGUMENT",
     });
+  });
+
+  it("reads and writes records with one system call each, off the JavaScript thread", async () => {
+    // A regular file takes read(2) and write(2) as a drive does; only the ioctls need a tape.
+    const file = path.join(dir, "records");
+    fs.writeFileSync(file, "");
+    await using drive = await TapeDrive.open(file);
+    const record = Buffer.alloc(4096, 0x3c);
+    expect(await drive.write(record)).toBe(4096);
+    expect(await tapeWrite(drive.fd, Buffer.alloc(4096, 0x3d))).toBe(4096);
+    const back = new Uint8Array(4096);
+    const reader = await TapeDrive.open(file, { readOnly: true });
+    try {
+      expect(await reader.read(back)).toBe(4096);
+      expect(back.every((byte) => byte === 0x3c)).toBe(true);
+      expect(await tapeRead(reader.fd, back)).toBe(4096);
+      expect(back.every((byte) => byte === 0x3d)).toBe(true);
+      // The end of data reads as 0 bytes, as a drive reports it.
+      expect(await reader.read(back)).toBe(0);
+      await expect(reader.write(record)).rejects.toMatchObject({ name: "R3mapError", errno: "EBADF" });
+    } finally {
+      await reader.close();
+    }
+    await expect(drive.blockSize()).rejects.toMatchObject({ code: "ERR_NOT_SUPPORTED", errno: "ENOTTY" });
   });
 
   it("fails with EBADF on a closed descriptor", async () => {

@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { ChunkBitmap, MemoryBackend } from "@r3map/core";
+import { waitFor } from "@r3map/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { touchOnThread } from "../src/thread-read.js";
 import { nativeAddonPath } from "../src/uffd-native.js";
@@ -51,6 +52,7 @@ function patternEngine(size: number, chunkSize: number) {
   };
   const onMiss = async (chunk: number): Promise<void> => {
     calls.push(chunk);
+    // Answers on a later turn of the event loop, as an engine awaiting the network does (not a wait).
     await new Promise<void>((resolve) => setImmediate(resolve));
     supply(chunk);
   };
@@ -249,7 +251,7 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
     await expect(touchOnThread(region.buffer, size)).rejects.toMatchObject({ code: "ERR_OUT_OF_RANGE" });
   });
 
-  it("the handler thread runs at a raised priority (a blocked reader waits on it)", () => {
+  it("the handler thread runs at a raised priority (a blocked reader waits on it)", async () => {
     const niceOfThreads = () =>
       fs.readdirSync("/proc/self/task").map((tid) => {
         const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
@@ -257,8 +259,11 @@ describe.skipIf(skipReason !== undefined)("UffdRegion", () => {
       });
     const before = niceOfThreads().filter((nice) => nice === -10).length;
     const region = track(UffdRegion.create({ size: MiB, chunkSize: 65536, onMiss: () => {} }));
-    const deadline = Date.now() + 2000;
-    while (niceOfThreads().filter((nice) => nice === -10).length === before && Date.now() < deadline) {}
+    // The thread raises its own priority once it runs.
+    await waitFor(() => niceOfThreads().filter((nice) => nice === -10).length > before, {
+      timeoutMs: 2000,
+      message: "the handler thread to raise its priority",
+    });
     expect(niceOfThreads().filter((nice) => nice === -10).length).toBe(before + 1);
     region.close();
   });

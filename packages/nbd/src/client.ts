@@ -24,6 +24,8 @@ const LARGE_PIECE = 1024 * 1024 * 1024;
 export class NbdClient implements Backend {
   readonly size: number;
   readonly readOnly: boolean;
+  /** Any byte range, when the server's minimum block size is one byte. */
+  readonly byteRanges: boolean;
   /** What the server told us during negotiation. */
   readonly info: ExportInfo;
   readonly trim: ((offset: number, length: number) => Promise<void>) | undefined;
@@ -43,6 +45,7 @@ export class NbdClient implements Backend {
     this.info = first.info;
     this.size = first.info.size;
     this.readOnly = (first.info.flags & TF.READ_ONLY) !== 0;
+    this.byteRanges = first.info.minimumBlockSize === 1;
     const multi = (first.info.flags & TF.CAN_MULTI_CONN) !== 0;
     this.#slots = Array.from({ length: multi ? options.connections : 1 }, (_, i) =>
       i === 0 ? first : undefined,

@@ -1,6 +1,6 @@
 import * as net from "node:net";
-import { isR3mapError } from "@r3map/core";
-import { patternBytes } from "@r3map/core/testing";
+import { deferred, isR3mapError } from "@r3map/core";
+import { patternBytes, waitFor } from "@r3map/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { ByteReader } from "../src/byte-reader.js";
 import { connectNbd } from "../src/index.js";
@@ -97,19 +97,18 @@ function dataReply(request: Request, structured: boolean): Buffer {
   return Buffer.concat([head, data]);
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 describe("client against scripted servers", () => {
   it.each([true, false])(
     "reads correctly when replies arrive a few bytes at a time (structured: %s)",
     async (structured) => {
       const port = await scripted(async (socket, next) => {
+        socket.setNoDelay(true);
         for (;;) {
           const reply = dataReply(await next(), structured);
           // Splits across headers and data, so reads alternate between staging and the destination.
+          // Each piece is handed to the kernel before the next is written, so they leave one by one.
           for (let at = 0; at < reply.length; at += 7) {
-            socket.write(reply.subarray(at, at + 7));
-            if (at % 700 === 0) await sleep(1);
+            await new Promise((resolve) => socket.write(reply.subarray(at, at + 7), resolve));
           }
         }
       }, structured);
@@ -125,7 +124,6 @@ describe("client against scripted servers", () => {
     const port = await scripted(async (socket, next) => {
       const requests = [await next(), await next(), await next()];
       socket.write(Buffer.concat(requests.reverse().map((request) => dataReply(request, true))));
-      await sleep(500);
     });
     const client = await connectNbd({ port });
     const targets = [0, 1, 2].map(() => new Uint8Array(4096));
@@ -180,25 +178,25 @@ describe("client against scripted servers", () => {
   });
 
   it("times out a reply that stalls in its data and writes nothing into the buffer afterwards", async () => {
-    let release: () => void = () => {};
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    const released = deferred();
+    let clientLeft = false;
     const port = await scripted(async (socket, next) => {
+      socket.once("close", () => {
+        clientLeft = true;
+      });
       const reply = dataReply(await next(), true);
       socket.write(reply.subarray(0, 28 + 4096)); // header and the first page
-      await released;
+      await released.promise;
       socket.write(reply.subarray(28 + 4096)); // the rest, after the client gave up
-      await sleep(200);
     });
     const client = await connectNbd({ port, timeoutMs: 300, retry: { attempts: 0 } });
     const target = new Uint8Array(64 * 1024);
     const error = await client.readAt(target, 0).catch((e: unknown) => e);
     expect(isR3mapError(error, "ERR_TIMEOUT")).toBe(true);
     const snapshot = Buffer.from(target);
-    release();
-    await sleep(300);
-    // The connection was ended, so the late bytes never reached the caller's buffer.
+    released.resolve();
+    // The connection was ended (the server saw it close), so the late bytes never reached the caller's buffer.
+    await waitFor(() => clientLeft, "the client to end the stalled connection");
     expect(Buffer.compare(target, snapshot)).toBe(0);
     await client.close();
   });

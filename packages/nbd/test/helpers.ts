@@ -4,6 +4,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { waitFor } from "@r3map/core/testing";
 
 export const run = promisify(execFile);
 
@@ -16,20 +17,6 @@ export function have(...programs: string[]): boolean {
 export function scratchDir(prefix = "r3map-nbd-"): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
-}
-
-/** Polls `check` until it returns true or the deadline passes. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 export async function freePort(): Promise<number> {
@@ -91,11 +78,14 @@ export async function startNbdkit(
   args.push(...(options.plugin ?? ["memory", `size=${size}`]));
   const child = startChild("nbdkit", args);
   const where = options.socket ? { path: options.socket } : { port: options.port! };
-  await waitFor(async () => {
-    if (child.process.exitCode !== null)
-      throw new Error(`nbdkit exited: ${(child.process as { stderrText?: string }).stderrText ?? ""}`);
-    return (!options.socket || existsSync(options.socket)) && connectable(where);
-  }, "nbdkit to accept connections");
+  await waitFor(
+    async () => {
+      if (child.process.exitCode !== null)
+        throw new Error(`nbdkit exited: ${(child.process as { stderrText?: string }).stderrText ?? ""}`);
+      return (!options.socket || existsSync(options.socket)) && connectable(where);
+    },
+    { message: "nbdkit to accept connections", intervalMs: 20 },
+  );
   return child;
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { isR3mapError, MemoryBackend, openBackend } from "@r3map/core";
-import { patternBytes } from "@r3map/core/testing";
+import { patternBytes, waitFor } from "@r3map/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNbd, listNbdExports, NbdClient, NbdServer } from "../src/index.js";
 import {
@@ -15,7 +15,6 @@ import {
   scratchDir,
   startChild,
   startNbdkit,
-  waitFor,
 } from "./helpers.js";
 
 const MiB = 1024 * 1024;

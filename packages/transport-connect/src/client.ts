@@ -49,6 +49,7 @@ export interface RemoteInfo {
   trim: boolean;
   writeZeroes: boolean;
   blockStatus: boolean;
+  byteRanges: boolean;
 }
 
 /** Options shared by ConnectBackend and SeederClient. */
@@ -90,6 +91,8 @@ export async function openCaller(
         trim: false,
         writeZeroes: false,
         blockStatus: false,
+        // Unknown for an original server: whole chunks are the safe assumption.
+        byteRanges: false,
       };
     } else {
       info = await fetchInfo(caller).catch((error: unknown) => {
@@ -128,6 +131,7 @@ async function fetchInfo(caller: Caller): Promise<RemoteInfo> {
     trim: has(Capability.TRIM),
     writeZeroes: has(Capability.WRITE_ZEROES),
     blockStatus: has(Capability.BLOCK_STATUS),
+    byteRanges: has(Capability.BYTE_RANGES),
   };
 }
 
@@ -190,6 +194,8 @@ export function pieces(offset: number, length: number, cap: number): Array<[star
 export class ConnectBackend implements Backend {
   readonly size: number;
   readonly readOnly: boolean;
+  /** The server's backend takes any byte range (GetInfo capabilities). */
+  readonly byteRanges: boolean;
   readonly info: RemoteInfo;
   /** Present when the server's backend can trim (GetInfo capabilities). */
   readonly trim: ((offset: number, length: number, options?: PerCallOptions) => Promise<void>) | undefined;
@@ -209,6 +215,7 @@ export class ConnectBackend implements Backend {
     this.info = info;
     this.size = info.size;
     this.readOnly = info.readOnly;
+    this.byteRanges = info.byteRanges;
     // Like WriteAt, these change data: sent again only when never sent (see the class comment).
     this.trim = info.trim
       ? (offset, length, options) => this.#ranged("Trim", offset, length, options)

@@ -143,6 +143,7 @@ export function r3mapRoutes(
           if (backend.trim) capabilities.push(Capability.TRIM);
           if (backend.writeZeroes) capabilities.push(Capability.WRITE_ZEROES);
           if (backend.blockStatus) capabilities.push(Capability.BLOCK_STATUS);
+          if (backend.byteRanges) capabilities.push(Capability.BYTE_RANGES);
           return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
         }),
       readStream: (request, context) =>

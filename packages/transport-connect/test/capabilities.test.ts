@@ -1,7 +1,7 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type Backend, type Extent, MemoryBackend } from "@r3map/core";
-import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
+import { InstrumentedBackend, patternBytes, plainBackend } from "@r3map/core/testing";
 import { describe, expect, it } from "vitest";
 import { ConnectBackend, ConnectServer, proto } from "../src/index.js";
 
@@ -53,15 +53,9 @@ describe("the backend's optional operations over the wire", () => {
 
   it("leaves them undefined when the served backend lacks them", async () => {
     // Only the four required calls: stages pass a store's capabilities through, so wrap it plainly.
-    const memory = new InstrumentedBackend(new MemoryBackend(4096));
-    const plain: Backend = {
-      size: memory.size,
-      readAt: (buffer, offset) => memory.readAt(buffer, offset),
-      writeAt: (buffer, offset) => memory.writeAt(buffer, offset),
-      sync: () => memory.sync(),
-      close: () => memory.close(),
-    };
-    const server = await ConnectServer.listen({ backend: plain });
+    const server = await ConnectServer.listen({
+      backend: plainBackend(new InstrumentedBackend(new MemoryBackend(4096))),
+    });
     const client = await ConnectBackend.connect({ baseUrl: server.baseUrl });
     try {
       expect(client.trim).toBeUndefined();

@@ -1,5 +1,5 @@
 import { isR3mapError, MemoryBackend, R3mapError } from "@r3map/core";
-import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
+import { InstrumentedBackend, patternBytes, waitFor } from "@r3map/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConnectBackend, ConnectServer } from "../src/index.js";
 
@@ -98,16 +98,17 @@ describe("typed errors through ConnectBackend, and the server keeps serving", ()
   });
 
   it("gives ERR_ABORTED for a cancelled call and ERR_TIMEOUT for a missed deadline", async () => {
-    backend.latencyMs = 3000;
+    backend.readGate.close(); // the backend does not answer until the test is done
     try {
       const controller = new AbortController();
       const pending = client.readAt(new Uint8Array(64), 0, { signal: controller.signal });
-      setTimeout(() => controller.abort(), 50);
+      await waitFor(() => backend.readGate.waiting === 1, "the call to reach the backend");
+      controller.abort();
       expect(await codeOf(pending)).toBe("ERR_ABORTED");
-      // timeoutMs is 2000 and the backend takes 3000.
+      // timeoutMs is 2000 and the backend never answers: the deadline is what is tested.
       expect(await codeOf(client.readAt(new Uint8Array(64), 0))).toBe("ERR_TIMEOUT");
     } finally {
-      backend.latencyMs = 0;
+      backend.readGate.open();
     }
     await stillServes();
   });
@@ -172,12 +173,13 @@ describe("unreachable servers and retries", () => {
     const server = await ConnectServer.listen({ backend, closeGraceMs: 10 });
     const client = await ConnectBackend.connect({ baseUrl: server.baseUrl, retries: 0 });
     try {
-      backend.latencyMs = 1000;
+      backend.writeGate.close();
       const pending = client.writeAt(new Uint8Array(8), 0);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      void server.close();
+      await waitFor(() => backend.writeGate.waiting === 1, "the call to reach the backend");
+      void server.close(); // with the call held in flight
       expect(["ERR_REMOTE_UNREACHABLE", "ERR_REMOTE_FAILED"]).toContain(await codeOf(pending));
     } finally {
+      backend.writeGate.open();
       await client.close();
       await server.close();
     }

@@ -1,5 +1,5 @@
 import { MemoryBackend } from "@r3map/core";
-import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
+import { InstrumentedBackend, patternBytes, waitFor } from "@r3map/core/testing";
 import { describe, expect, it } from "vitest";
 import { ConnectBackend, ConnectServer } from "../src/index.js";
 
@@ -10,15 +10,19 @@ describe("session pool and bounded concurrency", () => {
     const client = await ConnectBackend.connect({ baseUrl: server.baseUrl, sessions: 3, maxConcurrency: 4 });
     try {
       expect(server.openSessions).toBe(3);
-      backend.latencyMs = 20;
+      backend.writeGate.close();
       const data = patternBytes(32 * 4096, 8);
-      await Promise.all(
+      const writes = Promise.all(
         Array.from({ length: 32 }, (_, i) =>
           client.writeAt(data.subarray(i * 4096, (i + 1) * 4096), i * 4096),
         ),
       );
+      // Held at the backend until four are in flight at once: the bound is reached, not hoped for.
+      await waitFor(() => backend.writeGate.waiting >= 4, "four calls in flight");
+      backend.writeGate.open();
+      await writes;
       expect(backend.maxInFlight).toBeLessThanOrEqual(4);
-      expect(backend.maxInFlight).toBeGreaterThan(1);
+      expect(backend.maxInFlight).toBe(4);
       const back = new Uint8Array(data.length);
       await client.readAt(back, 0);
       expect(Buffer.compare(back, data)).toBe(0);
@@ -57,21 +61,21 @@ describe("waiting and closing", () => {
       closeGraceMs: 200,
     });
     try {
-      backend.latencyMs = 3000;
+      // The backend never answers the busy call: only an abort or close() can end what waits for it.
+      backend.readGate.close();
       const busy = client.readAt(new Uint8Array(16), 0);
+      await waitFor(() => backend.readGate.waiting === 1, "the busy call to reach the backend");
       const controller = new AbortController();
       const queued = client.readAt(new Uint8Array(16), 0, { signal: controller.signal });
-      const started = performance.now();
-      setTimeout(() => controller.abort(), 50);
+      controller.abort();
       await expect(queued).rejects.toMatchObject({ code: "ERR_ABORTED" });
-      expect(performance.now() - started).toBeLessThan(1500);
+      expect(backend.readGate.waiting).toBe(1); // the aborted call never took the slot
       // close() waits 200 ms for the busy call, then cuts it.
       const closing = client.close();
       await expect(busy).rejects.toMatchObject({ code: "ERR_CLOSED" });
       await closing;
-      expect(performance.now() - started).toBeLessThan(2500);
     } finally {
-      backend.latencyMs = 0;
+      backend.readGate.open();
       await client.close();
       await server.close();
     }

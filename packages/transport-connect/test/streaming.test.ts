@@ -1,5 +1,5 @@
 import { MemoryBackend, type Progress, TrackingStage } from "@r3map/core";
-import { InstrumentedBackend, patternBytes } from "@r3map/core/testing";
+import { InstrumentedBackend, patternBytes, waitFor } from "@r3map/core/testing";
 import { describe, expect, it } from "vitest";
 import { ConnectBackend, ConnectServer, type Seeder, SeederClient } from "../src/index.js";
 
@@ -43,22 +43,20 @@ describe("ReadStream", () => {
       }).rejects.toMatchObject({ code: "ERR_OUT_OF_RANGE" });
       await lying.close();
 
-      backend.latencyMs = 20;
+      // Two pieces pass; the server's read of the third is held until the client has left.
+      backend.readGate.allow(2);
       let seen = 0;
       for await (const _ of client.readStream(0, backend.size)) {
         if (++seen === 2) break;
       }
+      await waitFor(() => backend.readGate.waiting === 1, "the server to read on ahead");
+      // One connection, frames in order: once this call is answered, the server has seen the cancel.
+      await client.sync();
+      backend.readGate.open();
       // The server notices the cancel and stops well before the 64 chunks.
-      const deadline = Date.now() + 5000;
-      let last = -1;
-      while (Date.now() < deadline && backend.reads.length !== last) {
-        last = backend.reads.length;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      expect(backend.reads.length).toBeLessThan(20);
-      backend.latencyMs = 0;
       const check = new Uint8Array(16);
       await client.readAt(check, 0);
+      expect(backend.reads.length).toBeLessThan(20);
     } finally {
       await client.close();
       await server.close();
@@ -108,22 +106,21 @@ describe("WatchProgress", () => {
       progress: () => zeroProgress,
     });
     const client = await ConnectBackend.connect({ baseUrl: server.baseUrl });
+    let reports = 0;
     const watching = (async () => {
-      let count = 0;
-      for await (const _ of client.watchProgress({ intervalMs: 50 })) count++;
-      return count;
+      for await (const _ of client.watchProgress({ intervalMs: 50 })) reports++;
     })();
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitFor(() => reports > 0, "the watch to report");
     await client.close();
     await expect(watching).rejects.toMatchObject({ code: "ERR_CLOSED" });
 
     const second = await ConnectBackend.connect({ baseUrl: server.baseUrl });
+    let secondReports = 0;
     const ended = (async () => {
-      let count = 0;
-      for await (const _ of second.watchProgress({ intervalMs: 50 })) count++;
-      return count;
+      for await (const _ of second.watchProgress({ intervalMs: 50 })) secondReports++;
+      return secondReports;
     })();
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitFor(() => secondReports > 0, "the second watch to report");
     await server.close();
     expect(await ended).toBeGreaterThan(0);
     await second.close();

@@ -24,6 +24,8 @@ export interface DirectoryBackendOptions {
  * directory needs.
  */
 export class DirectoryBackend extends StorageBackend {
+  /** Any byte range is read or written in place. */
+  readonly byteRanges = true;
   readonly directory: string;
   readonly layout: ChunkLayout;
   readonly #maxOpenFiles: number;

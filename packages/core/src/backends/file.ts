@@ -20,6 +20,8 @@ export interface FileBackendOptions {
  * Reads past the end of a shorter regular file return zeros.
  */
 export class FileBackend extends StorageBackend {
+  /** Any byte range is read or written in place. */
+  readonly byteRanges = true;
   readonly path: string;
   readonly #fd: number;
 

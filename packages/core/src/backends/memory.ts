@@ -20,6 +20,8 @@ export interface ExternalMemoryOptions extends MemoryBackendOptions {
  * else allocated instead (a mapping).
  */
 export class MemoryBackend extends StorageBackend {
+  /** Any byte range is read or written in place. */
+  readonly byteRanges = true;
   readonly segments: readonly Uint8Array[];
   readonly #onClose: (() => void) | undefined;
 

@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { Backend } from "../backend.js";
 import { MemoryBackend } from "../backends/memory.js";
-import { describeBackendConformance, InstrumentedBackend, patternBytes } from "../testing/index.js";
+import {
+  describeBackendConformance,
+  InstrumentedBackend,
+  nextTurn,
+  patternBytes,
+  waitFor,
+} from "../testing/index.js";
 import { ArbitraryStage } from "./arbitrary.js";
 import { ChunkedStage } from "./chunked.js";
 
@@ -54,10 +60,15 @@ describe("ArbitraryStage", () => {
 
   it("serializes concurrent partial writes to one chunk so neither is lost", async () => {
     const inner = new InstrumentedBackend(new MemoryBackend(chunkSize));
-    inner.latencyMs = 2;
+    inner.readGate.close(); // the first read-modify-write stays at its read while the others arrive
     const stage = new ArbitraryStage(inner, chunkSize);
     const parts = Array.from({ length: 16 }, (_, i) => patternBytes(256, i + 1));
-    await Promise.all(parts.map((part, i) => stage.writeAt(part, i * 256)));
+    const writes = Promise.all(parts.map((part, i) => stage.writeAt(part, i * 256)));
+    await waitFor(() => inner.readGate.waiting > 0, "the first write's read of the chunk");
+    await nextTurn();
+    expect(inner.readGate.waiting).toBe(1); // the other writes wait for it, not beside it
+    inner.readGate.open();
+    await writes;
     const back = new Uint8Array(chunkSize);
     await stage.readAt(back, 0);
     for (const [i, part] of parts.entries()) {

@@ -16,6 +16,11 @@ export class ArbitraryStage extends Stage {
   readonly layout: ChunkLayout;
   readonly #writes = new KeyedMutex();
 
+  /** Partial chunks cost a read-modify-write here. */
+  override get byteRanges(): boolean {
+    return false;
+  }
+
   constructor(inner: Backend, chunkSize: number) {
     super(inner);
     this.layout = new ChunkLayout(inner.size, chunkSize);

@@ -11,6 +11,11 @@ import { Stage } from "./stage.js";
 export class ChunkedStage extends Stage {
   readonly layout: ChunkLayout;
 
+  /** Only whole chunks pass. */
+  override get byteRanges(): boolean {
+    return false;
+  }
+
   constructor(inner: Backend, chunkSize: number) {
     super(inner);
     this.layout = new ChunkLayout(inner.size, chunkSize);

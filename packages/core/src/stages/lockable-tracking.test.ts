@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MemoryBackend } from "../backends/memory.js";
-import { InstrumentedBackend, patternBytes } from "../testing/index.js";
+import { InstrumentedBackend, patternBytes, settlesThisTurn } from "../testing/index.js";
 import { LockableStage } from "./lockable.js";
 import { TrackingStage } from "./tracking.js";
 
@@ -8,26 +8,24 @@ describe("LockableStage", () => {
   it("holds I/O while locked and releases it on unlock", async () => {
     const stage = new LockableStage(new MemoryBackend(4096));
     await stage.lock();
-    let done = false;
-    const write = stage.writeAt(patternBytes(16, 1), 0).then(() => {
-      done = true;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(done).toBe(false);
+    const write = stage.writeAt(patternBytes(16, 1), 0);
+    expect(await settlesThisTurn(write)).toBe(false);
     stage.unlock();
     await write;
-    expect(done).toBe(true);
   });
 
   it("lock() waits for requests already inside to finish", async () => {
     const inner = new InstrumentedBackend(new MemoryBackend(4096));
-    inner.latencyMs = 30;
+    inner.writeGate.close(); // the write is inside the stage, held
     const stage = new LockableStage(inner);
     let written = false;
     const write = stage.writeAt(patternBytes(16, 1), 0).then(() => {
       written = true;
     });
-    await stage.lock();
+    const locking = stage.lock();
+    expect(await settlesThisTurn(locking)).toBe(false);
+    inner.writeGate.open();
+    await locking;
     expect(written).toBe(true);
     stage.unlock();
     await write;
@@ -42,7 +40,7 @@ describe("LockableStage", () => {
     });
     stage.unlock();
     await stage.lock();
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(await settlesThisTurn(read)).toBe(false);
     expect(done).toBe(false);
     stage.unlock();
     await read;

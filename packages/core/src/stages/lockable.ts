@@ -1,4 +1,4 @@
-import { type Deferred, deferred } from "../util/abort.js";
+import { Turnstile } from "../util/turnstile.js";
 import { type Extent, Stage } from "./stage.js";
 
 /**
@@ -7,63 +7,42 @@ import { type Extent, Stage } from "./stage.js";
  * already inside the stage have finished; `unlock()` releases every waiter.
  */
 export class LockableStage extends Stage {
-  #gate: Deferred<void> | undefined;
-  #inFlight = 0;
-  #drained: Deferred<void> | undefined;
+  readonly #gate = new Turnstile();
 
   get locked(): boolean {
-    return this.#gate !== undefined;
+    return this.#gate.closed;
   }
 
   async lock(): Promise<void> {
-    this.#gate ??= deferred();
-    if (this.#inFlight === 0) return;
-    this.#drained ??= deferred();
-    await this.#drained.promise;
+    this.#gate.close();
+    await this.#gate.drained();
   }
 
   unlock(): void {
-    const gate = this.#gate;
-    this.#gate = undefined;
-    gate?.resolve();
+    this.#gate.open();
   }
 
   override readAt(buffer: Uint8Array, offset: number): Promise<void> {
-    return this.#pass(() => this.inner.readAt(buffer, offset));
+    return this.#gate.pass(() => this.inner.readAt(buffer, offset));
   }
 
   override writeAt(buffer: Uint8Array, offset: number): Promise<void> {
-    return this.#pass(() => this.inner.writeAt(buffer, offset));
+    return this.#gate.pass(() => this.inner.writeAt(buffer, offset));
   }
 
   override sync(): Promise<void> {
-    return this.#pass(() => this.inner.sync());
+    return this.#gate.pass(() => this.inner.sync());
   }
 
   protected override trimRange(offset: number, length: number): Promise<void> {
-    return this.#pass(() => super.trimRange(offset, length));
+    return this.#gate.pass(() => super.trimRange(offset, length));
   }
 
   protected override zeroRange(offset: number, length: number): Promise<void> {
-    return this.#pass(() => super.zeroRange(offset, length));
+    return this.#gate.pass(() => super.zeroRange(offset, length));
   }
 
   protected override rangeStatus(offset: number, length: number): Promise<Extent[]> {
-    return this.#pass(() => super.rangeStatus(offset, length));
-  }
-
-  async #pass<T>(operation: () => Promise<T>): Promise<T> {
-    // A loop, not a single wait: the stage may be locked again before this waiter runs.
-    while (this.#gate) await this.#gate.promise;
-    this.#inFlight++;
-    try {
-      return await operation();
-    } finally {
-      this.#inFlight--;
-      if (this.#inFlight === 0 && this.#drained) {
-        this.#drained.resolve();
-        this.#drained = undefined;
-      }
-    }
+    return this.#gate.pass(() => super.rangeStatus(offset, length));
   }
 }

@@ -31,6 +31,11 @@ export class Stage implements Backend {
     return this.inner.readOnly ?? false;
   }
 
+  /** As the inner backend: a stage that changes the unit of its requests says otherwise. */
+  get byteRanges(): boolean {
+    return this.inner.byteRanges ?? false;
+  }
+
   readAt(buffer: Uint8Array, offset: number): Promise<void> {
     return this.inner.readAt(buffer, offset);
   }

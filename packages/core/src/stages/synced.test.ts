@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { memoryView } from "../backend.js";
 import { MemoryBackend } from "../backends/memory.js";
 import { ChunkBitmap } from "../chunk-bitmap.js";
-import { InstrumentedBackend, patternBytes } from "../testing/index.js";
+import { InstrumentedBackend, patternBytes, settlesThisTurn, waitFor } from "../testing/index.js";
 import { SyncedStage } from "./synced.js";
 
 const chunkSize = 4096;
@@ -38,9 +38,14 @@ describe("SyncedStage", () => {
 
   it("single-flight: N concurrent readers of a remote chunk cause exactly one remote read", async () => {
     const { remote, synced, remoteData } = setup();
-    remote.latencyMs = 20;
+    remote.readGate.close(); // the first fetch stays in flight until every reader has asked
     const buffers = Array.from({ length: 50 }, () => new Uint8Array(chunkSize));
-    await Promise.all(buffers.map((buffer) => synced.readAt(buffer, 3 * chunkSize)));
+    const reads = Promise.all(buffers.map((buffer) => synced.readAt(buffer, 3 * chunkSize)));
+    await waitFor(() => remote.readGate.waiting === 1, "the first reader's fetch to reach the remote");
+    expect(await settlesThisTurn(reads)).toBe(false);
+    expect(remote.readGate.waiting).toBe(1); // the other 49 joined it
+    remote.readGate.open();
+    await reads;
     expect(remote.reads).toEqual([3 * chunkSize]);
     for (const buffer of buffers) {
       expect(Buffer.compare(buffer, remoteData.subarray(3 * chunkSize, 4 * chunkSize))).toBe(0);
@@ -61,11 +66,14 @@ describe("SyncedStage", () => {
 
   it("a write during a fetch of the same chunk wins: the fetched bytes never overwrite it", async () => {
     const { remote, synced } = setup();
-    remote.latencyMs = 30;
+    remote.readGate.close();
     const data = patternBytes(chunkSize, 8);
     const read = synced.readAt(new Uint8Array(chunkSize), 0);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    await Promise.all([read, synced.writeAt(data, 0)]);
+    await waitFor(() => remote.readGate.waiting === 1, "the fetch of chunk 0 to be in flight");
+    const write = synced.writeAt(data, 0);
+    expect(await settlesThisTurn(write)).toBe(false); // it waits for the fetch
+    remote.readGate.open(); // the fetched bytes land after the write was issued
+    await Promise.all([read, write]);
     const back = new Uint8Array(chunkSize);
     await synced.readAt(back, 0);
     expect(Buffer.compare(back, data)).toBe(0);
@@ -75,12 +83,16 @@ describe("SyncedStage", () => {
     const { remote, synced, remoteData, events } = setup();
     await synced.readAt(new Uint8Array(chunkSize), 5 * chunkSize); // chunk 5 is local
     remote.reads.length = 0;
-    remote.latencyMs = 30;
+    remote.readGate.close();
     const run = synced.claimRun(1, 16);
     expect(run.count).toBe(4); // 1, 2, 3, 4: stops before local chunk 5
     expect(synced.claimRun(2, 16)).toMatchObject({ count: 0 }); // already claimed
     const data = patternBytes(chunkSize, 9);
-    await Promise.all([run.done, synced.writeAt(data, 3 * chunkSize)]);
+    await waitFor(() => remote.readGate.waiting === 1, "the run's read to be in flight");
+    const write = synced.writeAt(data, 3 * chunkSize);
+    expect(await settlesThisTurn(write)).toBe(false); // it waits for the run
+    remote.readGate.open();
+    await Promise.all([run.done, write]);
     expect(remote.reads).toEqual([chunkSize]);
     expect([1, 2, 3, 4].every((chunk) => synced.isLocal(chunk))).toBe(true);
     const back = new Uint8Array(5 * chunkSize);
@@ -123,7 +135,7 @@ describe("SyncedStage", () => {
     const shared = MemoryBackend.from(patternBytes(size, 4));
     const demand = new InstrumentedBackend(shared);
     const background = new InstrumentedBackend(shared);
-    background.latencyMs = 60;
+    background.readGate.close(); // the run stays in flight until the test lets it land
     const chunksLocal: number[] = [];
     const local = new MemoryBackend(size);
     const synced = new SyncedStage(demand, local, {
@@ -137,16 +149,19 @@ describe("SyncedStage", () => {
       else await synced.writeAt(data, chunk * chunkSize);
     };
     const run = synced.claimRun(0, 8);
-    const started = performance.now();
+    await waitFor(() => background.readGate.waiting === 1, "the run's read to be in flight");
     const back = new Uint8Array(chunkSize);
+    // Completes while the run is held: it did not wait for the run.
     await synced.readAt(back, 5 * chunkSize);
-    expect(performance.now() - started).toBeLessThan(50); // did not wait for the run
     expect(Buffer.compare(back, patternBytes(size, 4).subarray(5 * chunkSize, 6 * chunkSize))).toBe(0);
     expect(demand.reads).toEqual([5 * chunkSize]);
     // Still the run's: the run writes its bytes into the cache when it lands.
     expect(synced.isLocal(5)).toBe(false);
     // A second miss on the same run waits for it: walking a run must not fetch it twice.
-    await synced.readAt(new Uint8Array(chunkSize), 6 * chunkSize);
+    const second = synced.readAt(new Uint8Array(chunkSize), 6 * chunkSize);
+    expect(await settlesThisTurn(second)).toBe(false);
+    background.readGate.open();
+    await second;
     expect(demand.reads).toEqual([5 * chunkSize]);
     expect(synced.isLocal(5)).toBe(true);
     const data = patternBytes(chunkSize, 11);
@@ -171,10 +186,15 @@ describe("SyncedStage", () => {
     const shared = MemoryBackend.from(patternBytes(size, 6));
     const demand = new InstrumentedBackend(shared);
     const background = new InstrumentedBackend(shared);
-    background.latencyMs = 20;
+    background.readGate.close();
     const synced = new SyncedStage(demand, new MemoryBackend(size), { chunkSize, background });
     const run = synced.claimRun(0, 4);
-    await synced.ensureLocalForReader(2);
+    await waitFor(() => background.readGate.waiting === 1, "the run's read to be in flight");
+    const fault = synced.ensureLocalForReader(2);
+    expect(await settlesThisTurn(fault)).toBe(false); // it waits for the run
+    expect(demand.reads).toEqual([]);
+    background.readGate.open();
+    await fault;
     expect(synced.isLocal(2)).toBe(true);
     expect(demand.reads).toEqual([]);
     await run.done;
@@ -183,12 +203,14 @@ describe("SyncedStage", () => {
   it("marks chunks in flight while a run or a single fetch is under way, and clears them after", async () => {
     const size = 8 * chunkSize;
     const remote = new InstrumentedBackend(MemoryBackend.from(patternBytes(size, 5)));
-    remote.latencyMs = 20;
+    remote.readGate.close();
     const inFlight = new ChunkBitmap(8);
     const synced = new SyncedStage(remote, new MemoryBackend(size), { chunkSize, inFlight });
     const run = synced.claimRun(1, 3);
     const read = synced.readAt(new Uint8Array(chunkSize), 6 * chunkSize);
+    await waitFor(() => remote.readGate.waiting === 2, "the run and the read to be in flight");
     expect([...Array(8).keys()].filter((chunk) => inFlight.has(chunk))).toEqual([1, 2, 3, 6]);
+    remote.readGate.open();
     await Promise.all([run.done, read]);
     expect(inFlight.cardinality()).toBe(0);
     expect([1, 2, 3, 6].every((chunk) => synced.isLocal(chunk))).toBe(true);
@@ -220,15 +242,19 @@ describe("SyncedStage", () => {
     };
     const back = new Uint8Array(chunkSize);
     const read = synced.readAt(back, 3 * chunkSize);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Held by native code: the reader neither finishes nor fetches the chunk itself.
+    expect(await settlesThisTurn(read)).toBe(false);
+    await run.done;
+    expect(await settlesThisTurn(read)).toBe(false);
+    expect(remote.reads).toEqual([chunkSize]);
     land(3);
-    await Promise.all([run.done, read]);
+    await read;
     expect(Buffer.compare(back, remoteBytes(3))).toBe(0);
     // A writer waits the same way, and its bytes come after the landed ones.
     expect(inFlight.set(5)).toBe(true);
     const data = patternBytes(chunkSize, 13);
     const write = synced.writeAt(data, 5 * chunkSize);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await settlesThisTurn(write)).toBe(false);
     land(5);
     await write;
     const after = new Uint8Array(chunkSize);
@@ -251,9 +277,11 @@ describe("SyncedStage", () => {
 
   it("a failed fetch reaches every waiter, leaves the chunk remote, and a later read retries", async () => {
     const { remote, synced, remoteData } = setup();
-    remote.latencyMs = 10;
+    remote.readGate.close();
     remote.failReads = 1;
     const reads = [0, 1, 2].map(() => synced.readAt(new Uint8Array(chunkSize), 0));
+    await waitFor(() => remote.readGate.waiting === 1, "the shared fetch to be in flight");
+    remote.readGate.open();
     for (const read of reads) await expect(read).rejects.toMatchObject({ code: "ERR_REMOTE_FAILED" });
     expect(synced.isLocal(0)).toBe(false);
     const back = new Uint8Array(chunkSize);

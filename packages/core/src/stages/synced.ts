@@ -91,6 +91,11 @@ export class SyncedStage implements Backend {
     return this.local.readOnly ?? false;
   }
 
+  /** Whole chunks only. */
+  get byteRanges(): boolean {
+    return false;
+  }
+
   isLocal(chunk: number): boolean {
     return this.presence.has(chunk);
   }

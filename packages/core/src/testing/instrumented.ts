@@ -2,11 +2,13 @@ import type { Backend } from "../backend.js";
 import { R3mapError } from "../errors.js";
 import { Stage } from "../stages/stage.js";
 import { delay } from "../util/abort.js";
+import { Gate } from "./gate.js";
 
 /**
  * Wraps a real backend to observe and disturb it in tests: counts calls and
- * bytes, records the offsets read and written, adds latency, and makes chosen
- * calls fail. It forwards to the wrapped backend; it never invents data.
+ * bytes, records the offsets read and written, holds calls at a gate the test
+ * opens, adds latency, and makes chosen calls fail. It forwards to the wrapped
+ * backend; it never invents data.
  */
 export class InstrumentedBackend extends Stage {
   readonly reads: number[] = [];
@@ -15,7 +17,19 @@ export class InstrumentedBackend extends Stage {
   readonly trims: [number, number][] = [];
   readonly zeroes: [number, number][] = [];
   syncs = 0;
-  /** Milliseconds added before each read or write. */
+  /**
+   * Reads wait here before they reach the wrapped backend (open until the test
+   * closes it): to hold a fetch in flight while a race is provoked. A held
+   * call already counts as in flight.
+   */
+  readonly readGate = new Gate();
+  /** Writes wait here, as reads at `readGate`. */
+  readonly writeGate = new Gate();
+  /**
+   * Milliseconds added before each read or write: a slow remote for stress
+   * tests and timeouts. To hold a call while something else happens, close a
+   * gate instead — a delay only makes the race likely.
+   */
   latencyMs = 0;
   /** The next this-many reads fail with ERR_REMOTE_FAILED. */
   failReads = 0;
@@ -32,7 +46,7 @@ export class InstrumentedBackend extends Stage {
   }
 
   override async readAt(buffer: Uint8Array, offset: number): Promise<void> {
-    await this.#enter();
+    await this.#enter(this.readGate);
     try {
       if (this.failReads > 0) {
         this.failReads--;
@@ -46,7 +60,7 @@ export class InstrumentedBackend extends Stage {
   }
 
   override async writeAt(buffer: Uint8Array, offset: number): Promise<void> {
-    await this.#enter();
+    await this.#enter(this.writeGate);
     try {
       if (this.failWrites > 0) {
         this.failWrites--;
@@ -77,11 +91,12 @@ export class InstrumentedBackend extends Stage {
     await super.zeroRange(offset, length);
   }
 
-  async #enter(): Promise<void> {
+  async #enter(gate: Gate): Promise<void> {
     this.#inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.#inFlight);
     try {
       if (this.latencyMs > 0) await delay(this.latencyMs);
+      await gate.pass();
       this.#checkUp();
     } catch (error) {
       this.#inFlight--;
@@ -92,4 +107,19 @@ export class InstrumentedBackend extends Stage {
   #checkUp(): void {
     if (this.down) throw new R3mapError("ERR_REMOTE_UNREACHABLE", "injected outage: the remote is down");
   }
+}
+
+/**
+ * `inner` with only the four calls every backend has (no optional
+ * capability, no byte-range declaration): a store that offers nothing more,
+ * for tests of what callers do without.
+ */
+export function plainBackend(inner: Backend): Backend {
+  return {
+    size: inner.size,
+    readAt: (buffer, offset) => inner.readAt(buffer, offset),
+    writeAt: (buffer, offset) => inner.writeAt(buffer, offset),
+    sync: () => inner.sync(),
+    close: () => inner.close(),
+  };
 }

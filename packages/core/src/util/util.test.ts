@@ -3,7 +3,9 @@ import { describe, expect, it } from "vitest";
 import { ChunkBitmap } from "../chunk-bitmap.js";
 import { ChunkLayout } from "../chunk-layout.js";
 import { errnoOf, fromSystemError, R3mapError } from "../errors.js";
+import { nextTurn, testRandom } from "../testing/index.js";
 import { formatBytes, parseSize } from "../units.js";
+import { deferred } from "./abort.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { lookupWithoutThreadpool } from "./lookup.js";
 import { ChunkPriorityQueue } from "./priority-queue.js";
@@ -83,11 +85,10 @@ describe("ChunkPriorityQueue", () => {
   it("stays a heap under many random updates", () => {
     const queue = new ChunkPriorityQueue();
     const priorities = new Map<number, number>();
-    let x = 1;
+    const random = testRandom();
     for (let i = 0; i < 2000; i++) {
-      x = (x * 48271) % 2147483647;
-      const chunk = x % 300;
-      const priority = (x >> 8) % 50;
+      const chunk = random.below(300);
+      const priority = random.below(50);
       queue.push(chunk, priority);
       priorities.set(chunk, priority);
     }
@@ -105,12 +106,24 @@ describe("KeyedMutex", () => {
   it("runs tasks on one key one at a time in arrival order, and other keys in parallel", async () => {
     const mutex = new KeyedMutex();
     const log: string[] = [];
-    const task = (name: string, ms: number) => async () => {
+    // Each task runs until the test finishes it, so the order does not depend on timers.
+    const finish = { a: deferred(), b: deferred(), c: deferred() };
+    const task = (name: keyof typeof finish) => async () => {
       log.push(`start ${name}`);
-      await new Promise((resolve) => setTimeout(resolve, ms));
+      await finish[name].promise;
       log.push(`end ${name}`);
     };
-    await Promise.all([mutex.run(1, task("a", 10)), mutex.run(1, task("b", 1)), mutex.run(2, task("c", 1))]);
+    const all = Promise.all([mutex.run(1, task("a")), mutex.run(1, task("b")), mutex.run(2, task("c"))]);
+    await nextTurn();
+    expect(log).toEqual(["start a", "start c"]); // b waits for a; c, on another key, does not
+    finish.c.resolve();
+    await nextTurn();
+    expect(log).toEqual(["start a", "start c", "end c"]);
+    finish.a.resolve();
+    await nextTurn();
+    expect(log).toEqual(["start a", "start c", "end c", "end a", "start b"]);
+    finish.b.resolve();
+    await all;
     expect(log.indexOf("end a")).toBeLessThan(log.indexOf("start b"));
     expect(log.indexOf("start c")).toBeLessThan(log.indexOf("end a"));
     expect(mutex.isLocked(1)).toBe(false);

@@ -1,13 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { R3mapError } from "../errors.js";
 import { describeBackendConformance, patternBytes } from "../testing/conformance.js";
-import {
-  type ChunkCipher,
-  type ChunkStore,
-  fillChunk,
-  openChunkStoreBackend,
-  TransformStore,
-} from "./transform.js";
+import type { ChunkCipher } from "./chunk-cipher.js";
+import type { ChunkStore } from "./chunk-store.js";
+import { openChunkStoreBackend } from "./chunk-store-backend.js";
+import { TransformStore } from "./transform-store.js";
 
 const CHUNK = 4096;
 const KEY = new Uint8Array(32).map((_, i) => i * 7 + 1);
@@ -194,20 +191,5 @@ describe("TransformStore", () => {
           encryption: { cipher: "des" as ChunkCipher, key: KEY },
         }),
     ).toThrow(/unknown cipher/);
-  });
-});
-
-describe("fillChunk", () => {
-  it("zero-fills the caller's buffer for missing and short chunks", () => {
-    const target = new Uint8Array(8).fill(0xa5);
-    fillChunk(target, undefined, 0);
-    expect([...target]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
-    target.fill(0xa5);
-    fillChunk(target, new Uint8Array([1, 2]), 0);
-    expect([...target]).toEqual([1, 2, 0, 0, 0, 0, 0, 0]);
-  });
-
-  it("refuses a blob longer than the chunk", () => {
-    expect(() => fillChunk(new Uint8Array(4), new Uint8Array(5), 7)).toThrow(/chunk 7/);
   });
 });

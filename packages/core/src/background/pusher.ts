@@ -2,9 +2,8 @@ import type { Backend } from "../backend.js";
 import type { ChunkBitmap } from "../chunk-bitmap.js";
 import type { ChunkLayout } from "../chunk-layout.js";
 import { R3mapError } from "../errors.js";
-import { delay } from "../util/abort.js";
 import { isAllZero } from "../util/zero.js";
-import { DEFAULT_RETRY, type RetryPolicy } from "./puller.js";
+import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.js";
 
 export interface PusherOptions {
   /** Concurrent pushes; at least 1. */
@@ -29,6 +28,15 @@ export interface PusherOptions {
   collect?: WriteSource;
   /** A background (interval) push failed; the chunks stay dirty and are retried. */
   onError?: (error: unknown) => void;
+  /**
+   * A record of the chunks changed and not yet pushed, kept where it
+   * outlives the process (a mapped file): a chunk's bit is set before the
+   * chunk is queued — bits taken from `written` are moved here before they
+   * leave it — and cleared only once its push and the remote's sync that
+   * followed succeeded, unless it changed again meanwhile. Bits set when the
+   * pusher is created (a previous run's) are pushed like any change.
+   */
+  pending?: ChunkBitmap;
 }
 
 /** Chunks written out of a stage's sight, handed over once each (see `PusherOptions.collect`). */
@@ -53,6 +61,9 @@ export class Pusher {
   readonly #inFlight = new Map<number, Promise<void>>();
   /** Flushes under way; a flush waits for the ones started before it. */
   readonly #flushes = new Set<Promise<void>>();
+  /** The flush that last took each chunk: only that one may clear the chunk's `pending` bit. */
+  readonly #takenBy = new Map<number, number>();
+  #flushCount = 0;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -75,6 +86,10 @@ export class Pusher {
         `push interval must be positive or null, got ${options.intervalMs}`,
       );
     }
+    // Changes a previous run made and did not push.
+    options.pending?.forEach((chunk) => {
+      this.#dirty.add(chunk);
+    });
   }
 
   /** Chunks changed and not yet pushed (in flight ones excluded). */
@@ -96,6 +111,7 @@ export class Pusher {
 
   markDirty(chunk: number): void {
     if (this.#closed) return;
+    this.options.pending?.set(chunk);
     this.#dirty.add(chunk);
   }
 
@@ -105,10 +121,17 @@ export class Pusher {
    * remote when it resolves. Rejects if any of those chunks could not be pushed.
    */
   async flush(): Promise<void> {
-    this.options.written?.takeAll((chunk) => this.#dirty.add(chunk));
-    if (this.options.collect) for (const chunk of this.options.collect.take()) this.#dirty.add(chunk);
+    const pending = this.options.pending;
+    const take = (chunk: number) => this.#dirty.add(chunk);
+    // With a pending record, bits leave `written` only once they are in it.
+    if (pending) this.options.written?.moveAllTo(pending, take);
+    else this.options.written?.takeAll(take);
+    if (this.options.collect) for (const chunk of this.options.collect.take()) this.markDirty(chunk);
     const earlier = [...this.#flushes];
-    const own = this.#pushAll([...this.#dirty]);
+    const flushId = ++this.#flushCount;
+    const chunks = [...this.#dirty];
+    for (const chunk of chunks) this.#takenBy.set(chunk, flushId);
+    const own = this.#pushAll(chunks, flushId);
     this.#dirty.clear();
     this.#flushes.add(own);
     try {
@@ -120,8 +143,33 @@ export class Pusher {
     }
   }
 
-  /** Pushes `chunks` with at most `workers` at once; ends with a remote sync when all succeeded. */
-  async #pushAll(chunks: number[]): Promise<void> {
+  /** Pushes `chunks`, then syncs the remote when all succeeded. */
+  async #pushAll(chunks: number[], flushId: number): Promise<void> {
+    try {
+      await this.#pushEach(chunks);
+      if (chunks.length > 0) await this.remote.sync();
+    } catch (error) {
+      this.#release(chunks, flushId, false);
+      throw error;
+    }
+    this.#release(chunks, flushId, true);
+  }
+
+  /**
+   * This flush is done with `chunks`; when `synced`, the ones no later flush
+   * took and nobody changed since are on the remote for good: their
+   * `pending` bits go.
+   */
+  #release(chunks: number[], flushId: number, synced: boolean): void {
+    for (const chunk of chunks) {
+      if (this.#takenBy.get(chunk) !== flushId) continue;
+      this.#takenBy.delete(chunk);
+      if (synced && !this.#dirty.has(chunk)) this.options.pending?.clear(chunk);
+    }
+  }
+
+  /** Pushes `chunks` with at most `workers` at once; rejects when any failed (those stay dirty). */
+  async #pushEach(chunks: number[]): Promise<void> {
     let next = 0;
     const errors: unknown[] = [];
     const worker = async () => {
@@ -142,7 +190,6 @@ export class Pusher {
         { cause: errors[0] },
       );
     }
-    if (chunks.length > 0) await this.remote.sync();
   }
 
   /** Stops the interval and pushes what is left. Idempotent. */
@@ -182,19 +229,14 @@ export class Pusher {
     const buffer = new Uint8Array(this.layout.lengthOf(chunk));
     // Snapshot the local bytes first: a write after this point re-marks the chunk dirty.
     await this.local.readAt(buffer, offset);
-    const retry = this.options.retry ?? DEFAULT_RETRY;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // A chunk of zeros (a trimmed one, say) goes as write-zeroes where the remote can: nothing to send.
-        if (this.remote.writeZeroes && isAllZero(buffer))
-          await this.remote.writeZeroes(offset, buffer.length);
-        else await this.remote.writeAt(buffer, offset);
-        break;
-      } catch (error) {
-        if (attempt >= retry.attempts) throw error;
-        await delay(retry.backoffMs * 2 ** (attempt - 1));
-      }
-    }
+    await withRetry(
+      // A chunk of zeros (a trimmed one, say) goes as write-zeroes where the remote can: nothing to send.
+      () =>
+        this.remote.writeZeroes && isAllZero(buffer)
+          ? this.remote.writeZeroes(offset, buffer.length)
+          : this.remote.writeAt(buffer, offset),
+      this.options.retry ?? DEFAULT_RETRY,
+    );
     this.options.onPushed?.(chunk, buffer.length);
   }
 }

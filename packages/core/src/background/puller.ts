@@ -1,6 +1,7 @@
 import { R3mapError } from "../errors.js";
-import { type Deferred, deferred, delay } from "../util/abort.js";
+import { type Deferred, deferred } from "../util/abort.js";
 import { ChunkPriorityQueue } from "../util/priority-queue.js";
+import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.js";
 
 /** What the puller pulls from: usually a SyncedStage. */
 export interface ChunkSource {
@@ -13,13 +14,6 @@ export interface ChunkSource {
 
 /** Higher pulls first. Receives the chunk index (not a byte offset). */
 export type PullPriority = (chunk: number) => number;
-
-export interface RetryPolicy {
-  /** Attempts per chunk, the first included. */
-  attempts: number;
-  /** Wait before the second attempt; doubles after each failure. */
-  backoffMs: number;
-}
 
 export interface PullerOptions {
   /** Concurrent pulls; at least 1. */
@@ -42,8 +36,6 @@ export interface PullerOptions {
    */
   firstRunChunks?: number;
 }
-
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, backoffMs: 50 };
 
 /**
  * Pulls every chunk of a source in the background, highest priority first,
@@ -164,7 +156,7 @@ export class Puller {
       if (this.#source.isLocal(chunk)) continue;
       this.#active++;
       try {
-        await this.#pull(chunk, signal);
+        await withRetry(() => this.#fetch(chunk), this.#options.retry ?? DEFAULT_RETRY, signal);
         this.#options.onPulled?.(chunk);
       } catch (error) {
         if (!signal.aborted) {
@@ -176,19 +168,6 @@ export class Puller {
         this.#active--;
         // Whoever finishes last while the queue is empty completes the puller.
         if (this.#active === 0) this.#notify();
-      }
-    }
-  }
-
-  async #pull(chunk: number, signal: AbortSignal): Promise<void> {
-    const retry = this.#options.retry ?? DEFAULT_RETRY;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#fetch(chunk);
-        return;
-      } catch (error) {
-        if (attempt >= retry.attempts || signal.aborted) throw error;
-        await delay(retry.backoffMs * 2 ** (attempt - 1), signal);
       }
     }
   }

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { MemoryBackend } from "../backends/memory.js";
 import { ChunkBitmap } from "../chunk-bitmap.js";
 import { ChunkLayout } from "../chunk-layout.js";
-import { InstrumentedBackend, patternBytes } from "../testing/index.js";
+import { InstrumentedBackend, patternBytes, settlesThisTurn, waitFor } from "../testing/index.js";
 import { Pusher } from "./pusher.js";
 
 const chunkSize = 4096;
@@ -79,14 +79,18 @@ describe("Pusher", () => {
 
   it("pushes a chunk rewritten during its push again afterwards, never concurrently", async () => {
     const { local, remote, pusher } = setup();
-    remote.latencyMs = 20;
+    remote.writeGate.close();
     pusher.markDirty(0);
     const first = pusher.flush();
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor(() => remote.writeGate.waiting === 1, "the first push to be in flight");
     const newer = patternBytes(chunkSize, 77);
     await local.writeAt(newer, 0);
     pusher.markDirty(0);
-    await Promise.all([first, pusher.flush()]);
+    const second = pusher.flush();
+    expect(await settlesThisTurn(second)).toBe(false);
+    expect(remote.writeGate.waiting).toBe(1); // the second push waits for the first, off the remote
+    remote.writeGate.open();
+    await Promise.all([first, second]);
     expect(remote.writes).toEqual([0, 0]);
     expect(remote.maxInFlight).toBe(1);
     expect(Buffer.compare(await remoteChunk(remote, 0), newer)).toBe(0);
@@ -107,10 +111,14 @@ describe("Pusher", () => {
 
   it("a flush waits for chunks an earlier flush took but has not pushed yet", async () => {
     const { remote, pusher } = setup(8);
-    remote.latencyMs = 5;
+    remote.writeGate.close();
     for (let chunk = 0; chunk < 8; chunk++) pusher.markDirty(chunk);
     const first = pusher.flush(); // takes all 8, pushes 2 at a time
-    await pusher.flush(); // nothing dirty of its own, but must not return before the first is done
+    await waitFor(() => remote.writeGate.waiting === 2, "the first flush's pushes to be in flight");
+    const second = pusher.flush(); // nothing dirty of its own, but must not return before the first is done
+    expect(await settlesThisTurn(second)).toBe(false);
+    remote.writeGate.open();
+    await second;
     expect(remote.writes.length).toBe(8);
     await first;
   });
@@ -124,15 +132,15 @@ describe("Pusher", () => {
   });
 
   it("pushes on its interval, reports background errors, and close() does a final push", async () => {
+    // The 10 ms interval is what is tested: nothing but the timer pushes until close().
     const { remote, pusher, errors } = setup(8, 10);
     pusher.start();
     pusher.markDirty(6);
-    const deadline = Date.now() + 2000;
-    while (remote.writes.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => remote.writes.length > 0, "the interval to push chunk 6");
     expect(remote.writes).toEqual([6 * chunkSize]);
     remote.failWrites = 2;
     pusher.markDirty(7);
-    while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => errors.length > 0, "the interval's push to report its failure");
     expect(errors.length).toBeGreaterThan(0);
     pusher.markDirty(0);
     await pusher.close();

@@ -1,13 +1,15 @@
 // The managed-mount checks every remote store passes (Redis, S3, Cassandra, …):
 // fio verifies through a managed file mount and the store equals the file after
 // close; and a store that stops mid-run gives EIO in bounded time, keeps local
-// writes, and receives them once it is back.
-import { randomBytes } from "node:crypto";
+// writes, and receives them once it is back. A store package runs it with
+// `describeStoreMount({...})` from `@r3map/mount/testing`.
 import * as fs from "node:fs";
 import { type Backend, openBackend } from "@r3map/core";
-import { type Mount, mountFile } from "@r3map/mount";
+import { retryUntil, testRandom } from "@r3map/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { fioVerify, readAt, syncUntil, TestScope, writeAt } from "./helpers.js";
+import { type Mount, mountFile } from "../index.js";
+import { fioVerify, readAt, writeAt } from "./file-io.js";
+import { TestScope } from "./scope.js";
 
 export interface StoreMountCase {
   /** The store's name, for test titles ("Redis"). */
@@ -65,7 +67,7 @@ export function describeStoreMount(c: StoreMountCase): void {
   describe(`a managed file mount over ${c.store}`, () => {
     it("passes fio verify, and the store equals the file byte for byte after close", async () => {
       const uri = await c.uri({ size: SIZE, chunk: CHUNK });
-      const seed = randomBytes(SIZE);
+      const seed = testRandom().bytes(SIZE);
       await (await open(uri)).writeAt(seed, 0);
 
       const file = await mount(uri, { workers: c.pullWorkers ?? 8 });
@@ -79,7 +81,8 @@ export function describeStoreMount(c: StoreMountCase): void {
 
     it(`fails reads of remote chunks with EIO in bounded time when ${c.store} stops, keeps local writes, and pushes them once it is back`, async () => {
       const uri = await c.uri({ size: SIZE, chunk: CHUNK, ...c.outageParams });
-      const seed = randomBytes(SIZE);
+      const random = testRandom();
+      const seed = random.bytes(SIZE);
       await (await open(uri)).writeAt(seed, 0);
 
       // No background pull: every chunk but the ones read stays remote.
@@ -87,7 +90,7 @@ export function describeStoreMount(c: StoreMountCase): void {
       expect(Buffer.compare(readAt(file.path, 0, 4096), seed.subarray(0, 4096))).toBe(0);
 
       await c.stop();
-      const update = randomBytes(CHUNK - 200);
+      const update = random.bytes(CHUNK - 200);
       try {
         const started = Date.now();
         expect(() => readAt(file.path, SIZE - 4096, 4096)).toThrow(expect.objectContaining({ code: "EIO" }));
@@ -100,7 +103,8 @@ export function describeStoreMount(c: StoreMountCase): void {
         await c.start();
       }
 
-      await syncUntil(file, c.backWithinMs);
+      // The store takes a moment to come back: push until it takes the writes.
+      await retryUntil(() => file.sync(), { timeoutMs: c.backWithinMs, intervalMs: 200 });
       const expected = Buffer.from(seed);
       update.copy(expected, 100);
       // A store that lost its data holds just the pushed chunk: check what it can hold.

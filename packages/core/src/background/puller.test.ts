@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { MemoryBackend } from "../backends/memory.js";
-import { InstrumentedBackend, patternBytes } from "../testing/index.js";
+import { SyncedStage } from "../stages/synced.js";
+import { InstrumentedBackend, nextTurn, patternBytes, settlesThisTurn, waitFor } from "../testing/index.js";
 import { Puller } from "./puller.js";
-import { SyncedStage } from "./synced.js";
 
 const chunkSize = 4096;
 
@@ -21,13 +21,8 @@ describe("Puller", () => {
     const synced = new SyncedStage(remote, new MemoryBackend(5 * chunkSize + 10), { chunkSize });
     const puller = new Puller(synced, { workers: 3 });
     puller.start();
-    let finished = false;
-    puller.done.then(() => {
-      finished = true;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(finished).toBe(false); // not finalized yet
-    expect(synced.presence.cardinality()).toBe(6);
+    await waitFor(() => synced.presence.cardinality() === 6, "every chunk to be pulled");
+    expect(await settlesThisTurn(puller.done)).toBe(false); // not finalized yet
     puller.finalize([]);
     await puller.done;
     expect(order(remote).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5]);
@@ -69,15 +64,18 @@ describe("Puller", () => {
 
   it("lets priorities change while running (a demand read jumps the queue)", async () => {
     const { remote, synced } = setup(20);
-    remote.latencyMs = 5;
+    remote.readGate.close();
     const puller = new Puller(synced, { workers: 1 });
     puller.start();
-    await new Promise((resolve) => setTimeout(resolve, 12));
+    // The worker is pulling chunk 0 of its sweep, held, when the priorities change.
+    await waitFor(() => remote.readGate.waiting === 1, "the sweep's first pull");
     puller.prioritize(17, 1000);
     puller.prioritize(15, 999);
     puller.finalize();
+    remote.readGate.open();
     await puller.done;
     const pulled = order(remote);
+    expect(pulled.slice(0, 4)).toEqual([0, 17, 15, 1]);
     expect(pulled.indexOf(17)).toBeLessThan(pulled.indexOf(3));
     expect(pulled.indexOf(17)).toBeLessThan(pulled.indexOf(15));
     expect(pulled.indexOf(15)).toBeLessThan(pulled.indexOf(4));
@@ -97,16 +95,19 @@ describe("Puller", () => {
 
   it("finalize(dirty) re-pulls dirty chunks first", async () => {
     const { remote, synced } = setup(8);
-    remote.latencyMs = 2;
+    remote.readGate.allow(4); // chunks 0-3 land, chunk 4 is held in flight
     const puller = new Puller(synced, { workers: 1 });
     puller.start();
-    while (synced.presence.cardinality() < 4) await new Promise((resolve) => setTimeout(resolve, 1));
+    await waitFor(() => remote.readGate.waiting === 1, "the pull of chunk 4");
+    expect(synced.presence.cardinality()).toBe(4);
     synced.markRemote([1, 0]);
     puller.finalize([1, 0]);
+    remote.readGate.open();
     await puller.done;
     const pulled = order(remote);
     const afterFinalize = pulled.slice(pulled.lastIndexOf(1));
     expect(afterFinalize.slice(0, 2)).toEqual([1, 0]);
+    expect(pulled).toEqual([0, 1, 2, 3, 4, 1, 0, 5, 6, 7]);
     expect(synced.presence.cardinality()).toBe(8);
   });
 
@@ -132,15 +133,22 @@ describe("Puller", () => {
 
   it("close() stops the workers and rejects done with ERR_CLOSED", async () => {
     const { remote, synced } = setup(50);
-    remote.latencyMs = 5;
+    remote.readGate.close();
     const puller = new Puller(synced, { workers: 2 });
     puller.start();
-    await puller.close();
+    await waitFor(() => remote.readGate.waiting === 2, "both workers' first pulls");
+    const closing = puller.close();
+    // close() lets the pulls under way finish, and starts no other.
+    expect(await settlesThisTurn(closing)).toBe(false);
+    remote.readGate.open();
+    await closing;
     const pulledAtClose = remote.reads.length;
     await expect(puller.done).rejects.toMatchObject({ code: "ERR_CLOSED" });
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // The workers have returned: nothing is left that could pull.
+    await nextTurn();
     expect(remote.reads.length).toBe(pulledAtClose);
-    expect(pulledAtClose).toBeLessThan(50);
+    expect(pulledAtClose).toBe(2);
+    expect(synced.presence.cardinality()).toBe(2);
   });
 
   it("refuses zero workers instead of silently not pulling", () => {
