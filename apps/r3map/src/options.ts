@@ -58,3 +58,6 @@ export const tokenOption = () =>
   )
     .argParser(collect)
     .default([] as string[], "none");
+
+export const mountPointOption = () =>
+  new Option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)");

@@ -12,10 +12,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import { fileURLToPath } from "node:url";
+import { testRandom } from "@r3map/core/testing";
 import { MountCore } from "@r3map/mount";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Seeder } from "../src/index.js";
-import { Cleanup, FileWriter, random, randomBytesFrom, scratchDir, testSeed } from "./helpers.js";
+import { FileWriter, testFileScope } from "./helpers.js";
 
 const buildScript = fileURLToPath(
   new URL("../../transport-connect/scripts/build-go-peer.sh", import.meta.url),
@@ -25,10 +26,7 @@ if (!hasGo) console.warn("skipping the grpc-go leecher test: the go toolchain is
 
 const size = 64 * 1024 * 1024;
 const chunkSize = 64 * 1024;
-const scratch = scratchDir();
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { scratch, cleanup } = testFileScope();
 
 /** The Go peer as a child process whose stdout lines can be awaited. */
 function goLeecher(args: string[]): { child: ChildProcess; line(prefix: string): Promise<string> } {
@@ -66,10 +64,9 @@ function goLeecher(args: string[]): { child: ChildProcess; line(prefix: string):
 
 describe.skipIf(!hasGo)("a grpc-go leecher of the original protocol", { timeout: 300_000 }, () => {
   it("takes over a file mount written during its pre-copy and ends with the seeder's last round (sha256)", async () => {
-    const seed = testSeed();
-    const next = random(seed);
+    const random = testRandom(); // printed on failure; R3MAP_TEST_SEED replays it
     const image = path.join(scratch, "a.img");
-    const model = randomBytesFrom(next, size);
+    const model = random.bytes(size);
     fs.writeFileSync(image, model);
     const core = cleanup.add(await MountCore.open("file", { remote: `file://${image}`, chunkSize }), (c) =>
       c.close(),
@@ -108,13 +105,13 @@ describe.skipIf(!hasGo)("a grpc-go leecher of the original protocol", { timeout:
     const handle = await fs.promises.open(file, "r+");
     await handle.write(Buffer.alloc(100_000, 0x3c), 0, 100_000, 3 * 1024 * 1024 + 5);
     await handle.close();
-    writer = new FileWriter(file, model, next);
+    writer = new FileWriter(file, model, random);
     expect(Number(await go.line("pulled"))).toBe(size / chunkSize);
     go.child.stdin!.write("sync\n");
     const dirty = Number(await go.line("dirty"));
-    expect(dirty, `dirty chunks (seed ${seed})`).toBeGreaterThan(0);
+    expect(dirty, "dirty chunks").toBeGreaterThan(0);
     const received = await go.line("sha256");
-    expect(received, `the Go leecher's bytes (seed ${seed})`).toBe(lastRound);
+    expect(received, "the Go leecher's bytes").toBe(lastRound);
     await seeder.migrated;
     expect(seeder.phase).toBe("migrated");
   });

@@ -5,27 +5,25 @@
  */
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { MemoryBackend, openBackend } from "@r3map/core";
+import { testRandom } from "@r3map/core/testing";
 import "@r3map/nbd";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { createTestCertificates } from "../../transport-connect/test/certificates.js";
 import { Leecher, Seeder } from "../src/index.js";
-import { Cleanup, random, randomBytesFrom, testSeed } from "./helpers.js";
+import { testFileScope } from "./helpers.js";
 
 const run = promisify(execFile);
 const size = 8 * 1024 * 1024;
 const certificates = createTestCertificates();
-const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
+const { scratch, cleanup } = testFileScope();
 afterAll(() => certificates.remove());
 
 describe("a seeder with TLS", () => {
   it("migrates to a leecher with a client certificate; its data plane refuses plaintext and certificate-less clients", async () => {
-    const seed = testSeed();
-    const bytes = randomBytesFrom(random(seed), size);
+    const bytes = testRandom().bytes(size);
     const backend = new MemoryBackend(size);
     await backend.writeAt(bytes, 0);
     const seeder = cleanup.add(
@@ -39,8 +37,7 @@ describe("a seeder with TLS", () => {
     const dataPort = seeder.data!.port;
 
     // libnbd with the CA and the client certificate (under the names it looks for) reads the export…
-    const libnbdDir = fs.mkdtempSync(path.join(os.tmpdir(), "r3map-migration-libnbd-"));
-    cleanup.add(libnbdDir, (dir) => fs.rmSync(dir, { recursive: true, force: true }));
+    const libnbdDir = fs.mkdtempSync(path.join(scratch, "libnbd-"));
     fs.copyFileSync(certificates.paths.ca, path.join(libnbdDir, "ca-cert.pem"));
     fs.copyFileSync(certificates.paths.clientCert, path.join(libnbdDir, "client-cert.pem"));
     fs.copyFileSync(certificates.paths.clientKey, path.join(libnbdDir, "client-key.pem"));
@@ -69,6 +66,6 @@ describe("a seeder with TLS", () => {
     await leecher.release();
     await seeder.migrated;
     const received = await fs.promises.readFile(leecher.path!);
-    expect(Buffer.compare(received, bytes), `leecher bytes (seed ${seed})`).toBe(0);
+    expect(Buffer.compare(received, bytes), "the leecher's bytes").toBe(0);
   });
 });

@@ -25,6 +25,7 @@ import {
 import {
   chunkSizeOption,
   jsonOption,
+  mountPointOption,
   schemeOption,
   schemePackages,
   tokenFileOption,
@@ -114,11 +115,7 @@ function seedCommand(migrate: Command): void {
       "Mount a resource (file:///disk.img, memory:?size=…, nbd://…, any backend URI) as a file (FUSE) or a block device (--as path) for its application — another process — and serve it to a leecher: reads of its current content, every write tracked from the leecher's Track on. At the last round --before-sync runs (suspend the application), the mount is flushed, the changed chunks are handed over, and writes are refused. When the leecher has every chunk the mount closes and the command exits 0. A leecher that goes away changes nothing (the application goes on; --after-resume runs after a last round). The first SIGINT/SIGTERM closes (after waiting for a leecher past its last round); a second exits at once.",
     )
     .argument("<resource>", "the resource, as a backend URI")
-    .addOption(
-      new Option("--as <frontend>", "what the application uses: a file or a block device (path)")
-        .choices(["file", "path", "slice"])
-        .default("file"),
-    )
+    .addOption(frontendOption("what the application uses"))
     .addOption(
       addressOption(
         "--listen <address>",
@@ -128,7 +125,7 @@ function seedCommand(migrate: Command): void {
       ),
     )
     .addOption(chunkSizeOption())
-    .option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)")
+    .addOption(mountPointOption())
     .addOption(tokenFileOption())
     .addOption(tokenOption());
   addServingOptions(command, false)
@@ -161,12 +158,8 @@ function leechCommand(migrate: Command): void {
       "Mount the seeder's resource here at once — locked: reads wait, nothing fails — and pull every chunk while the seeder's application keeps running (pre-copy). ENTER (on a terminal) or SIGUSR1 finalizes: the seeder's last round, then the chunks it changed are fetched first and the mount unlocks (the downtime is printed); the rest arrives on demand and in the background (post-copy). Once every chunk is here the seeder lets go: the mount stays until SIGINT/SIGTERM, or with --then-seed it is seeded on (chains). A first signal before finalizing closes and leaves the seeder as it was; during post-copy it waits for the rest first (the resource is whole nowhere else). A second signal exits at once.",
     )
     .argument("<seeder>", "the seeder's URI: r3map+h2c://host:port or r3map+https://host:port?ca=…")
-    .addOption(
-      new Option("--as <frontend>", "what the resource becomes here: a file or a block device (path)")
-        .choices(["file", "path", "slice"])
-        .default("file"),
-    )
-    .option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)")
+    .addOption(frontendOption("what the resource becomes here"))
+    .addOption(mountPointOption())
     .option(
       "--local <uri>",
       "where the pulled chunks are kept, as a backend URI (default: memory of the resource's size)",
@@ -199,6 +192,13 @@ function leechCommand(migrate: Command): void {
       line: "R3MAP_TOKEN=change-me r3map migrate leech r3map+h2c://127.0.0.1:1337 --as path --then-seed 127.0.0.1:1338 --json",
     },
   ]);
+}
+
+/** `--as`: slice is a choice so that refusing it can say why (see `refuseSlice`). */
+function frontendOption(what: string): Option {
+  return new Option("--as <frontend>", `${what}: a file or a block device (path)`)
+    .choices(["file", "path", "slice"])
+    .default("file");
 }
 
 function refuseSlice(as: Frontend): void {

@@ -12,6 +12,7 @@ import { type Command, Option } from "commander";
 import {
   chunkSizeOption,
   jsonOption,
+  mountPointOption,
   pullWorkersOption,
   schemeOption,
   schemePackages,
@@ -61,7 +62,7 @@ export function mountCommand(program: Command): void {
         "5s",
       ),
     )
-    .option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)")
+    .addOption(mountPointOption())
     .addOption(tokenFileOption())
     .addOption(jsonOption())
     .addOption(schemeOption())
