@@ -3,12 +3,11 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { constants } from "node:os";
 import * as path from "node:path";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { Leecher } from "@r3map/migration";
 import { MountCore } from "@r3map/mount";
 import { measureRtt } from "../delay-proxy.js";
 import { type Benchmark, type BenchResult, result } from "../harness.js";
+import { collectGarbage } from "../migration-bench/gc.js";
 import { SeederThread, serveSeederIfWorker } from "../migration-bench/seeder-thread.js";
 import { ProxyThread, serveProxyIfWorker } from "../mount-bench/proxy-thread.js";
 import { ScratchMounts } from "../scratch-mounts.js";
@@ -33,19 +32,6 @@ const TARGET_TOTAL_RATIO = 1.3;
 const TARGET_BYTES_FACTOR = 1.1;
 /** A step that takes longer than this fails the run instead of hanging it. */
 const STEP_TIMEOUT_MS = 180_000;
-
-/**
- * A full garbage collection, between two measurements. A closed mount's
- * memory cache (1 GiB here) is returned to the system only when V8 collects
- * its buffers; with two or three such stale caches around, the next mount's
- * pull ran 2–4× slower (measured: 1.0 s fresh, 2.3–4.1 s after others; about
- * 0.9 s with a collection in between). Each run should start as a fresh
- * process would; nbdcopy, the baseline, always does.
- */
-function collectGarbage(): void {
-  setFlagsFromString("--expose-gc");
-  (runInNewContext("gc") as () => void)();
-}
 
 /** Everything a run started, so that a failure or a signal can end it all. */
 class Started {

@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomFillSync } from "node:crypto";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { MemoryBackend } from "@r3map/core";
 import { Seeder } from "@r3map/migration";
+import { collectGarbage } from "./gc.js";
 
 const ROLE = "r3map-migration-bench-seeder";
 
@@ -105,6 +106,7 @@ export async function serveSeederIfWorker(): Promise<void> {
   let seeder: Seeder | undefined;
   const calls: Record<Request["call"], (request: Request) => Promise<unknown>> = {
     seed: async () => {
+      collectGarbage();
       seeder = await Seeder.start(memory, { chunkSize });
       return { control: seeder.control.port, data: seeder.data!.port } satisfies SeederPorts;
     },
