@@ -5,6 +5,7 @@ import { infoCommand } from "./commands/info.js";
 import { migrateCommand } from "./commands/migrate.js";
 import { mountCommand } from "./commands/mount.js";
 import { serveCommand } from "./commands/serve.js";
+import { syncCommand } from "./commands/sync.js";
 
 const program = createProgram({
   name: "r3map",
@@ -14,6 +15,7 @@ const program = createProgram({
 });
 serveCommand(program);
 mountCommand(program);
+syncCommand(program);
 infoCommand(program);
 migrateCommand(program);
 demoCommand(program);

@@ -37,7 +37,7 @@ function inNamespace(line: string): Running {
 /** Serve and mount run until a signal: wait for them to be ready, then close them as a user would. */
 async function runExample(line: string): Promise<void> {
   const example = inNamespace(line);
-  if (/\br3map (serve|mount|migrate seed|migrate leech) (?!--help)/.test(line)) {
+  if (/\br3map (serve|mount|migrate seed|migrate leech) (?!--help)|--watch /.test(line)) {
     await ready(example, line);
     const result = await example.stop("SIGINT");
     expect(result.status, `${line}\n${result.stderr}`).toBe(0);
@@ -48,11 +48,12 @@ async function runExample(line: string): Promise<void> {
   running.delete(example);
 }
 
-/** Waits until a long-running example says it is serving, mounted, seeding or leeching. */
+/** Waits until a long-running example says it is serving, mounted, seeding, leeching or has moved (sync --watch). */
 function ready(example: Running, line: string): Promise<void> {
   return example.until(
     (r) =>
-      /^(serving |seeding |leeching )|mounted (managed|direct)/m.test(r.stderr) || r.stdout.includes("\n"),
+      /^(serving |seeding |leeching |moved )|mounted (managed|direct)/m.test(r.stderr) ||
+      r.stdout.includes("\n"),
     `"${line}" to be ready`,
     60_000,
   );
@@ -108,6 +109,25 @@ describe("--help examples run as written", () => {
     await nbd.until((r) => r.stderr.includes("serving"), "the NBD server");
     await connect.until((r) => r.stderr.includes("serving"), "the Connect server");
     for (const command of [["mount"], ["info"]]) {
+      const lines = await examples(command);
+      expect(lines.length).toBeGreaterThan(0);
+      for (const line of lines) await runExample(line);
+    }
+    expect((await nbd.stop()).status).toBe(0);
+    expect((await connect.stop()).status).toBe(0);
+  }, 300_000);
+
+  it("sync push and pull, against the servers their examples name", async () => {
+    const nbd = inNamespace("r3map serve 'memory:?size=64MiB'");
+    const connect = inNamespace("r3map serve 'memory:?size=64MiB' --connect 127.0.0.1:1337");
+    await nbd.until((r) => r.stderr.includes("serving"), "the NBD server");
+    await connect.until((r) => r.stderr.includes("serving"), "the Connect server");
+    // The local copy the push examples name.
+    writeFileSync(`${root}/tmp/examples/disk.img`, Buffer.alloc(64 * 1024 * 1024, 1));
+    for (const command of [
+      ["sync", "push"],
+      ["sync", "pull"],
+    ]) {
       const lines = await examples(command);
       expect(lines.length).toBeGreaterThan(0);
       for (const line of lines) await runExample(line);

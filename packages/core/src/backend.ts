@@ -1,4 +1,5 @@
 import { checkRange } from "./chunk-layout.js";
+import type { DigestSource } from "./digest.js";
 import { R3mapError } from "./errors.js";
 
 /** A run of bytes with the same allocation state, as NBD's `base:allocation` reports it. */
@@ -71,6 +72,24 @@ export interface Backend {
    * remote under a filter is read through the filter only.
    */
   readonly handOffConnection?: (() => Promise<NbdHandOff | undefined>) | undefined;
+  /**
+   * Per-chunk digests computed where the bytes are (a server hashing its own
+   * copy), so that comparing two copies moves digests, not data. Stages never
+   * pass it through: a stage may change the bytes the digests are of.
+   */
+  readonly digests?: DigestSource | undefined;
+  /**
+   * Writes several ranges at once, as that many `writeAt` calls would
+   * (ascending, not overlapping): for a remote, one request instead of one per
+   * range — a delta sync's scattered chunks. Stages never pass it through.
+   */
+  readonly writeScattered?: ((pieces: readonly ScatteredPiece[]) => Promise<void>) | undefined;
+}
+
+/** Bytes to write at an offset (see `Backend.writeScattered`). */
+export interface ScatteredPiece {
+  offset: number;
+  data: Uint8Array;
 }
 
 /**

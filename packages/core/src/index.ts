@@ -1,4 +1,4 @@
-export type { Backend, Extent, NbdHandOff } from "./backend.js";
+export type { Backend, Extent, NbdHandOff, ScatteredPiece } from "./backend.js";
 export { memoryView, StorageBackend } from "./backend.js";
 export { DirectoryBackend, type DirectoryBackendOptions } from "./backends/directory.js";
 export { FileBackend, type FileBackendOptions, sizeOfOpenFile } from "./backends/file.js";
@@ -28,6 +28,23 @@ export {
   openChunkStoreBackend,
 } from "./chunk-store/chunk-store-backend.js";
 export { type TransformOptions, TransformStore } from "./chunk-store/transform-store.js";
+export {
+  type ChunkRange,
+  canDigest,
+  checkDigestRequest,
+  DIGEST_ALGORITHMS,
+  type DigestAlgorithm,
+  DigestList,
+  type DigestRequest,
+  type DigestSource,
+  diffDigests,
+  digestBytes,
+  digesterFor,
+  registerDigester,
+  requestChunks,
+  requestSpans,
+  TransferPlan,
+} from "./digest.js";
 export {
   type ErrorCode,
   errnoOf,

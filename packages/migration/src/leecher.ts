@@ -1,4 +1,4 @@
-import { type ChunkOrigin, type Progress, R3mapError, TypedEmitter } from "@r3map/core";
+import { type ChunkOrigin, delay, type Progress, R3mapError, TypedEmitter } from "@r3map/core";
 import { type DeviceOptions, type Frontend, MountCore, type MountDescription } from "@r3map/mount";
 import { UffdRegion } from "@r3map/native";
 import { clientOptionsFromUri, SeederClient, type TrackReply } from "@r3map/transport-connect";
@@ -40,6 +40,13 @@ export interface LeecherOptions {
   data?: string;
   /** Options of the file and path devices (mount point, file name). */
   device?: DeviceOptions;
+  /**
+   * After the last round, how long a lost seeder is waited for (default
+   * 60 000 ms): reads of chunks not yet here wait while the connections are
+   * re-established, and the migration resumes; past it they fail with EIO.
+   * Give the seeder at least as long (`SeederOptions.recoveryMs`).
+   */
+  recoveryMs?: number;
   hooks?: LeecherHooks;
 }
 
@@ -82,7 +89,9 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
   readonly core: MountCore;
   readonly #client: SeederClient;
   readonly #attached: AbortController;
-  readonly #beats: AsyncIterator<unknown>;
+  #beats: AsyncIterator<unknown>;
+  readonly #session: string;
+  readonly #recoveryMs: number;
   readonly #hooks: LeecherHooks;
   #phase: LeecherPhase = "pre-copy";
   #finalizing: Promise<Finalized> | undefined;
@@ -94,15 +103,17 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
   private constructor(
     core: MountCore,
     client: SeederClient,
-    attachment: { controller: AbortController; beats: AsyncIterator<unknown> },
-    hooks: LeecherHooks,
+    attachment: { controller: AbortController; beats: AsyncIterator<unknown>; session: string },
+    options: LeecherOptions,
   ) {
     super();
     this.core = core;
     this.#client = client;
     this.#attached = attachment.controller;
     this.#beats = attachment.beats;
-    this.#hooks = hooks;
+    this.#session = attachment.session;
+    this.#hooks = options.hooks ?? {};
+    this.#recoveryMs = options.recoveryMs ?? DEFAULT_RECOVERY_MS;
     core.engine.on("progress", (progress) => this.emit("progress", progress));
     core.engine.on("error", (error) => this.emit("error", error));
     core.engine.on("chunk-local", (chunk, origin) => {
@@ -130,7 +141,11 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
       // Tracking begins before the first chunk is pulled: every write after this reaches the last round.
       const track = await client.migration.track({ session: first.value.session });
       const description: MountDescription = {
-        remote: options.data ?? dataUri(seederUri, track),
+        // Each request to the seeder may wait this long, reconnecting, before it fails.
+        remote: withTimeout(
+          options.data ?? dataUri(seederUri, track),
+          options.recoveryMs ?? DEFAULT_RECOVERY_MS,
+        ),
         schemes: ["@r3map/nbd", "@r3map/transport-connect"],
         chunkSize: options.chunkSize ?? track.chunkSize,
         managed: {
@@ -143,7 +158,7 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
       core = await MountCore.open(options.as, description, options.device ?? {});
       // Nothing is read here until the data is final.
       await core.setAccess("locked");
-      return new Leecher(core, client, { controller, beats }, options.hooks ?? {});
+      return new Leecher(core, client, { controller, beats, session: first.value.session }, options);
     } catch (error) {
       await core?.close().catch(() => {});
       // Ending the attachment tells the seeder to stop tracking.
@@ -251,21 +266,53 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
     await this.close();
   }
 
-  /** Holds the seeder's Attach stream open until release or close; its end before then is noted. */
+  /**
+   * Holds the seeder's Attach stream open until release or close. Its end
+   * before then, in pre-copy, ends the migration; after the last round the
+   * session is resumed on a new stream for up to `recoveryMs` (the seeder
+   * keeps it that long), and only then is the seeder given up.
+   */
   #stayAttached(): void {
     (async () => {
-      // Heartbeats: the seeder is there.
-      while (!(await this.#beats.next()).done) {}
-    })().then(
-      () => this.#detach(new R3mapError("ERR_REMOTE_UNREACHABLE", "the seeder ended the migration stream")),
-      (error: unknown) => this.#detach(error),
-    );
+      for (;;) {
+        let reason: unknown;
+        try {
+          // Heartbeats: the seeder is there.
+          while (!(await this.#beats.next()).done) {}
+          reason = new R3mapError("ERR_REMOTE_UNREACHABLE", "the seeder ended the migration stream");
+        } catch (error) {
+          reason = error;
+        }
+        if (this.#attached.signal.aborted) return;
+        if (this.#phase !== "post-copy" || !(await this.#reattach())) return this.#detach(reason);
+      }
+    })().catch((error: unknown) => this.#detach(error));
+  }
+
+  /** Resumes the session on a new stream, retrying until `recoveryMs` has passed; true once attached again. */
+  async #reattach(): Promise<boolean> {
+    const deadline = performance.now() + this.#recoveryMs;
+    while (!this.#attached.signal.aborted && performance.now() < deadline) {
+      const beats = this.#client.migration
+        .attach(this.#attached.signal, { resume: this.#session })
+        [Symbol.asyncIterator]();
+      try {
+        if (!(await beats.next()).done) {
+          this.#beats = beats;
+          return true;
+        }
+      } catch {
+        // not back yet
+      }
+      await delay(Math.min(RECONNECT_INTERVAL_MS, Math.max(0, deadline - performance.now()))).catch(() => {});
+    }
+    return false;
   }
 
   #detach(reason: unknown): void {
     if (this.#attached.signal.aborted) return;
     this.#detached = reason;
-    if (this.#phase === "pre-copy") this.emit("error", reason);
+    this.emit("error", reason);
   }
 
   #assertAttached(): void {
@@ -280,6 +327,18 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
     this.#phase = phase;
     this.emit("phase", phase);
   }
+}
+
+const DEFAULT_RECOVERY_MS = 60_000;
+/** Between attempts to resume a dropped session. */
+const RECONNECT_INTERVAL_MS = 250;
+
+/** `uri` with a request deadline, when it has none (an NBD URI's `timeout`, Connect's `timeoutMs`). */
+function withTimeout(uri: string, ms: number): string {
+  const url = new URL(uri);
+  const name = url.protocol.startsWith("nbd") ? "timeout" : "timeoutMs";
+  if (!url.searchParams.has(name)) url.searchParams.set(name, String(ms));
+  return url.href;
 }
 
 /**

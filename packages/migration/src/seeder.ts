@@ -50,6 +50,13 @@ export interface SeederOptions {
   tls?: ServerTlsOptions;
   /** Writes are tracked per chunk of this size (a plain backend; a mount tracks at its own chunk size). Default 64 KiB. */
   chunkSize?: number;
+  /**
+   * After the last round the leecher's application may already run on what
+   * it received, so a dropped connection is not a dead leecher: the seeder
+   * keeps the migration this long (default 60 000 ms) for the leecher to
+   * attach again, and only then gives it up and lets its application write.
+   */
+  recoveryMs?: number;
   hooks?: SeederHooks;
 }
 
@@ -82,19 +89,23 @@ export class Seeder extends TypedEmitter<SeederEvents> {
   /** Open Attach streams by session id; the one named by Track owns the migration. */
   readonly #attachments = new Map<string, AbortSignal>();
   #owner: string | undefined;
+  /** Running while the owner's stream is gone after the last round: its end gives the migration up. */
+  #recovery: NodeJS.Timeout | undefined;
+  readonly #recoveryMs: number;
   #closing: Promise<void> | undefined;
   readonly #migrated = deferred<void>();
   readonly #hooks: SeederHooks;
 
   private constructor(
     resource: SeededResource,
-    hooks: SeederHooks,
+    options: SeederOptions,
     readonly control: ConnectServer,
     readonly data: { server: NbdServer; port: number } | undefined,
   ) {
     super();
     this.resource = resource;
-    this.#hooks = hooks;
+    this.#hooks = options.hooks ?? {};
+    this.#recoveryMs = options.recoveryMs ?? 60_000;
   }
 
   /**
@@ -126,7 +137,7 @@ export class Seeder extends TypedEmitter<SeederEvents> {
       sync: () => seeder!.#round(),
       finalize: () => seeder!.#lastRound(),
       close: () => seeder!.#leecherClosed(),
-      attach: (signal) => seeder!.#attach(signal),
+      attach: (signal, resume) => seeder!.#attach(signal, resume),
       phase: () => seeder!.#phase,
       progress: () => seeder!.#progress(),
       ...(data
@@ -141,7 +152,7 @@ export class Seeder extends TypedEmitter<SeederEvents> {
         ...(options.tls ? { tls: options.tls } : {}),
         ...(options.tokens && options.tokens.length > 0 ? { tokens: options.tokens } : {}),
       });
-      seeder = new Seeder(seeded, options.hooks ?? {}, control, data);
+      seeder = new Seeder(seeded, options, control, data);
       return seeder;
     } catch (error) {
       await data?.server.close();
@@ -172,6 +183,8 @@ export class Seeder extends TypedEmitter<SeederEvents> {
     const wasSynced = this.#phase === "synced";
     if (this.#phase === "tracking") this.resource.stopTracking();
     this.#owner = undefined;
+    clearTimeout(this.#recovery);
+    this.#recovery = undefined;
     this.#setPhase("idle");
     if (wasSynced) {
       await this.resource.setWritable(true);
@@ -182,6 +195,7 @@ export class Seeder extends TypedEmitter<SeederEvents> {
   /** Stops both servers (not the resource: the caller closes the mount). Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      clearTimeout(this.#recovery);
       await Promise.allSettled([this.control.close(), this.data?.server.close()]);
     })();
     return this.#closing;
@@ -235,21 +249,36 @@ export class Seeder extends TypedEmitter<SeederEvents> {
     }
   }
 
-  #attach(signal: AbortSignal): string {
-    const session = randomUUID();
+  #attach(signal: AbortSignal, resume?: string): string {
+    let session: string = randomUUID();
+    if (resume !== undefined) {
+      if (resume !== this.#owner || this.#attachments.has(resume)) {
+        throw new R3mapError("ERR_INVALID_ARGUMENT", `no migration to resume for session "${resume}"`);
+      }
+      // The leecher is back after a dropped connection: the migration goes on.
+      clearTimeout(this.#recovery);
+      this.#recovery = undefined;
+      session = resume;
+    }
     this.#attachments.set(session, signal);
-    signal.addEventListener(
-      "abort",
-      () => {
-        this.#attachments.delete(session);
-        // Another leecher's attachment, or a migration that ended properly, is none of this stream's business.
-        if (this.#owner !== session || this.#phase === "migrated" || this.#phase === "idle") return;
-        this.emit("leecher-gone");
-        this.resume().catch((error) => this.emit("error", error));
-      },
-      { once: true },
-    );
+    signal.addEventListener("abort", () => this.#detached(session, signal), { once: true });
     return session;
+  }
+
+  /** An Attach stream ended. */
+  #detached(session: string, signal: AbortSignal): void {
+    if (this.#attachments.get(session) === signal) this.#attachments.delete(session);
+    // Another leecher's attachment, or a migration that ended properly, is none of this stream's business.
+    if (this.#owner !== session || this.#phase === "migrated" || this.#phase === "idle") return;
+    if (this.#phase === "tracking") return this.#giveUp();
+    // After the last round the leecher may be running on what it has: wait for it to come back.
+    this.#recovery = setTimeout(() => this.#giveUp(), this.#recoveryMs);
+    this.#recovery.unref();
+  }
+
+  #giveUp(): void {
+    this.emit("leecher-gone");
+    this.resume().catch((error) => this.emit("error", error));
   }
 
   #progress(): Progress {

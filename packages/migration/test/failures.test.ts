@@ -18,10 +18,10 @@ const chunkSize = 64 * 1024;
 const { scratch, cleanup } = testFileScope();
 
 /** A seeder process over a fresh random image; its file mount is unmounted even if it is killed. */
-async function startSeeder(name: string) {
+async function startSeeder(name: string, recoveryMs = 2000) {
   const image = path.join(scratch, `${name}.img`);
   fs.writeFileSync(image, testRandom().bytes(size)); // the seed is printed on failure
-  const seeder = new FixtureProcess("seeder-process.mjs", [image, String(chunkSize)]);
+  const seeder = new FixtureProcess("seeder-process.mjs", [image, String(chunkSize), String(recoveryMs)]);
   const ready = await seeder.line((line) => typeof line.url === "string");
   cleanup.add(seeder, async (s) => {
     s.child.kill("SIGTERM");
@@ -30,6 +30,22 @@ async function startSeeder(name: string) {
     await unmountLeftover(ready.path as string);
   });
   return { seeder, image, url: ready.url as string, data: ready.data as string, path: ready.path as string };
+}
+
+/** Whether `promise` settles within `ms` (it keeps running either way). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    promise.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return settled;
 }
 
 /** A leecher in a process of its own (file mount), open and pre-copying; killed and unmounted by the cleanup. */
@@ -43,7 +59,7 @@ async function startLeecherProcess(url: string): Promise<FixtureProcess> {
 }
 
 /** A leecher here, pulling slowly enough that a failure lands in the middle of its pre-copy. */
-async function openLeecher(url: string, options: { data?: string } = {}) {
+async function openLeecher(url: string, options: { data?: string; recoveryMs?: number } = {}) {
   const leecher = await Leecher.open(url, { as: "file", pullWorkers: 1, ...options });
   return cleanup.add(leecher, (l) => l.close());
 }
@@ -128,6 +144,67 @@ describe("migration failures", () => {
     await seeder.line((line) => line.event === "leecher-gone");
     await seeder.line((line) => line.phase === "idle");
     await migrateFully(seeder, url);
+  });
+
+  describe("the network fails during post-copy", () => {
+    /** A seeder behind two cuttable proxies, and a leecher through them, finalized: post-copy with most chunks still remote. */
+    async function postCopyThroughProxies(leecherRecoveryMs: number) {
+      const { seeder, url, data } = await startSeeder("post-copy", 60_000);
+      const control = cleanup.add(await CuttableProxy.start(Number(new URL(url).port)), (p) => p.close());
+      const dataPlane = cleanup.add(await CuttableProxy.start(Number(new URL(data).port)), (p) => p.close());
+      const leecher = await openLeecher(`r3map+h2c://127.0.0.1:${control.port}`, {
+        data: `nbd://127.0.0.1:${dataPlane.port}/seed`,
+        recoveryMs: leecherRecoveryMs,
+      });
+      leecher.on("error", () => {}); // reported to the test through the reads below
+      await leecher.finalize();
+      const synced = await seeder.line((line) => line.event === "synced");
+      return { seeder, leecher, control, dataPlane, sha256: synced.sha256 as string };
+    }
+
+    /** In a chunk not local yet: the pull, one worker, goes in order from the start. */
+    const remoteOffset = size - 3 * chunkSize;
+
+    it("reads of chunks not yet here wait while the network is down and complete once it is back; the migration resumes", async () => {
+      const { seeder, leecher, control, dataPlane, sha256 } = await postCopyThroughProxies(30_000);
+      control.cut();
+      dataPlane.cut();
+      const reading = fs.promises.readFile(leecher.path!).then((bytes) => bytes);
+      // Waiting, not failed: a read of a remote chunk is held while the network is down.
+      const handle = await fs.promises.open(leecher.path!, "r");
+      const one = handle.read(Buffer.alloc(4096), 0, 4096, remoteOffset);
+      expect(await settlesWithin(one, 1500)).toBe(false);
+      expect(seeder.lines((line) => line.event === "leecher-gone")).toEqual([]);
+      control.restore();
+      dataPlane.restore();
+      expect((await one).bytesRead).toBe(4096);
+      await handle.close();
+      const { createHash } = await import("node:crypto");
+      expect(
+        createHash("sha256")
+          .update(await reading)
+          .digest("hex"),
+      ).toBe(sha256);
+      await leecher.release();
+      await seeder.line((line) => line.phase === "migrated");
+    });
+
+    it("past the leecher's bound, reads of chunks not yet here fail with EIO", async () => {
+      const { leecher, control, dataPlane } = await postCopyThroughProxies(1500);
+      control.cut();
+      dataPlane.cut();
+      const handle = await fs.promises.open(leecher.path!, "r");
+      try {
+        const started = performance.now();
+        await expect(handle.read(Buffer.alloc(4096), 0, 4096, remoteOffset)).rejects.toMatchObject({
+          code: "EIO",
+        });
+        // The bound, plus the device's own answering and one last attempt.
+        expect(performance.now() - started).toBeLessThan(15_000);
+      } finally {
+        await handle.close();
+      }
+    });
   });
 
   it("a second leecher is refused while one is attached", async () => {

@@ -46,6 +46,18 @@ export interface ManagedDescription {
    * for another cache file, is discarded (the cache is then cold).
    */
   state?: string;
+  /**
+   * Warm start: the `local` file cache holds a stale copy (left by an earlier
+   * run). Before the pull starts, the digest of every chunk not yet present is
+   * compared with the remote's — computed by the server on its own copy
+   * (`r3map+h2c://` served by r3map) — and every chunk that matches is kept;
+   * only the others are pulled. `{ digests: uri }` asks another endpoint for
+   * the same resource's digests (a migration's seeder, whose data plane is
+   * NBD). Skipped when the cache is not a file or the remote cannot hash
+   * (`MountEngine.warmStart` says why). Composes with `state`: chunks it
+   * already marks present are left alone.
+   */
+  warm?: boolean | { digests?: string };
 }
 
 /**

@@ -19,6 +19,7 @@ import { type Access, AccessGate } from "./access-gate.js";
 import { CacheStateFile } from "./cache-state.js";
 import { chunkSizeOf, type ManagedDescription, type MountDescription } from "./description.js";
 import { importSchemePackages } from "./schemes.js";
+import { type WarmStartResult, warmStart } from "./warm-start.js";
 
 export interface MountEngineEvents {
   progress: [Progress];
@@ -43,6 +44,8 @@ export interface EngineParts {
   inFlight?: ChunkBitmap;
   /** Managed only: the cache's persisted chunk state (`managed.state`), whose bitmaps the pipeline uses. */
   state?: CacheStateFile;
+  /** Managed only: what a warm start (`managed.warm`) found; its chunks are set in `presence`. */
+  warm?: WarmStartResult;
 }
 
 /** A local cache a device brings itself (a slice: its memfd), with the bitmaps it shares with native code. */
@@ -67,6 +70,8 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
   readonly remote: Backend;
   /** A managed mount whose background pull runs. */
   readonly pulls: boolean;
+  /** What the warm start found (`managed.warm`), or undefined without one. */
+  readonly warmStart: WarmStartResult | undefined;
   readonly #description: MountDescription;
   #closing: Promise<void> | undefined;
   #population: Population | undefined;
@@ -84,6 +89,7 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
     this.#description = description;
     this.chunkSize = chunkSizeOf(description);
     this.remote = parts.remote;
+    this.warmStart = parts.warm;
     const managed = description.managed;
     this.pulls = managed !== undefined && managed.pull !== false;
     if (managed) {
@@ -162,7 +168,14 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       try {
         const statePath = description.managed.state;
         if (statePath) state = CacheStateFile.open(statePath, local, remote.size, chunkSizeOf(description));
-        return new MountEngine(description, { remote, local, ...pulling, ...(state ? { state } : {}) });
+        const warm = await warmPresence(description, remote, local, state);
+        return new MountEngine(description, {
+          remote,
+          local,
+          ...pulling,
+          ...(state ? { state } : {}),
+          ...(warm ? { warm: warm.result, ...(state ? {} : { presence: warm.presence }) } : {}),
+        });
       } catch (error) {
         await local.close().catch(() => {});
         throw error;
@@ -441,6 +454,36 @@ export class MountEngine extends TypedEmitter<MountEngineEvents> {
       }
     })();
     return this.#closing;
+  }
+}
+
+/**
+ * `managed.warm`: before the pull, keeps every chunk of the cache file whose
+ * digest equals the remote's (or the `digests` remote's), marking it present
+ * — in the persisted state's presence when there is one.
+ */
+async function warmPresence(
+  description: MountDescription,
+  remote: Backend,
+  local: Backend,
+  state: CacheStateFile | undefined,
+): Promise<{ presence: ChunkBitmap; result: WarmStartResult } | undefined> {
+  const warm = description.managed?.warm;
+  if (!warm) return undefined;
+  const chunkSize = chunkSizeOf(description);
+  const presence = state?.state.presence ?? new ChunkBitmap(Math.ceil(remote.size / chunkSize));
+  const digestsUri = typeof warm === "object" ? warm.digests : undefined;
+  const from = digestsUri ? await openBackend(digestsUri) : remote;
+  try {
+    if (from.size !== remote.size) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `managed.warm.digests names a resource of ${from.size} bytes, not the remote's ${remote.size}`,
+      );
+    }
+    return { presence, result: await warmStart(from, local, presence, chunkSize, remote.size) };
+  } finally {
+    if (from !== remote) await from.close();
   }
 }
 

@@ -25,3 +25,4 @@ export {
 export { MountCore } from "./mount-core.js";
 export { PathDevice, type PathDeviceOptions, pathDevice } from "./path-device.js";
 export { SliceDevice, sliceDevice } from "./slice-device.js";
+export { type WarmStartResult, warmStart } from "./warm-start.js";

@@ -170,6 +170,26 @@ export interface NativeAddon {
   touchOnThread(memory: Uint8Array, offset: number): Promise<void>;
 
   keepFromChildren(view: Uint8Array): boolean;
+
+  /** Per-chunk digests of spans of an fd or of memory segments into `out`, on native threads (digest.cc). */
+  digestChunks(options: NativeDigestOptions): Promise<void>;
+}
+
+// ---- digests (digest.cc) -----------------------------------------------------
+
+export interface NativeDigestOptions {
+  /** Offset, length pairs; each span is cut into chunks from its start. */
+  spans: Float64Array;
+  chunkSize: number;
+  /** 0: XXH3-128 (16 bytes per digest), 1: BLAKE3 (32). */
+  algorithm: number;
+  threads: number;
+  out: Uint8Array;
+  /** Set element 0 to non-zero to stop early (the promise then rejects with ECANCELED). */
+  cancel?: Int32Array;
+  fd?: number;
+  direct?: boolean;
+  segments?: readonly Uint8Array[];
 }
 
 let loaded: NativeAddon | undefined;

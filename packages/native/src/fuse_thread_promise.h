@@ -28,7 +28,8 @@ inline Napi::Error SystemError(Napi::Env env, int err, const std::string& syscal
 }
 
 // The outcome of a blocking job: either err != 0 (with the failing call's
-// name), or a value built on the JS thread.
+// name), or a value built on the JS thread. On failure `value` still runs
+// (its result unused), so a job can release what it kept alive.
 struct ThreadResult {
   int err = 0;
   std::string syscall;
@@ -57,6 +58,8 @@ inline void SettleOnJsThread(Napi::Env env, Napi::Function, ThreadJob* job, Thre
   if (env != nullptr && CanRunJavaScript(env)) {
     Napi::HandleScope scope(env);
     if (result->err != 0) {
+      // A failed job may still have references to drop on this thread (its value is not the answer).
+      if (result->value) result->value(env);
       job->deferred.Reject(SystemError(env, result->err, result->syscall).Value());
     } else {
       job->deferred.Resolve(result->value ? result->value(env) : env.Undefined());

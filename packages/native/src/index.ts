@@ -1,5 +1,12 @@
 // Exports sorted by module (biome): userfaultfd regions, dirty tracking and mmap (uffd-region, dirty-ranges,
 // mmap-file); the FUSE file device, loop devices, kernel NBD and tape (fuse-file, loop-device, nbd-kernel, tape).
+export {
+  backendDigester,
+  type DigestOptions,
+  type DigestTarget,
+  digestChunks,
+  digestWhole,
+} from "./digest.js";
 export { chunksOfRanges, type DirtyRange } from "./dirty-ranges.js";
 export {
   backendHandlers,

@@ -1,6 +1,15 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { type Backend, checkRange, type Extent, type Progress, R3mapError } from "@r3map/core";
+import {
+  type Backend,
+  checkRange,
+  type DigestSource,
+  type Extent,
+  type Progress,
+  R3mapError,
+  type ScatteredPiece,
+} from "@r3map/core";
 import { Caller, type CallerOptions, type PerCallOptions } from "./caller.js";
+import { algorithmToWire, collectDigests } from "./digests.js";
 import type { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
 import { BackendService, Capability } from "./gen/r3map/v1/r3map_pb.js";
@@ -50,6 +59,10 @@ export interface RemoteInfo {
   writeZeroes: boolean;
   blockStatus: boolean;
   byteRanges: boolean;
+  /** The server computes digests of its copy (`Digests`). */
+  digests: boolean;
+  /** The server takes several ranges in one write (`WriteScattered`). */
+  writeScattered: boolean;
 }
 
 /** Options shared by ConnectBackend and SeederClient. */
@@ -93,6 +106,8 @@ export async function openCaller(
         blockStatus: false,
         // Unknown for an original server: whole chunks are the safe assumption.
         byteRanges: false,
+        digests: false,
+        writeScattered: false,
       };
     } else {
       info = await fetchInfo(caller).catch((error: unknown) => {
@@ -132,6 +147,8 @@ async function fetchInfo(caller: Caller): Promise<RemoteInfo> {
     writeZeroes: has(Capability.WRITE_ZEROES),
     blockStatus: has(Capability.BLOCK_STATUS),
     byteRanges: has(Capability.BYTE_RANGES),
+    digests: has(Capability.DIGESTS),
+    writeScattered: has(Capability.WRITE_SCATTERED),
   };
 }
 
@@ -207,6 +224,15 @@ export class ConnectBackend implements Backend {
   readonly blockStatus:
     | ((offset: number, length: number, options?: PerCallOptions) => Promise<Extent[]>)
     | undefined;
+  /**
+   * Present when the server computes digests of its own copy: comparing it
+   * with a local copy then moves digests, not data (see `DigestSource`).
+   */
+  readonly digests: DigestSource | undefined;
+  /** Present when the server takes several ranges per write call (`WriteScattered`). */
+  readonly writeScattered:
+    | ((pieces: readonly ScatteredPiece[], options?: PerCallOptions) => Promise<void>)
+    | undefined;
   readonly #caller: Caller;
   #closing: Promise<void> | undefined;
 
@@ -242,6 +268,76 @@ export class ConnectBackend implements Backend {
           }));
         }
       : undefined;
+    this.digests = info.digests
+      ? (request, options = {}) =>
+          collectDigests(request, this.size, (part) =>
+            this.#caller.stream(
+              BackendService,
+              "Digests",
+              (client, call) =>
+                client.digests(
+                  {
+                    chunkSize: part.chunkSize,
+                    algorithm: algorithmToWire(part.algorithm),
+                    ranges: part.ranges.map((r) => ({ first: BigInt(r.first), end: BigInt(r.end) })),
+                  },
+                  call,
+                ),
+              options,
+            ),
+          )
+      : undefined;
+    this.writeScattered =
+      info.writeScattered && !info.readOnly
+        ? (pieces, options) => this.#writeScattered(pieces, options)
+        : undefined;
+  }
+
+  /** Sends pieces in calls of at most the server's per-call limit (a piece larger than it goes alone, split). */
+  async #writeScattered(pieces: readonly ScatteredPiece[], options: PerCallOptions = {}): Promise<void> {
+    this.#caller.assertOpen("writeScattered");
+    if (this.readOnly) throw new R3mapError("ERR_READ_ONLY", "the server serves this resource read-only");
+    const cap = this.info.maxRequestBytes;
+    const calls: ScatteredPiece[][] = [];
+    let current: ScatteredPiece[] = [];
+    let bytes = 0;
+    for (const piece of pieces) {
+      checkRange(this.size, piece.offset, piece.data.length);
+      if (piece.data.length > cap) {
+        await this.writeAt(piece.data, piece.offset, options);
+        continue;
+      }
+      if (bytes + piece.data.length > cap) {
+        calls.push(current);
+        current = [];
+        bytes = 0;
+      }
+      current.push(piece);
+      bytes += piece.data.length;
+    }
+    if (current.length > 0) calls.push(current);
+    await Promise.all(
+      calls.map(async (call) => {
+        const expected = call.reduce((total, piece) => total + piece.data.length, 0);
+        const reply = await this.#caller.call(
+          BackendService,
+          "WriteScattered",
+          "unsent",
+          (client, perCall) =>
+            client.writeScattered(
+              { pieces: call.map((p) => ({ offset: BigInt(p.offset), data: p.data })) },
+              perCall,
+            ),
+          options,
+        );
+        if (reply.written !== BigInt(expected)) {
+          throw new R3mapError(
+            "ERR_PROTOCOL",
+            `WriteScattered of ${expected} bytes reported ${reply.written} written`,
+          );
+        }
+      }),
+    );
   }
 
   async #ranged(

@@ -1,9 +1,20 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { type Backend, checkRange, delay, type Progress, R3mapError } from "@r3map/core";
+import {
+  type Backend,
+  checkRange,
+  type DigestSource,
+  delay,
+  digesterFor,
+  type Progress,
+  R3mapError,
+  type ScatteredPiece,
+} from "@r3map/core";
+import { algorithmFromWire, rangesFromWire, serveDigests } from "./digests.js";
 import { toConnectError } from "./errors.js";
 import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
 import { BackendService, Capability, MigrationService } from "./gen/r3map/v1/r3map_pb.js";
+import { Limiter } from "./limiter.js";
 import {
   DEFAULT_MAX_REQUEST_BYTES,
   DEFAULT_SEEDER_CHUNK_SIZE,
@@ -29,7 +40,17 @@ export interface ServeOptions {
   chunkSize?: number;
   /** Progress source for WatchProgress (defaults to the seeder's). */
   progress?: () => Progress;
+  /**
+   * Computes digests of the served bytes for `Digests` (a `DigestSource`).
+   * Default: the backend's own (`Backend.digests`), else the digester
+   * registered with core (`@r3map/native` registers native hashing when
+   * loaded); `false` offers none.
+   */
+  digests?: DigestSource | false;
 }
+
+/** Digest requests computed at once; each already uses every core. */
+const DIGEST_JOBS = 2;
 
 /** Runs a handler body and turns whatever it throws into a typed ConnectError. */
 async function guarded<T>(body: () => Promise<T>): Promise<T> {
@@ -64,6 +85,33 @@ function rangeFromWire(backend: Backend, offset: bigint, length: bigint): [offse
   }
   checkRange(backend.size, start, Number(length));
   return [start, Number(length)];
+}
+
+/** WriteScattered's pieces from the wire: ascending, not overlapping, inside the resource, at most `cap` bytes together. */
+function scatteredFromWire(
+  backend: Backend,
+  pieces: ReadonlyArray<{ offset: bigint; data: Uint8Array }>,
+  cap: number,
+): ScatteredPiece[] {
+  if (backend.readOnly) throw new R3mapError("ERR_READ_ONLY", "this resource is served read-only");
+  lengthWithinCap(
+    pieces.reduce((total, piece) => total + piece.data.length, 0),
+    cap,
+    "WriteScattered",
+  );
+  let end = 0;
+  return pieces.map((piece) => {
+    const offset = offsetFromWire(piece.offset);
+    checkRange(backend.size, offset, piece.data.length);
+    if (offset < end) {
+      throw new R3mapError(
+        "ERR_INVALID_ARGUMENT",
+        `WriteScattered pieces must be ascending and not overlap (at ${offset})`,
+      );
+    }
+    end = offset + piece.data.length;
+    return { offset, data: piece.data };
+  });
 }
 
 /** A backend's optional operation, or ERR_NOT_SUPPORTED. */
@@ -106,6 +154,8 @@ export function r3mapRoutes(
     "chunkSize",
   );
   const progress = options.progress ?? (seeder?.progress ? () => seeder.progress!() : undefined);
+  const digests = options.digests === false ? undefined : (options.digests ?? digesterFor(backend));
+  const digestJobs = new Limiter(DIGEST_JOBS);
 
   const readAt = (length: number, off: bigint) =>
     guarded(async () => {
@@ -144,6 +194,8 @@ export function r3mapRoutes(
           if (backend.writeZeroes) capabilities.push(Capability.WRITE_ZEROES);
           if (backend.blockStatus) capabilities.push(Capability.BLOCK_STATUS);
           if (backend.byteRanges) capabilities.push(Capability.BYTE_RANGES);
+          if (digests) capabilities.push(Capability.DIGESTS);
+          if (!backend.readOnly) capabilities.push(Capability.WRITE_SCATTERED);
           return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
         }),
       readStream: (request, context) =>
@@ -154,6 +206,22 @@ export function r3mapRoutes(
           Math.min(request.chunkSize || chunkSize, cap),
           streamSignal(context),
         ),
+      digests: (request, context) =>
+        streamDigests(
+          digests,
+          digestJobs,
+          backend.size,
+          cap,
+          { chunkSize: request.chunkSize, algorithm: request.algorithm, ranges: request.ranges },
+          streamSignal(context),
+        ),
+      writeScattered: (request) =>
+        guarded(async () => {
+          const pieces = scatteredFromWire(backend, request.pieces, cap);
+          // Pieces do not overlap: they may land in any order.
+          await Promise.all(pieces.map((piece) => backend.writeAt(piece.data, piece.offset)));
+          return { written: BigInt(pieces.reduce((total, piece) => total + piece.data.length, 0)) };
+        }),
       watchProgress: (request, context) => watchProgress(progress, request.intervalMs, streamSignal(context)),
       trim: (request) =>
         guarded(async () => {
@@ -212,14 +280,20 @@ export function r3mapRoutes(
           dirtyChunks: chunkIndexes(await finalRound(), seederChunk),
         })),
       close: () => guarded(async () => seeder.close()).then(() => ({})),
-      attach: (request, context) => attach(seeder, request.intervalMs, streamSignal(context)),
+      attach: (request, context) =>
+        attach(seeder, request.intervalMs, request.session || undefined, streamSignal(context)),
     });
   };
 }
 
 /** Heartbeats to an attached leecher until its stream ends, which the seeder hears of. */
-async function* attach(seeder: Seeder, intervalMs: number, signal: AbortSignal) {
-  const session = seeder.attach?.(signal) ?? "";
+async function* attach(seeder: Seeder, intervalMs: number, resume: string | undefined, signal: AbortSignal) {
+  let session: string;
+  try {
+    session = seeder.attach?.(signal, resume) ?? "";
+  } catch (error) {
+    throw toConnectError(error);
+  }
   const interval = Math.max(MIN_PROGRESS_INTERVAL_MS, intervalMs || 1000);
   while (!signal.aborted) {
     yield { phase: seeder.phase?.() ?? "tracking", session };
@@ -244,6 +318,29 @@ async function* readStream(
       await backend.readAt(data, offset);
       yield { offset: BigInt(offset), data };
     }
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
+
+async function* streamDigests(
+  source: DigestSource | undefined,
+  jobs: Limiter,
+  size: number,
+  maxMessageBytes: number,
+  wire: { chunkSize: number; algorithm: number; ranges: ReadonlyArray<{ first: bigint; end: bigint }> },
+  signal: AbortSignal,
+) {
+  try {
+    if (!source) throw new R3mapError("ERR_NOT_SUPPORTED", "this server does not compute digests");
+    const request = {
+      algorithm: algorithmFromWire(wire.algorithm),
+      chunkSize: wire.chunkSize,
+      ranges: rangesFromWire(wire.ranges),
+    };
+    // Each batch waits for a slot: a batch already uses every core.
+    const limited: DigestSource = (part, options) => jobs.run(() => source(part, options), options?.signal);
+    yield* serveDigests(limited, request, size, maxMessageBytes, signal);
   } catch (error) {
     throw toConnectError(error);
   }

@@ -119,16 +119,20 @@ export class SeederClient {
      * Stays attached until `signal` aborts: the seeder hears of the end of
      * this stream, and a stream that ends before Close tells it the leecher is
      * gone. Open it before Track and pass the session of its first heartbeat
-     * to `track`. Yields every heartbeat; ends (or throws) when the connection does.
+     * to `track`; after a dropped connection, `resume` that session. Yields
+     * every heartbeat; ends (or throws) when the connection does.
      */
-    attach: (signal: AbortSignal, intervalMs = 1000): AsyncIterable<{ phase: string; session: string }> => {
+    attach: (
+      signal: AbortSignal,
+      { intervalMs = 1000, resume = "" }: { intervalMs?: number; resume?: string } = {},
+    ): AsyncIterable<{ phase: string; session: string }> => {
       const caller = this.#caller;
       return {
         async *[Symbol.asyncIterator]() {
           const stream = caller.stream(
             MigrationService,
             "Migration.Attach",
-            (c, call) => c.attach({ intervalMs }, call),
+            (c, call) => c.attach({ intervalMs, session: resume }, call),
             { signal },
             { deadline: false },
           );

@@ -35,9 +35,11 @@ export interface Seeder {
   readonly dataPlane?: { nbdPort: number; nbdExport: string; tls?: boolean };
   /**
    * A leecher opened MigrationService.Attach: `signal` aborts when that
-   * stream ends. Returns the session id the leecher passes to Track.
+   * stream ends. Returns the session id the leecher passes to Track; with
+   * `resume`, the stream takes an existing session over (after its
+   * connection dropped) and its id is returned.
    */
-  attach?(signal: AbortSignal): string;
+  attach?(signal: AbortSignal, resume?: string): string;
   /** The phase Attach reports: "tracking", "synced" or "closed". */
   phase?(): string;
 }

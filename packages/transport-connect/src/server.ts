@@ -7,7 +7,7 @@ import { fromSystemError, R3mapError } from "@r3map/core";
 import { bearerAuthInterceptor, type TokenCheck } from "./auth.js";
 import { DEFAULT_MAX_REQUEST_BYTES, MESSAGE_OVERHEAD_BYTES } from "./limits.js";
 import { r3mapRoutes, type ServeOptions } from "./routes.js";
-import { STREAM_WINDOW_BYTES, widenWindow } from "./session-pool.js";
+import { SESSION_MEMORY_MB, STREAM_WINDOW_BYTES, widenWindow } from "./session-pool.js";
 
 /** PEM text or bytes. */
 export type Pem = string | Buffer;
@@ -113,8 +113,12 @@ export class ConnectServer {
           // gRPC-web and Connect clients in browsers may come over HTTP/1.1.
           allowHTTP1: true,
           settings: { initialWindowSize: STREAM_WINDOW_BYTES },
+          maxSessionMemory: SESSION_MEMORY_MB,
         })
-      : http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } });
+      : http2.createServer({
+          settings: { initialWindowSize: STREAM_WINDOW_BYTES },
+          maxSessionMemory: SESSION_MEMORY_MB,
+        });
     const handler = createConnectHandler(options, shutdown.signal);
     const drainBytes = 2 * ((options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES) + MESSAGE_OVERHEAD_BYTES);
     server.on("request", (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => {

@@ -40,6 +40,9 @@ export interface SessionPoolOptions {
 export const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 export const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
 
+/** What one HTTP/2 session may hold (MiB, both sides): twice the connection window, for data queued or in flight. */
+export const SESSION_MEMORY_MB = (2 * CONNECTION_WINDOW_BYTES) / 2 ** 20;
+
 const widened = new WeakSet<http2.Http2Session>();
 
 /** Opens a session's connection-level receive window once (settings only cover streams). */
@@ -114,6 +117,9 @@ export class SessionPool {
           ...nodeOptions,
           lookup: lookupWithoutThreadpool,
           settings: { initialWindowSize: STREAM_WINDOW_BYTES },
+          // Writes queued on the connection count too: Node's default (10 MB) refused new streams
+          // (ENHANCE_YOUR_CALM) once 32 WriteAt calls of 1 MiB were under way.
+          maxSessionMemory: SESSION_MEMORY_MB,
         },
       );
       const common = {

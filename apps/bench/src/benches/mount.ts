@@ -14,6 +14,7 @@ import {
   type Transfer,
   writeFileSequentially,
 } from "../mount-bench/workloads.js";
+import { have } from "../programs.js";
 import { ScratchMounts } from "../scratch-mounts.js";
 
 // On the proxy thread this module is loaded only to run the proxy.
@@ -116,10 +117,6 @@ async function repeat<T>(times: number, operation: () => Promise<T>): Promise<T[
 
 function speed(transfer: Transfer): number {
   return mibPerSecond(transfer.bytes, transfer.ms);
-}
-
-function have(program: string): boolean {
-  return (process.env.PATH ?? "/usr/bin").split(":").some((dir) => fs.existsSync(path.join(dir, program)));
 }
 
 /** A 256 MiB image of random bytes, in memory (to check reads) and on disk (for nbdcopy). */

@@ -1,28 +1,17 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import * as net from "node:net";
+import { readFileSync } from "node:fs";
+import type * as net from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { MemoryBackend } from "@r3map/core";
 import { keepBackendFromChildren } from "@r3map/native";
 import { connectNbd, NbdServer } from "@r3map/nbd";
 import { type Benchmark, type BenchResult, mibPerSecond, result } from "../harness.js";
+import { freePort, have, waitForPort } from "../programs.js";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const size = 256 * MiB;
-
-function have(program: string): boolean {
-  return (process.env.PATH ?? "/usr/bin").split(":").some((dir) => existsSync(join(dir, program)));
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function startNbdkit(port: number): Promise<ChildProcess> {
   const child = spawn(
@@ -32,20 +21,8 @@ async function startNbdkit(port: number): Promise<ChildProcess> {
       stdio: "ignore",
     },
   );
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, "127.0.0.1");
-      socket.once("connect", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once("error", () => resolve(false));
-    });
-    if (up) return child;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error("nbdkit did not start");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitForPort(port, child, 10_000);
+  return child;
 }
 
 /** Best (lowest) wall time of `runs` runs of `operation`, in ms; the machine is shared, so the minimum is the least noisy. */

@@ -1,18 +1,13 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { promisify } from "node:util";
 
+import { freePort } from "../programs.js";
+
 const run = promisify(execFile);
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort };
 
 /**
  * The remote of the mount benchmark: `nbdkit memory` on 127.0.0.1 in its own

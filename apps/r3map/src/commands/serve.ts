@@ -10,8 +10,8 @@ import {
   readTokens,
   watchParent,
 } from "@r3map/cli-kit";
-import { type Backend, formatBytes, openBackend, R3mapError } from "@r3map/core";
-import { keepBackendFromChildren } from "@r3map/native";
+import { type Backend, type DigestSource, formatBytes, openBackend, R3mapError } from "@r3map/core";
+import { backendDigester, keepBackendFromChildren } from "@r3map/native";
 import { NbdServer } from "@r3map/nbd";
 import { ConnectServer } from "@r3map/transport-connect";
 import { type Command, Option } from "commander";
@@ -133,7 +133,9 @@ export async function serve(uri: string, options: ServeOptions, output: Output):
       endpoints.nbd = await listenNbd(backend, uri, nbdAddress, options, tls, closers);
     }
     if (options.connect) {
-      endpoints.connect = await listenConnect(backend, options.connect, tls, tokens, closers);
+      // Digests straight from the opened backend's file or memory, also under --read-only's wrapper.
+      const served = { backend, digests: backendDigester(opened) };
+      endpoints.connect = await listenConnect(served, options.connect, tls, tokens, closers);
     }
     if (options.pidfile) {
       const remove = writePidfile(options.pidfile);
@@ -192,14 +194,14 @@ async function listenNbd(
 }
 
 async function listenConnect(
-  backend: Backend,
+  served: { backend: Backend; digests: DigestSource },
   address: Address,
   tls: ServerTls | undefined,
   tokens: readonly string[],
   closers: Array<() => Promise<void>>,
 ): Promise<string> {
   const server = await ConnectServer.listen({
-    backend,
+    ...served,
     ...("path" in address ? { path: address.path } : { host: address.host, port: address.port }),
     ...(tls ? { tls: { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) } } : {}),
     ...(tokens.length > 0 ? { tokens } : {}),

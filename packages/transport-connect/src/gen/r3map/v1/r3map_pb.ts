@@ -14,7 +14,147 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file r3map/v1/r3map.proto.
  */
 export const file_r3map_v1_r3map: GenFile = /*@__PURE__*/
-  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiEAoOR2V0SW5mb1JlcXVlc3QiegoPR2V0SW5mb1Jlc3BvbnNlEgwKBHNpemUYASABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYAiABKA0SEgoKY2h1bmtfc2l6ZRgDIAEoDRIqCgxjYXBhYmlsaXRpZXMYBCADKA4yFC5yM21hcC52MS5DYXBhYmlsaXR5Ii0KC1RyaW1SZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiDgoMVHJpbVJlc3BvbnNlIjQKEldyaXRlWmVyb2VzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIhUKE1dyaXRlWmVyb2VzUmVzcG9uc2UiNAoSQmxvY2tTdGF0dXNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRAoGRXh0ZW50Eg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQSDAoEemVybxgDIAEoCBIMCgRob2xlGAQgASgIIjgKE0Jsb2NrU3RhdHVzUmVzcG9uc2USIQoHZXh0ZW50cxgBIAMoCzIQLnIzbWFwLnYxLkV4dGVudCJHChFSZWFkU3RyZWFtUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEhIKCmNodW5rX3NpemUYAyABKA0iMgoSUmVhZFN0cmVhbVJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIqABCghQcm9ncmVzcxIUCgxjaHVua3NfdG90YWwYASABKAQSFAoMY2h1bmtzX2xvY2FsGAIgASgEEhQKDGJ5dGVzX3B1bGxlZBgDIAEoBBIUCgxieXRlc19wdXNoZWQYBCABKAQSFAoMZGlydHlfY2h1bmtzGAUgASgEEg8KB2ZldGNoZXMYBiABKAQSFQoNbWVhbl9mZXRjaF9tcxgHIAEoASIrChRXYXRjaFByb2dyZXNzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSI9ChVXYXRjaFByb2dyZXNzUmVzcG9uc2USJAoIcHJvZ3Jlc3MYASABKAsyEi5yM21hcC52MS5Qcm9ncmVzcyIfCgxUcmFja1JlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCSJoCg1UcmFja1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SDAoEc2l6ZRgCIAEoBBIQCghuYmRfcG9ydBgDIAEoDRISCgpuYmRfZXhwb3J0GAQgASgJEg8KB25iZF90bHMYBSABKAgiDQoLU3luY1JlcXVlc3QiOAoMU3luY1Jlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIhEKD0ZpbmFsaXplUmVxdWVzdCI8ChBGaW5hbGl6ZVJlc3BvbnNlEhIKCmNodW5rX3NpemUYASABKA0SFAoMZGlydHlfY2h1bmtzGAIgAygEIiQKDUF0dGFjaFJlcXVlc3QSEwoLaW50ZXJ2YWxfbXMYASABKA0iMAoOQXR0YWNoUmVzcG9uc2USDQoFcGhhc2UYASABKAkSDwoHc2Vzc2lvbhgCIAEoCSIOCgxDbG9zZVJlcXVlc3QiDwoNQ2xvc2VSZXNwb25zZSr8AQoKQ2FwYWJpbGl0eRIaChZDQVBBQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWQ0FQQUJJTElUWV9SRUFEX1NUUkVBTRABEhcKE0NBUEFCSUxJVFlfUFJPR1JFU1MQAhIYChRDQVBBQklMSVRZX01JR1JBVElPThADEhgKFENBUEFCSUxJVFlfUkVBRF9PTkxZEAQSEwoPQ0FQQUJJTElUWV9UUklNEAUSGwoXQ0FQQUJJTElUWV9XUklURV9aRVJPRVMQBhIbChdDQVBBQklMSVRZX0JMT0NLX1NUQVRVUxAHEhoKFkNBUEFCSUxJVFlfQllURV9SQU5HRVMQCDLWAwoOQmFja2VuZFNlcnZpY2USQwoHR2V0SW5mbxIYLnIzbWFwLnYxLkdldEluZm9SZXF1ZXN0GhkucjNtYXAudjEuR2V0SW5mb1Jlc3BvbnNlIgOQAgESTgoKUmVhZFN0cmVhbRIbLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXF1ZXN0GhwucjNtYXAudjEuUmVhZFN0cmVhbVJlc3BvbnNlIgOQAgEwARI3CgRUcmltEhUucjNtYXAudjEuVHJpbVJlcXVlc3QaFi5yM21hcC52MS5UcmltUmVzcG9uc2UiABJMCgtXcml0ZVplcm9lcxIcLnIzbWFwLnYxLldyaXRlWmVyb2VzUmVxdWVzdBodLnIzbWFwLnYxLldyaXRlWmVyb2VzUmVzcG9uc2UiABJPCgtCbG9ja1N0YXR1cxIcLnIzbWFwLnYxLkJsb2NrU3RhdHVzUmVxdWVzdBodLnIzbWFwLnYxLkJsb2NrU3RhdHVzUmVzcG9uc2UiA5ACARJXCg1XYXRjaFByb2dyZXNzEh4ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1JlcXVlc3QaHy5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVzcG9uc2UiA5ACATABMskCChBNaWdyYXRpb25TZXJ2aWNlEjoKBVRyYWNrEhYucjNtYXAudjEuVHJhY2tSZXF1ZXN0GhcucjNtYXAudjEuVHJhY2tSZXNwb25zZSIAEjcKBFN5bmMSFS5yM21hcC52MS5TeW5jUmVxdWVzdBoWLnIzbWFwLnYxLlN5bmNSZXNwb25zZSIAEkMKCEZpbmFsaXplEhkucjNtYXAudjEuRmluYWxpemVSZXF1ZXN0GhoucjNtYXAudjEuRmluYWxpemVSZXNwb25zZSIAEjoKBUNsb3NlEhYucjNtYXAudjEuQ2xvc2VSZXF1ZXN0GhcucjNtYXAudjEuQ2xvc2VSZXNwb25zZSIAEj8KBkF0dGFjaBIXLnIzbWFwLnYxLkF0dGFjaFJlcXVlc3QaGC5yM21hcC52MS5BdHRhY2hSZXNwb25zZSIAMAFiBnByb3RvMw");
+  fileDesc("ChRyM21hcC92MS9yM21hcC5wcm90bxIIcjNtYXAudjEiJQoFUGllY2USDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwiOAoVV3JpdGVTY2F0dGVyZWRSZXF1ZXN0Eh8KBnBpZWNlcxgBIAMoCzIPLnIzbWFwLnYxLlBpZWNlIikKFldyaXRlU2NhdHRlcmVkUmVzcG9uc2USDwoHd3JpdHRlbhgBIAEoBCIoCgpDaHVua1JhbmdlEg0KBWZpcnN0GAEgASgEEgsKA2VuZBgCIAEoBCJ4Cg5EaWdlc3RzUmVxdWVzdBISCgpjaHVua19zaXplGAEgASgNEiwKCWFsZ29yaXRobRgCIAEoDjIZLnIzbWFwLnYxLkRpZ2VzdEFsZ29yaXRobRIkCgZyYW5nZXMYAyADKAsyFC5yM21hcC52MS5DaHVua1JhbmdlIjEKD0RpZ2VzdHNSZXNwb25zZRINCgVpbmRleBgBIAEoBBIPCgdkaWdlc3RzGAIgASgMIhAKDkdldEluZm9SZXF1ZXN0InoKD0dldEluZm9SZXNwb25zZRIMCgRzaXplGAEgASgEEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAIgASgNEhIKCmNodW5rX3NpemUYAyABKA0SKgoMY2FwYWJpbGl0aWVzGAQgAygOMhQucjNtYXAudjEuQ2FwYWJpbGl0eSItCgtUcmltUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIg4KDFRyaW1SZXNwb25zZSI0ChJXcml0ZVplcm9lc1JlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBCIVChNXcml0ZVplcm9lc1Jlc3BvbnNlIjQKEkJsb2NrU3RhdHVzUmVxdWVzdBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIkQKBkV4dGVudBIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEEgwKBHplcm8YAyABKAgSDAoEaG9sZRgEIAEoCCI4ChNCbG9ja1N0YXR1c1Jlc3BvbnNlEiEKB2V4dGVudHMYASADKAsyEC5yM21hcC52MS5FeHRlbnQiRwoRUmVhZFN0cmVhbVJlcXVlc3QSDgoGb2Zmc2V0GAEgASgEEg4KBmxlbmd0aBgCIAEoBBISCgpjaHVua19zaXplGAMgASgNIjIKElJlYWRTdHJlYW1SZXNwb25zZRIOCgZvZmZzZXQYASABKAQSDAoEZGF0YRgCIAEoDCKgAQoIUHJvZ3Jlc3MSFAoMY2h1bmtzX3RvdGFsGAEgASgEEhQKDGNodW5rc19sb2NhbBgCIAEoBBIUCgxieXRlc19wdWxsZWQYAyABKAQSFAoMYnl0ZXNfcHVzaGVkGAQgASgEEhQKDGRpcnR5X2NodW5rcxgFIAEoBBIPCgdmZXRjaGVzGAYgASgEEhUKDW1lYW5fZmV0Y2hfbXMYByABKAEiKwoUV2F0Y2hQcm9ncmVzc1JlcXVlc3QSEwoLaW50ZXJ2YWxfbXMYASABKA0iPQoVV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlEiQKCHByb2dyZXNzGAEgASgLMhIucjNtYXAudjEuUHJvZ3Jlc3MiHwoMVHJhY2tSZXF1ZXN0Eg8KB3Nlc3Npb24YASABKAkiaAoNVHJhY2tSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEgwKBHNpemUYAiABKAQSEAoIbmJkX3BvcnQYAyABKA0SEgoKbmJkX2V4cG9ydBgEIAEoCRIPCgduYmRfdGxzGAUgASgIIg0KC1N5bmNSZXF1ZXN0IjgKDFN5bmNSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEhQKDGRpcnR5X2NodW5rcxgCIAMoBCIRCg9GaW5hbGl6ZVJlcXVlc3QiPAoQRmluYWxpemVSZXNwb25zZRISCgpjaHVua19zaXplGAEgASgNEhQKDGRpcnR5X2NodW5rcxgCIAMoBCI1Cg1BdHRhY2hSZXF1ZXN0EhMKC2ludGVydmFsX21zGAEgASgNEg8KB3Nlc3Npb24YAiABKAkiMAoOQXR0YWNoUmVzcG9uc2USDQoFcGhhc2UYASABKAkSDwoHc2Vzc2lvbhgCIAEoCSIOCgxDbG9zZVJlcXVlc3QiDwoNQ2xvc2VSZXNwb25zZSq0AgoKQ2FwYWJpbGl0eRIaChZDQVBBQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWQ0FQQUJJTElUWV9SRUFEX1NUUkVBTRABEhcKE0NBUEFCSUxJVFlfUFJPR1JFU1MQAhIYChRDQVBBQklMSVRZX01JR1JBVElPThADEhgKFENBUEFCSUxJVFlfUkVBRF9PTkxZEAQSEwoPQ0FQQUJJTElUWV9UUklNEAUSGwoXQ0FQQUJJTElUWV9XUklURV9aRVJPRVMQBhIbChdDQVBBQklMSVRZX0JMT0NLX1NUQVRVUxAHEhoKFkNBUEFCSUxJVFlfQllURV9SQU5HRVMQCBIWChJDQVBBQklMSVRZX0RJR0VTVFMQCRIeChpDQVBBQklMSVRZX1dSSVRFX1NDQVRURVJFRBAKKm8KD0RpZ2VzdEFsZ29yaXRobRIgChxESUdFU1RfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASHQoZRElHRVNUX0FMR09SSVRITV9YWEgzXzEyOBABEhsKF0RJR0VTVF9BTEdPUklUSE1fQkxBS0UzEAIy9AQKDkJhY2tlbmRTZXJ2aWNlEkMKB0dldEluZm8SGC5yM21hcC52MS5HZXRJbmZvUmVxdWVzdBoZLnIzbWFwLnYxLkdldEluZm9SZXNwb25zZSIDkAIBEk4KClJlYWRTdHJlYW0SGy5yM21hcC52MS5SZWFkU3RyZWFtUmVxdWVzdBocLnIzbWFwLnYxLlJlYWRTdHJlYW1SZXNwb25zZSIDkAIBMAESNwoEVHJpbRIVLnIzbWFwLnYxLlRyaW1SZXF1ZXN0GhYucjNtYXAudjEuVHJpbVJlc3BvbnNlIgASTAoLV3JpdGVaZXJvZXMSHC5yM21hcC52MS5Xcml0ZVplcm9lc1JlcXVlc3QaHS5yM21hcC52MS5Xcml0ZVplcm9lc1Jlc3BvbnNlIgASTwoLQmxvY2tTdGF0dXMSHC5yM21hcC52MS5CbG9ja1N0YXR1c1JlcXVlc3QaHS5yM21hcC52MS5CbG9ja1N0YXR1c1Jlc3BvbnNlIgOQAgESRQoHRGlnZXN0cxIYLnIzbWFwLnYxLkRpZ2VzdHNSZXF1ZXN0GhkucjNtYXAudjEuRGlnZXN0c1Jlc3BvbnNlIgOQAgEwARJVCg5Xcml0ZVNjYXR0ZXJlZBIfLnIzbWFwLnYxLldyaXRlU2NhdHRlcmVkUmVxdWVzdBogLnIzbWFwLnYxLldyaXRlU2NhdHRlcmVkUmVzcG9uc2UiABJXCg1XYXRjaFByb2dyZXNzEh4ucjNtYXAudjEuV2F0Y2hQcm9ncmVzc1JlcXVlc3QaHy5yM21hcC52MS5XYXRjaFByb2dyZXNzUmVzcG9uc2UiA5ACATABMskCChBNaWdyYXRpb25TZXJ2aWNlEjoKBVRyYWNrEhYucjNtYXAudjEuVHJhY2tSZXF1ZXN0GhcucjNtYXAudjEuVHJhY2tSZXNwb25zZSIAEjcKBFN5bmMSFS5yM21hcC52MS5TeW5jUmVxdWVzdBoWLnIzbWFwLnYxLlN5bmNSZXNwb25zZSIAEkMKCEZpbmFsaXplEhkucjNtYXAudjEuRmluYWxpemVSZXF1ZXN0GhoucjNtYXAudjEuRmluYWxpemVSZXNwb25zZSIAEjoKBUNsb3NlEhYucjNtYXAudjEuQ2xvc2VSZXF1ZXN0GhcucjNtYXAudjEuQ2xvc2VSZXNwb25zZSIAEj8KBkF0dGFjaBIXLnIzbWFwLnYxLkF0dGFjaFJlcXVlc3QaGC5yM21hcC52MS5BdHRhY2hSZXNwb25zZSIAMAFiBnByb3RvMw");
+
+/**
+ * Bytes to write at an offset.
+ *
+ * @generated from message r3map.v1.Piece
+ */
+export type Piece = Message<"r3map.v1.Piece"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message r3map.v1.Piece.
+ * Use `create(PieceSchema)` to create a new message.
+ */
+export const PieceSchema: GenMessage<Piece> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 0);
+
+/**
+ * @generated from message r3map.v1.WriteScatteredRequest
+ */
+export type WriteScatteredRequest = Message<"r3map.v1.WriteScatteredRequest"> & {
+  /**
+   * @generated from field: repeated r3map.v1.Piece pieces = 1;
+   */
+  pieces: Piece[];
+};
+
+/**
+ * Describes the message r3map.v1.WriteScatteredRequest.
+ * Use `create(WriteScatteredRequestSchema)` to create a new message.
+ */
+export const WriteScatteredRequestSchema: GenMessage<WriteScatteredRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 1);
+
+/**
+ * @generated from message r3map.v1.WriteScatteredResponse
+ */
+export type WriteScatteredResponse = Message<"r3map.v1.WriteScatteredResponse"> & {
+  /**
+   * Bytes written: all of the pieces'.
+   *
+   * @generated from field: uint64 written = 1;
+   */
+  written: bigint;
+};
+
+/**
+ * Describes the message r3map.v1.WriteScatteredResponse.
+ * Use `create(WriteScatteredResponseSchema)` to create a new message.
+ */
+export const WriteScatteredResponseSchema: GenMessage<WriteScatteredResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 2);
+
+/**
+ * Chunks [first, end).
+ *
+ * @generated from message r3map.v1.ChunkRange
+ */
+export type ChunkRange = Message<"r3map.v1.ChunkRange"> & {
+  /**
+   * @generated from field: uint64 first = 1;
+   */
+  first: bigint;
+
+  /**
+   * @generated from field: uint64 end = 2;
+   */
+  end: bigint;
+};
+
+/**
+ * Describes the message r3map.v1.ChunkRange.
+ * Use `create(ChunkRangeSchema)` to create a new message.
+ */
+export const ChunkRangeSchema: GenMessage<ChunkRange> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 3);
+
+/**
+ * @generated from message r3map.v1.DigestsRequest
+ */
+export type DigestsRequest = Message<"r3map.v1.DigestsRequest"> & {
+  /**
+   * @generated from field: uint32 chunk_size = 1;
+   */
+  chunkSize: number;
+
+  /**
+   * @generated from field: r3map.v1.DigestAlgorithm algorithm = 2;
+   */
+  algorithm: DigestAlgorithm;
+
+  /**
+   * Ascending, non-empty, not overlapping.
+   *
+   * @generated from field: repeated r3map.v1.ChunkRange ranges = 3;
+   */
+  ranges: ChunkRange[];
+};
+
+/**
+ * Describes the message r3map.v1.DigestsRequest.
+ * Use `create(DigestsRequestSchema)` to create a new message.
+ */
+export const DigestsRequestSchema: GenMessage<DigestsRequest> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 4);
+
+/**
+ * @generated from message r3map.v1.DigestsResponse
+ */
+export type DigestsResponse = Message<"r3map.v1.DigestsResponse"> & {
+  /**
+   * Position of the first digest here among all the request's chunks (the
+   * ranges taken end to end): messages come in order, each continuing the last.
+   *
+   * @generated from field: uint64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * Digests of consecutive chunks, 16 (XXH3-128) or 32 (BLAKE3) bytes each.
+   *
+   * @generated from field: bytes digests = 2;
+   */
+  digests: Uint8Array;
+};
+
+/**
+ * Describes the message r3map.v1.DigestsResponse.
+ * Use `create(DigestsResponseSchema)` to create a new message.
+ */
+export const DigestsResponseSchema: GenMessage<DigestsResponse> = /*@__PURE__*/
+  messageDesc(file_r3map_v1_r3map, 5);
 
 /**
  * @generated from message r3map.v1.GetInfoRequest
@@ -27,7 +167,7 @@ export type GetInfoRequest = Message<"r3map.v1.GetInfoRequest"> & {
  * Use `create(GetInfoRequestSchema)` to create a new message.
  */
 export const GetInfoRequestSchema: GenMessage<GetInfoRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 0);
+  messageDesc(file_r3map_v1_r3map, 6);
 
 /**
  * @generated from message r3map.v1.GetInfoResponse
@@ -66,7 +206,7 @@ export type GetInfoResponse = Message<"r3map.v1.GetInfoResponse"> & {
  * Use `create(GetInfoResponseSchema)` to create a new message.
  */
 export const GetInfoResponseSchema: GenMessage<GetInfoResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 1);
+  messageDesc(file_r3map_v1_r3map, 7);
 
 /**
  * @generated from message r3map.v1.TrimRequest
@@ -88,7 +228,7 @@ export type TrimRequest = Message<"r3map.v1.TrimRequest"> & {
  * Use `create(TrimRequestSchema)` to create a new message.
  */
 export const TrimRequestSchema: GenMessage<TrimRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 2);
+  messageDesc(file_r3map_v1_r3map, 8);
 
 /**
  * @generated from message r3map.v1.TrimResponse
@@ -101,7 +241,7 @@ export type TrimResponse = Message<"r3map.v1.TrimResponse"> & {
  * Use `create(TrimResponseSchema)` to create a new message.
  */
 export const TrimResponseSchema: GenMessage<TrimResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 3);
+  messageDesc(file_r3map_v1_r3map, 9);
 
 /**
  * @generated from message r3map.v1.WriteZeroesRequest
@@ -123,7 +263,7 @@ export type WriteZeroesRequest = Message<"r3map.v1.WriteZeroesRequest"> & {
  * Use `create(WriteZeroesRequestSchema)` to create a new message.
  */
 export const WriteZeroesRequestSchema: GenMessage<WriteZeroesRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 4);
+  messageDesc(file_r3map_v1_r3map, 10);
 
 /**
  * @generated from message r3map.v1.WriteZeroesResponse
@@ -136,7 +276,7 @@ export type WriteZeroesResponse = Message<"r3map.v1.WriteZeroesResponse"> & {
  * Use `create(WriteZeroesResponseSchema)` to create a new message.
  */
 export const WriteZeroesResponseSchema: GenMessage<WriteZeroesResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 5);
+  messageDesc(file_r3map_v1_r3map, 11);
 
 /**
  * @generated from message r3map.v1.BlockStatusRequest
@@ -158,7 +298,7 @@ export type BlockStatusRequest = Message<"r3map.v1.BlockStatusRequest"> & {
  * Use `create(BlockStatusRequestSchema)` to create a new message.
  */
 export const BlockStatusRequestSchema: GenMessage<BlockStatusRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 6);
+  messageDesc(file_r3map_v1_r3map, 12);
 
 /**
  * A run of bytes with the same allocation state (core's Extent).
@@ -196,7 +336,7 @@ export type Extent = Message<"r3map.v1.Extent"> & {
  * Use `create(ExtentSchema)` to create a new message.
  */
 export const ExtentSchema: GenMessage<Extent> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 7);
+  messageDesc(file_r3map_v1_r3map, 13);
 
 /**
  * @generated from message r3map.v1.BlockStatusResponse
@@ -213,7 +353,7 @@ export type BlockStatusResponse = Message<"r3map.v1.BlockStatusResponse"> & {
  * Use `create(BlockStatusResponseSchema)` to create a new message.
  */
 export const BlockStatusResponseSchema: GenMessage<BlockStatusResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 8);
+  messageDesc(file_r3map_v1_r3map, 14);
 
 /**
  * @generated from message r3map.v1.ReadStreamRequest
@@ -243,7 +383,7 @@ export type ReadStreamRequest = Message<"r3map.v1.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 9);
+  messageDesc(file_r3map_v1_r3map, 15);
 
 /**
  * @generated from message r3map.v1.ReadStreamResponse
@@ -267,7 +407,7 @@ export type ReadStreamResponse = Message<"r3map.v1.ReadStreamResponse"> & {
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 10);
+  messageDesc(file_r3map_v1_r3map, 16);
 
 /**
  * The state of a managed resource (core's Progress).
@@ -316,7 +456,7 @@ export type Progress = Message<"r3map.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 11);
+  messageDesc(file_r3map_v1_r3map, 17);
 
 /**
  * @generated from message r3map.v1.WatchProgressRequest
@@ -335,7 +475,7 @@ export type WatchProgressRequest = Message<"r3map.v1.WatchProgressRequest"> & {
  * Use `create(WatchProgressRequestSchema)` to create a new message.
  */
 export const WatchProgressRequestSchema: GenMessage<WatchProgressRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 12);
+  messageDesc(file_r3map_v1_r3map, 18);
 
 /**
  * @generated from message r3map.v1.WatchProgressResponse
@@ -352,7 +492,7 @@ export type WatchProgressResponse = Message<"r3map.v1.WatchProgressResponse"> & 
  * Use `create(WatchProgressResponseSchema)` to create a new message.
  */
 export const WatchProgressResponseSchema: GenMessage<WatchProgressResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 13);
+  messageDesc(file_r3map_v1_r3map, 19);
 
 /**
  * @generated from message r3map.v1.TrackRequest
@@ -373,7 +513,7 @@ export type TrackRequest = Message<"r3map.v1.TrackRequest"> & {
  * Use `create(TrackRequestSchema)` to create a new message.
  */
 export const TrackRequestSchema: GenMessage<TrackRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 14);
+  messageDesc(file_r3map_v1_r3map, 20);
 
 /**
  * @generated from message r3map.v1.TrackResponse
@@ -418,7 +558,7 @@ export type TrackResponse = Message<"r3map.v1.TrackResponse"> & {
  * Use `create(TrackResponseSchema)` to create a new message.
  */
 export const TrackResponseSchema: GenMessage<TrackResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 15);
+  messageDesc(file_r3map_v1_r3map, 21);
 
 /**
  * @generated from message r3map.v1.SyncRequest
@@ -431,7 +571,7 @@ export type SyncRequest = Message<"r3map.v1.SyncRequest"> & {
  * Use `create(SyncRequestSchema)` to create a new message.
  */
 export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 16);
+  messageDesc(file_r3map_v1_r3map, 22);
 
 /**
  * @generated from message r3map.v1.SyncResponse
@@ -455,7 +595,7 @@ export type SyncResponse = Message<"r3map.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 17);
+  messageDesc(file_r3map_v1_r3map, 23);
 
 /**
  * @generated from message r3map.v1.FinalizeRequest
@@ -468,7 +608,7 @@ export type FinalizeRequest = Message<"r3map.v1.FinalizeRequest"> & {
  * Use `create(FinalizeRequestSchema)` to create a new message.
  */
 export const FinalizeRequestSchema: GenMessage<FinalizeRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 18);
+  messageDesc(file_r3map_v1_r3map, 24);
 
 /**
  * @generated from message r3map.v1.FinalizeResponse
@@ -490,7 +630,7 @@ export type FinalizeResponse = Message<"r3map.v1.FinalizeResponse"> & {
  * Use `create(FinalizeResponseSchema)` to create a new message.
  */
 export const FinalizeResponseSchema: GenMessage<FinalizeResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 19);
+  messageDesc(file_r3map_v1_r3map, 25);
 
 /**
  * @generated from message r3map.v1.AttachRequest
@@ -502,6 +642,15 @@ export type AttachRequest = Message<"r3map.v1.AttachRequest"> & {
    * @generated from field: uint32 interval_ms = 1;
    */
   intervalMs: number;
+
+  /**
+   * Resumes this session after the connection dropped (post-copy recovery):
+   * the seeder keeps a session whose stream ended after the last round for a
+   * bounded time before it gives the migration up. Empty: a new session.
+   *
+   * @generated from field: string session = 2;
+   */
+  session: string;
 };
 
 /**
@@ -509,7 +658,7 @@ export type AttachRequest = Message<"r3map.v1.AttachRequest"> & {
  * Use `create(AttachRequestSchema)` to create a new message.
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 20);
+  messageDesc(file_r3map_v1_r3map, 26);
 
 /**
  * @generated from message r3map.v1.AttachResponse
@@ -535,7 +684,7 @@ export type AttachResponse = Message<"r3map.v1.AttachResponse"> & {
  * Use `create(AttachResponseSchema)` to create a new message.
  */
 export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 21);
+  messageDesc(file_r3map_v1_r3map, 27);
 
 /**
  * @generated from message r3map.v1.CloseRequest
@@ -548,7 +697,7 @@ export type CloseRequest = Message<"r3map.v1.CloseRequest"> & {
  * Use `create(CloseRequestSchema)` to create a new message.
  */
 export const CloseRequestSchema: GenMessage<CloseRequest> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 22);
+  messageDesc(file_r3map_v1_r3map, 28);
 
 /**
  * @generated from message r3map.v1.CloseResponse
@@ -561,7 +710,7 @@ export type CloseResponse = Message<"r3map.v1.CloseResponse"> & {
  * Use `create(CloseResponseSchema)` to create a new message.
  */
 export const CloseResponseSchema: GenMessage<CloseResponse> = /*@__PURE__*/
-  messageDesc(file_r3map_v1_r3map, 23);
+  messageDesc(file_r3map_v1_r3map, 29);
 
 /**
  * @generated from enum r3map.v1.Capability
@@ -625,6 +774,20 @@ export enum Capability {
    * @generated from enum value: CAPABILITY_BYTE_RANGES = 8;
    */
   BYTE_RANGES = 8,
+
+  /**
+   * BackendService.Digests is served.
+   *
+   * @generated from enum value: CAPABILITY_DIGESTS = 9;
+   */
+  DIGESTS = 9,
+
+  /**
+   * BackendService.WriteScattered is served (not for a read-only resource).
+   *
+   * @generated from enum value: CAPABILITY_WRITE_SCATTERED = 10;
+   */
+  WRITE_SCATTERED = 10,
 }
 
 /**
@@ -632,6 +795,36 @@ export enum Capability {
  */
 export const CapabilitySchema: GenEnum<Capability> = /*@__PURE__*/
   enumDesc(file_r3map_v1_r3map, 0);
+
+/**
+ * @generated from enum r3map.v1.DigestAlgorithm
+ */
+export enum DigestAlgorithm {
+  /**
+   * @generated from enum value: DIGEST_ALGORITHM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * XXH3 with a 128-bit result, canonical (big-endian) bytes: for comparison.
+   *
+   * @generated from enum value: DIGEST_ALGORITHM_XXH3_128 = 1;
+   */
+  XXH3_128 = 1,
+
+  /**
+   * BLAKE3, 32 bytes: a cryptographic digest for an end-to-end check.
+   *
+   * @generated from enum value: DIGEST_ALGORITHM_BLAKE3 = 2;
+   */
+  BLAKE3 = 2,
+}
+
+/**
+ * Describes the enum r3map.v1.DigestAlgorithm.
+ */
+export const DigestAlgorithmSchema: GenEnum<DigestAlgorithm> = /*@__PURE__*/
+  enumDesc(file_r3map_v1_r3map, 1);
 
 /**
  * Information and bulk reads for any served Backend.
@@ -690,6 +883,32 @@ export const BackendService: GenService<{
     methodKind: "unary";
     input: typeof BlockStatusRequestSchema;
     output: typeof BlockStatusResponseSchema;
+  },
+  /**
+   * Per-chunk digests of the served resource computed by the server on its
+   * own copy: chunks [first, end) of each range at chunk_size (the last
+   * chunk of the resource may be short), in request order. Comparing two
+   * copies then moves digests, not data. Needs CAPABILITY_DIGESTS.
+   *
+   * @generated from rpc r3map.v1.BackendService.Digests
+   */
+  digests: {
+    methodKind: "server_streaming";
+    input: typeof DigestsRequestSchema;
+    output: typeof DigestsResponseSchema;
+  },
+  /**
+   * Writes several ranges in one call, as that many WriteAt calls would (a
+   * delta sync's scattered chunks: one call instead of thousands). Pieces are
+   * ascending and do not overlap; their bytes together are at most
+   * max_request_bytes. Needs CAPABILITY_WRITE_SCATTERED.
+   *
+   * @generated from rpc r3map.v1.BackendService.WriteScattered
+   */
+  writeScattered: {
+    methodKind: "unary";
+    input: typeof WriteScatteredRequestSchema;
+    output: typeof WriteScatteredResponseSchema;
   },
   /**
    * Reports the served resource's progress (a mount's or a migration's) at
