@@ -152,6 +152,50 @@ describe("r3map migrate", () => {
     expect(loops.split("\n").map((line) => line.trim())).not.toContain(device);
   }, 300_000);
 
+  it("a leecher killed during the last round: the seeder gives the migration up (at once, or after --recovery), --after-resume runs, and it serves on", async () => {
+    const image = path.join(work.dir, "recover.img");
+    fs.writeFileSync(image, Buffer.alloc(8 * 1024 * 1024, 0x42));
+    const resumed = path.join(work.dir, "resumed");
+    const leecherPid = path.join(work.dir, "leecher.pid");
+    // The leecher dies while the application is being suspended. Whether the seeder hears of it
+    // before the round ends (the round is void) or after (it waits --recovery for the leecher to come
+    // back), it ends idle and writable with the application resumed; the default 60 s would fail here.
+    const seeder = r3map([
+      "migrate",
+      "seed",
+      `file://${image}`,
+      "--listen",
+      "127.0.0.1:0",
+      "--recovery",
+      "1s",
+      "--before-sync",
+      `kill -KILL "$(cat ${leecherPid})"`,
+      "--after-resume",
+      `touch ${resumed}`,
+      "--json",
+    ]);
+    const seeding = await event(seeder, (e) => e.event === "start", "the seeder's start");
+    const leecher = r3map(["migrate", "leech", String(seeding.url), "--json"]);
+    const leeching = await event(leecher, (e) => e.event === "start", "the leecher's start");
+    fs.writeFileSync(leecherPid, String(leeching.pid));
+    leecher.child.kill("SIGUSR1");
+    await leecher.exited;
+    // A killed process leaves its FUSE mount behind.
+    await run("umount", ["-l", path.dirname(String(leeching.path))]).catch(() => {});
+    await seeder.until(() => fs.existsSync(resumed), "--after-resume", 30_000);
+    expect(
+      seeder
+        .events()
+        .filter((e) => e.event === "phase")
+        .at(-1),
+    ).toMatchObject({ phase: "idle" });
+    expect(seeder.events().some((e) => e.event === "warning")).toBe(true);
+    // The resource is writable again through the seeder's mount.
+    await writeInto(String(seeding.path), Buffer.from("after"), 0);
+    const stopped = await seeder.stop("SIGTERM");
+    expect(stopped.status, stopped.stderr).toBe(0);
+  });
+
   it("refuses --as slice with a message that says what to use instead", async () => {
     const refused = await r3map(["migrate", "leech", "r3map+h2c://127.0.0.1:1", "--as", "slice"]).exited;
     expect(refused.status).toBe(2);

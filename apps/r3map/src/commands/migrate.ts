@@ -4,6 +4,7 @@ import {
   addressOption,
   closeOnSignals,
   countOption,
+  durationOption,
   type Output,
   outputFor,
   readTokens,
@@ -127,7 +128,8 @@ function seedCommand(migrate: Command): void {
     .addOption(chunkSizeOption())
     .addOption(mountPointOption())
     .addOption(tokenFileOption())
-    .addOption(tokenOption());
+    .addOption(tokenOption())
+    .addOption(recoveryOption());
   addServingOptions(command, false)
     .addOption(jsonOption())
     .addOption(schemeOption())
@@ -176,6 +178,7 @@ function leechCommand(migrate: Command): void {
         { path: false },
       ),
     )
+    .addOption(recoveryOption())
     .addOption(tokenFileOption());
   addServingOptions(command, true)
     .addOption(jsonOption())
@@ -192,6 +195,16 @@ function leechCommand(migrate: Command): void {
       line: "R3MAP_TOKEN=change-me r3map migrate leech r3map+h2c://127.0.0.1:1337 --as path --then-seed 127.0.0.1:1338 --json",
     },
   ]);
+}
+
+/** `--recovery`: how long both sides wait for each other after a dropped connection past the last round. */
+function recoveryOption(): Option {
+  return durationOption(
+    "--recovery <duration>",
+    "after the last round, how long a dropped connection is waited for (5s, 1m; a bare number is ms): a leecher's reads of chunks not yet here wait, then fail with EIO; a seeder keeps the migration, then lets its application write again",
+    { minMs: 1 },
+    "60s",
+  );
 }
 
 /** `--as`: slice is a choice so that refusing it can say why (see `refuseSlice`). */
@@ -254,6 +267,7 @@ export async function leech(uri: string, options: LeechCommandOptions, output: O
   const leecher = await Leecher.open(withToken(uri, tokens), {
     as: options.as,
     pullWorkers: options.pullWorkers,
+    recoveryMs: options.recovery,
     ...(options.local ? { local: options.local } : {}),
     ...(options.data ? { data: options.data } : {}),
     ...(options.mountPoint ? { device: { mountPoint: options.mountPoint } } : {}),

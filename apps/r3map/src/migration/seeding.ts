@@ -13,6 +13,8 @@ export interface ServingOptions extends Omit<TlsFiles, "tls"> {
   /** false with --no-data-plane: leechers read over Connect, where the token is checked. */
   dataPlane: boolean;
   insecure?: boolean;
+  /** Milliseconds a seeder keeps a migration whose leecher's connection dropped after the last round. */
+  recovery: number;
   beforeSync?: string;
   afterResume?: string;
 }
@@ -45,6 +47,7 @@ export function planSeeding(listen: Address, options: ServingOptions, tokens: re
       host: listen.host,
       port: listen.port,
       data: options.dataPlane ? { port: options.dataPort } : false,
+      recoveryMs: options.recovery,
       ...(tokens.length > 0 ? { tokens: [...tokens] } : {}),
       ...(tls ? { tls: { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) } } : {}),
     },
