@@ -118,5 +118,7 @@ describe("DelayProxy", () => {
       message: "the whole payload to come back",
     });
     expect(Buffer.compare(Buffer.concat(received), payload)).toBe(0);
+    // Every byte counted once each way: what the migration benchmark reports as moved.
+    expect(proxy.forwarded).toEqual({ toTarget: payload.length, fromTarget: payload.length });
   });
 });

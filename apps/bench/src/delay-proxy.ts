@@ -1,5 +1,11 @@
 import * as net from "node:net";
 
+/** Bytes a proxy forwarded: from its clients to the target, and back. */
+export interface Forwarded {
+  toTarget: number;
+  fromTarget: number;
+}
+
 /** Time as the proxy sees it: the real clock, or one a test holds still to observe what is queued. */
 export interface DelayClock {
   /** Milliseconds, monotonic. */
@@ -44,6 +50,8 @@ export interface DelayProxyState {
 export class DelayProxy {
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
+  /** Bytes forwarded so far, each way, over every connection (what crossed the "network"). */
+  readonly forwarded: Forwarded = { toTarget: 0, fromTarget: 0 };
   /** Bytes queued per direction (a socket is the sending side of one). */
   readonly #queued = new Map<net.Socket, number>();
 
@@ -97,12 +105,12 @@ export class DelayProxy {
         upstream.destroy();
       });
     }
-    this.#pipe(client, upstream);
-    this.#pipe(upstream, client);
+    this.#pipe(client, upstream, "toTarget");
+    this.#pipe(upstream, client, "fromTarget");
   }
 
   /** Forwards `from` → `to`, each piece released `oneWayDelayMs` after it arrived. */
-  #pipe(from: net.Socket, to: net.Socket): void {
+  #pipe(from: net.Socket, to: net.Socket, direction: keyof Forwarded): void {
     const delay = this.options.oneWayDelayMs;
     const limit = this.options.maxQueuedBytes ?? 64 * 1024 * 1024;
     const clock = this.options.clock ?? realClock;
@@ -136,6 +144,7 @@ export class DelayProxy {
     };
 
     from.on("data", (data: Buffer) => {
+      this.forwarded[direction] += data.length;
       if (delay <= 0) {
         to.write(data);
         return;

@@ -17,9 +17,14 @@ export class ScratchMounts {
   }
 
   mountFile(description: MountDescription): Promise<FileMount> {
+    return mountFile(description, { mountPoint: this.mountPoint() });
+  }
+
+  /** A fresh empty directory under the root, for a mount made some other way (a migration's leecher). */
+  mountPoint(): string {
     const mountPoint = path.join(this.root, `m${this.#count++}`);
     fs.mkdirSync(mountPoint);
-    return mountFile(description, { mountPoint });
+    return mountPoint;
   }
 
   /** Lazily unmounts what is still mounted here; throws naming them if there were any. */

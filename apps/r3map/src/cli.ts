@@ -2,6 +2,7 @@
 import { addExamples, createProgram, packageVersion, runCli } from "@r3map/cli-kit";
 import { demoCommand } from "./commands/demo.js";
 import { infoCommand } from "./commands/info.js";
+import { migrateCommand } from "./commands/migrate.js";
 import { mountCommand } from "./commands/mount.js";
 import { recoverCommand } from "./commands/recover.js";
 import { serveCommand } from "./commands/serve.js";
@@ -18,6 +19,7 @@ mountCommand(program);
 recoverCommand(program);
 syncCommand(program);
 infoCommand(program);
+migrateCommand(program);
 demoCommand(program);
 program.addHelpText(
   "after",

@@ -1,5 +1,6 @@
 import { type Address, formatAddress, isLocalOnly } from "@r3map/cli-kit";
 import { R3mapError } from "@r3map/core";
+import type { ServerTls } from "./serve-tls.js";
 
 /** One endpoint `serve` is about to open, and whether a stranger reaching it would be turned away. */
 export interface Exposure {
@@ -29,4 +30,37 @@ export function checkExposure(exposures: readonly Exposure[], insecure: boolean)
     (e) =>
       `serving ${e.transport} on ${formatAddress(e.address)} to anyone who can reach it, without authentication (--insecure)`,
   );
+}
+
+/**
+ * The endpoints of a server (serve, a migration's seeder) and whether each
+ * checks who connects: NBD only by client certificate, over TLS it requires;
+ * Connect by a token or a client certificate.
+ */
+export function endpointExposures(
+  nbd: Address | undefined,
+  connect: Address | undefined,
+  tls: ServerTls | undefined,
+  tokens: readonly string[],
+): Exposure[] {
+  const clientCerts = tls?.ca !== undefined;
+  const list: Exposure[] = [];
+  if (nbd) {
+    list.push({
+      transport: "NBD",
+      address: nbd,
+      // With TLS only offered, a client may skip it, and with it the certificate check.
+      authenticated: clientCerts && tls?.mode === "require",
+      remedy: "Require client certificates (--tls-cert … --tls-key … --tls-ca …)",
+    });
+  }
+  if (connect) {
+    list.push({
+      transport: "Connect",
+      address: connect,
+      authenticated: clientCerts || tokens.length > 0,
+      remedy: "Require a token (--token-file or R3MAP_TOKEN) or client certificates (--tls-ca)",
+    });
+  }
+  return list;
 }

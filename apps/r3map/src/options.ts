@@ -59,3 +59,13 @@ export const timeoutOption = (what: string) =>
     { minMs: 100 },
     "15s",
   );
+export const tokenOption = () =>
+  new Option(
+    "--token <token>",
+    "a bearer token Connect clients must send (repeatable; visible in ps: prefer --token-file)",
+  )
+    .argParser(collect)
+    .default([] as string[], "none");
+
+export const mountPointOption = () =>
+  new Option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)");

@@ -79,4 +79,26 @@ describe("--json: NDJSON events", () => {
       { event: "done", command: "serve", exitStatus: 0 },
     ]);
   });
+
+  it("ends the demo with its migration step's numbers: the memory moved while written, verified", async () => {
+    const demo = r3map(["demo", "--size", "16MiB", "--chunk-size", "64KiB", "--json"]);
+    const result = await demo.exited;
+    expect(result.status, result.stderr).toBe(0);
+    expect(demo.events().at(-1)).toMatchObject({
+      event: "done",
+      command: "demo",
+      exitStatus: 0,
+      verified: true,
+      migration: {
+        writes: expect.any(Number),
+        dirtyChunks: expect.any(Number),
+        downtimeMs: expect.any(Number),
+        totalMs: expect.any(Number),
+      },
+    });
+    const { migration } = demo.events().at(-1) as { migration: { writes: number; dirtyChunks: number } };
+    // The application wrote during pre-copy, and what it changed was fetched again.
+    expect(migration.writes).toBeGreaterThan(0);
+    expect(migration.dirtyChunks).toBeGreaterThan(0);
+  });
 });

@@ -9,7 +9,16 @@ import { cli, makeCertificates } from "./support.js";
  * namespace of their own: a private loopback and a private /tmp, which go
  * away with the namespace — nothing here can collide with another test.
  */
-const commands = [[], ["serve"], ["mount"], ["info"], ["demo"]];
+const commands = [
+  [],
+  ["serve"],
+  ["mount"],
+  ["info"],
+  ["demo"],
+  ["migrate"],
+  ["migrate", "seed"],
+  ["migrate", "leech"],
+];
 let holder: Running;
 let root = "";
 const running = new Set<Running>();
@@ -28,12 +37,8 @@ function inNamespace(line: string): Running {
 /** Serve and mount run until a signal: wait for them to be ready, then close them as a user would. */
 async function runExample(line: string): Promise<void> {
   const example = inNamespace(line);
-  if (/\br3map (serve|mount) (?!--help)|--watch /.test(line)) {
-    await example.until(
-      (r) => /^serving |mounted (managed|direct)|^moved /m.test(r.stderr) || r.stdout.includes("\n"),
-      `"${line}" to be ready`,
-      60_000,
-    );
+  if (/\br3map (serve|mount|migrate seed|migrate leech) (?!--help)|--watch /.test(line)) {
+    await ready(example, line);
     const result = await example.stop("SIGINT");
     expect(result.status, `${line}\n${result.stderr}`).toBe(0);
   } else {
@@ -41,6 +46,17 @@ async function runExample(line: string): Promise<void> {
     expect(result.status, `${line}\n${result.stderr}`).toBe(0);
   }
   running.delete(example);
+}
+
+/** Waits until a long-running example says it is serving, mounted, seeding, leeching or has moved (sync --watch). */
+function ready(example: Running, line: string): Promise<void> {
+  return example.until(
+    (r) =>
+      /^(serving |seeding |leeching |moved )|mounted (managed|direct)/m.test(r.stderr) ||
+      r.stdout.includes("\n"),
+    `"${line}" to be ready`,
+    60_000,
+  );
 }
 
 async function examples(command: string[]): Promise<string[]> {
@@ -118,6 +134,30 @@ describe("--help examples run as written", () => {
     }
     expect((await nbd.stop()).status).toBe(0);
     expect((await connect.stop()).status).toBe(0);
+  }, 300_000);
+
+  it("migrate and migrate seed; migrate leech against the seeder its examples name", async () => {
+    for (const command of [["migrate"], ["migrate", "seed"]]) {
+      const lines = await examples(command);
+      expect(lines.length).toBeGreaterThan(0);
+      for (const line of lines) await runExample(line);
+    }
+    const seeder = inNamespace(
+      "R3MAP_TOKEN=change-me r3map migrate seed 'memory:?size=64MiB' --listen 127.0.0.1:1337",
+    );
+    await ready(seeder, "the seeder");
+    const [leech, leechThenSeed, ...more] = await examples(["migrate", "leech"]);
+    expect(more).toEqual([]);
+    // Left before finalizing: the seeder goes on, ready for the next leecher.
+    await runExample(leech!);
+    // Finalized with SIGUSR1 as its sentence says; it seeds on, and the first seeder has migrated away.
+    const chained = inNamespace(leechThenSeed!);
+    await ready(chained, leechThenSeed!);
+    chained.child.kill("SIGUSR1");
+    await chained.until((r) => /^seeding /m.test(r.stderr), "seeding on", 120_000);
+    expect((await seeder.exited).status, seeder.stderr).toBe(0);
+    const result = await chained.stop("SIGINT");
+    expect(result.status, result.stderr).toBe(0);
   }, 300_000);
 
   it("demo", async () => {

@@ -4,8 +4,12 @@ import { exitStatusOf } from "./exit-status.js";
 import { ProgressDisplay, type ProgressState } from "./progress.js";
 import { RateMeter } from "./rate.js";
 
-/** The NDJSON events a long-running command writes to stdout with `--json`, one object per line. */
-export type EventName = "start" | "progress" | "warning" | "error" | "done";
+/**
+ * The NDJSON events a long-running command writes to stdout with `--json`,
+ * one object per line. `phase` (a stage of the work begins) and `downtime`
+ * (how long the application had to stop) are for migrations.
+ */
+export type EventName = "start" | "phase" | "progress" | "downtime" | "warning" | "error" | "done";
 
 export interface OutputOptions {
   /** The program's name, which starts every message line (`r3map: …`). */

@@ -41,6 +41,13 @@ export function outputFor(command: Command): Output {
   return output;
 }
 
+/** A subcommand's name under the program: `mount`, or `migrate seed` for a nested one. */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let at: Command | null = command; at?.parent; at = at.parent) names.unshift(at.name());
+  return names.join(" ") || command.name();
+}
+
 /**
  * Parses the command line and runs the action. Any error — a bad option, a
  * failed action, an uncaught one later — is printed as one line (stack traces
@@ -56,7 +63,7 @@ export async function runCli(program: Command, argv: readonly string[] = process
   program.hook("preAction", (_root, command) => {
     output = new Output({
       program: program.name(),
-      command: command.name(),
+      command: commandPath(command),
       json: command.opts().json === true,
       debug,
     });

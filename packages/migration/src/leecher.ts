@@ -63,6 +63,12 @@ export interface Finalized {
   dirty: number[];
   /** Milliseconds from calling finalize to the device being unlocked (the application's downtime here). */
   downtimeMs: number;
+  /**
+   * The part of the downtime spent waiting for the seeder's last round (the
+   * Finalize call: a round trip, its application's suspension and flush);
+   * the rest is this side marking the dirty chunks and unlocking.
+   */
+  lastRoundMs: number;
 }
 
 /**
@@ -199,13 +205,14 @@ export class Leecher extends TypedEmitter<LeecherEvents> {
       this.#assertAttached();
       const started = performance.now();
       const reply = await this.#client.migration.finalize();
+      const lastRoundMs = performance.now() - started;
       const dirty = toLocalChunks(reply.chunks, reply.chunkSize, this.core.engine.chunkSize, this.size);
       await this.#hooks.afterSync?.(dirty);
       this.core.engine.finalizePull(dirty);
       await this.core.unlock(dirty);
       const downtimeMs = performance.now() - started;
       this.#setPhase("post-copy");
-      return { dirty, downtimeMs };
+      return { dirty, downtimeMs, lastRoundMs };
     })();
     return this.#finalizing;
   }

@@ -124,7 +124,7 @@ export class Seeder extends TypedEmitter<SeederEvents> {
         exports: [
           { name: DATA_EXPORT, backend: seeded.backend, readOnly: true, description: "r3map seeder" },
         ],
-        ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+        ...(options.tls ? dataPlaneTls(options.tls) : {}),
       });
       const address = (await server.listen({ host, port: options.data?.port ?? 0 })) as AddressInfo;
       data = { server, port: address.port };
@@ -229,10 +229,21 @@ export class Seeder extends TypedEmitter<SeederEvents> {
 
   async #lastRound(): Promise<number[]> {
     if (this.#phase !== "tracking") throw this.#notTracking("Finalize");
+    const owner = this.#owner;
     await this.#hooks.beforeSync?.();
     await this.resource.flush();
     // No write lands after this; then the last ones are taken.
     await this.resource.setWritable(false);
+    if (this.#phase !== "tracking" || this.#owner !== owner) {
+      // The leecher went away while the application was being suspended (its migration was given
+      // up meanwhile): this round is void, and the application may go on here.
+      await this.resource.setWritable(true);
+      await this.#hooks.afterResume?.();
+      throw new R3mapError(
+        "ERR_ABORTED",
+        "the leecher went away during the last round; nothing was handed over",
+      );
+    }
     const dirty = this.resource.stopTracking();
     this.#setPhase("synced");
     return this.#offsets(dirty);
@@ -270,7 +281,10 @@ export class Seeder extends TypedEmitter<SeederEvents> {
     if (this.#attachments.get(session) === signal) this.#attachments.delete(session);
     // Another leecher's attachment, or a migration that ended properly, is none of this stream's business.
     if (this.#owner !== session || this.#phase === "migrated" || this.#phase === "idle") return;
-    if (this.#phase === "tracking") return this.#giveUp();
+    if (this.#phase === "tracking") {
+      this.#giveUp();
+      return;
+    }
     // After the last round the leecher may be running on what it has: wait for it to come back.
     this.#recovery = setTimeout(() => this.#giveUp(), this.#recoveryMs);
     this.#recovery.unref();
@@ -314,3 +328,20 @@ export class Seeder extends TypedEmitter<SeederEvents> {
 
 /** The data plane's one export. */
 const DATA_EXPORT = "seed";
+
+/**
+ * The data plane's TLS, as strict as the control plane's: STARTTLS is
+ * required (a client that skips it would read the resource in the clear),
+ * and with `ca` every client must present a certificate it signed.
+ */
+function dataPlaneTls(tls: ServerTlsOptions) {
+  const clientCerts = tls.ca !== undefined && tls.requireClientCert !== false;
+  return {
+    tls: {
+      cert: tls.cert,
+      key: tls.key,
+      ...(clientCerts ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+    },
+    tlsRequired: true,
+  };
+}

@@ -1,5 +1,5 @@
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
-import { DelayProxy } from "../delay-proxy.js";
+import { DelayProxy, type Forwarded } from "../delay-proxy.js";
 
 const ROLE = "r3map-mount-bench-delay-proxy";
 
@@ -50,6 +50,14 @@ export class ProxyThread {
     }
   }
 
+  /** The bytes the proxy forwarded so far, each way. */
+  forwarded(): Promise<Forwarded> {
+    return new Promise((resolve, reject) => {
+      this.worker.once("message", resolve).once("error", reject);
+      this.worker.postMessage("forwarded");
+    });
+  }
+
   /** Ends the thread, and with it the proxy and every connection through it. */
   async close(): Promise<void> {
     await this.worker.terminate();
@@ -62,5 +70,8 @@ export async function serveProxyIfWorker(): Promise<void> {
   const data = workerData as Partial<ProxyWorkerData> | undefined;
   if (data?.role !== ROLE || !data.target || data.oneWayDelayMs === undefined) return;
   const proxy = await DelayProxy.start({ target: data.target, oneWayDelayMs: data.oneWayDelayMs });
+  parentPort!.on("message", (message) => {
+    if (message === "forwarded") parentPort!.postMessage({ ...proxy.forwarded });
+  });
   parentPort!.postMessage(proxy.port);
 }

@@ -6,6 +6,7 @@ import { formatBytes } from "@r3map/core";
 import { mountFile, mountSlice } from "@r3map/mount";
 import { NbdClient } from "@r3map/nbd";
 import type { Command } from "commander";
+import { migrationDemo } from "../demo-migration.js";
 import { chunkSizeOption, jsonOption, pullWorkersOption } from "../options.js";
 import { fillPattern, type Overwrite, verifyPattern } from "../pattern.js";
 
@@ -20,10 +21,10 @@ export function demoCommand(program: Command): void {
   const command = program
     .command("demo")
     .summary(
-      "mount a memory backend served over NBD as a file and as a slice; read, write, verify, print how fast",
+      "mount a memory backend served over NBD as a file and as a slice; read, write, migrate, verify, print how fast",
     )
     .description(
-      "Serve memory over NBD on 127.0.0.1 (from a worker thread, standing in for another host), mount it managed as a file and as a slice, read every byte, write through both, and verify the mount and — after close — the remote byte for byte, printing the throughput of each step. Needs root (FUSE, userfaultfd).",
+      "Serve memory over NBD on 127.0.0.1 (from a worker thread, standing in for another host), mount it managed as a file and as a slice, read every byte, write through both, and verify the mount and — after close — the remote byte for byte; then migrate the memory, mounted again as a slice, to a second slice while an application thread writes into it, and check that the second holds the first's memory at its last round. Prints the throughput, downtime and time of each step. Needs root (FUSE, userfaultfd).",
     )
     .addOption(
       sizeOption(
@@ -152,7 +153,11 @@ export async function demo(options: DemoOptions, output: Output): Promise<void> 
     const [, sliceCloseMs] = await timed(() => slice.close());
     say(`  closed (dirty pages found by write-protect, pushed) in ${sliceCloseMs.toFixed(1)} ms`);
     await verifyRemote(remote, size, overwrites, output);
-    output.done({ verified: true }, "  the remote holds both writes, byte for byte");
+    say("  the remote holds both writes, byte for byte");
+
+    // Migration: that memory moves to a second slice while an application keeps writing into it.
+    const migration = await migrationDemo(description, workers, output);
+    output.done({ verified: true, migration }, "the demo is done: every step verified");
   } finally {
     server.postMessage("close");
     await new Promise((resolve) => server.once("message", resolve));

@@ -20,6 +20,7 @@ import { type Command, Option } from "commander";
 import {
   chunkSizeOption,
   jsonOption,
+  mountPointOption,
   pullWorkersOption,
   schemeOption,
   schemePackages,
@@ -81,7 +82,7 @@ export function mountCommand(program: Command): void {
       "--recovery-file <file>",
       "managed: where writes the remote cannot take at close are saved (default: $XDG_STATE_HOME/r3map/recovery/<time>-<pid>.r3rec)",
     )
-    .option("--mount-point <dir>", "an empty directory for the FUSE mount (default: a temporary one)")
+    .addOption(mountPointOption())
     .addOption(tokenFileOption())
     .addOption(jsonOption())
     .addOption(schemeOption())

@@ -4,7 +4,6 @@ import {
   addExamples,
   addressOption,
   closeOnSignals,
-  collect,
   formatAddress,
   type Output,
   outputFor,
@@ -16,10 +15,11 @@ import { backendDigester, keepBackendFromChildren } from "@r3map/native";
 import { NbdServer } from "@r3map/nbd";
 import { ConnectServer } from "@r3map/transport-connect";
 import { type Command, Option } from "commander";
-import { checkExposure, type Exposure } from "../exposure.js";
-import { importSchemes, jsonOption, schemeOption, tokenFileOption } from "../options.js";
+import { checkExposure, endpointExposures } from "../exposure.js";
+import { importSchemes, jsonOption, schemeOption, tokenFileOption, tokenOption } from "../options.js";
 import { writePidfile } from "../pidfile.js";
 import { ReadOnlyBackend } from "../read-only.js";
+import { warnIfTokenVisible } from "../remote-uri.js";
 import { loadServerTls, type ServerTls, type TlsFiles } from "../serve-tls.js";
 
 export interface ServeOptions extends TlsFiles {
@@ -67,14 +67,7 @@ export function serveCommand(program: Command): void {
     .option("--tls-key <file>", "the server's private key (PEM)")
     .option("--tls-ca <file>", "CA (PEM) that must have signed every client's certificate (mutual TLS)")
     .addOption(tokenFileOption())
-    .addOption(
-      new Option(
-        "--token <token>",
-        "a bearer token Connect clients must send (repeatable; visible in ps: prefer --token-file)",
-      )
-        .argParser(collect)
-        .default([] as string[], "none"),
-    )
+    .addOption(tokenOption())
     .option("--read-only", "refuse writes")
     .option("--insecure", "allow listening beyond this machine without authentication")
     .option("--pidfile <file>", "write the process id here once serving; removed on exit")
@@ -109,11 +102,10 @@ export function serveCommand(program: Command): void {
 export async function serve(uri: string, options: ServeOptions, output: Output): Promise<void> {
   const tls = loadServerTls(options);
   const tokens = readTokens({ tokens: options.token, tokenFiles: options.tokenFile });
-  if (options.token.length > 0)
-    output.warning("--token is visible to every user in ps; use --token-file or R3MAP_TOKEN");
+  warnIfTokenVisible(options.token, output);
   const nbdAddress = options.nbd ?? (options.connect ? undefined : DEFAULT_NBD);
   const warnings = checkExposure(
-    exposures(nbdAddress, options.connect, tls, tokens),
+    endpointExposures(nbdAddress, options.connect, tls, tokens),
     options.insecure === true,
   );
   if (!options.connect && (options.token.length > 0 || options.tokenFile.length > 0))
@@ -170,34 +162,6 @@ export async function serve(uri: string, options: ServeOptions, output: Output):
     await closeAll().catch(() => {});
     throw error;
   }
-}
-
-function exposures(
-  nbd: Address | undefined,
-  connect: Address | undefined,
-  tls: ServerTls | undefined,
-  tokens: readonly string[],
-): Exposure[] {
-  const clientCerts = tls?.ca !== undefined;
-  const list: Exposure[] = [];
-  if (nbd) {
-    list.push({
-      transport: "NBD",
-      address: nbd,
-      // With TLS only offered, a client may skip it, and with it the certificate check.
-      authenticated: clientCerts && tls?.mode === "require",
-      remedy: "Require client certificates (--tls=require --tls-cert … --tls-key … --tls-ca …)",
-    });
-  }
-  if (connect) {
-    list.push({
-      transport: "Connect",
-      address: connect,
-      authenticated: clientCerts || tokens.length > 0,
-      remedy: "Require a token (--token-file or R3MAP_TOKEN) or client certificates (--tls-ca)",
-    });
-  }
-  return list;
 }
 
 async function listenNbd(

@@ -1,14 +1,20 @@
 // A grpc-go peer built from the original r3map's protos, behaving like the
 // original's BackendService (pkg/services/backend_service.go): ReadAt capped
-// at 32 MiB, WriteAt uncapped, errors returned as plain errors (codes.Unknown).
+// at 32 MiB, WriteAt uncapped, errors returned as plain errors (codes.Unknown);
+// and like the original's leecher over the Seeder service (pkg/migration).
 //
 //	go-peer server <size>                 serve an empty in-memory resource; prints "listening <port>"
 //	go-peer client <host:port> <token>    write, read back and sync on our server; prints "ok" and checks auth
+//	go-peer leech <host:port> <token> <size> <chunk-size> <workers>
+//	                                      leech from a seeder as the original leecher does (see leech)
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	migrationv1 "r3map.test/gopeer/gen/migration/v1"
 	mountv1 "r3map.test/gopeer/gen/mount/v1"
 
 	"google.golang.org/grpc"
@@ -126,6 +133,109 @@ func client(address, token string) error {
 	return nil
 }
 
+// leech takes a resource over from a seeder in the original leecher's wire
+// order: Track; ReadAt of every chunk by a few concurrent workers while the
+// seeder's application keeps writing (pre-copy); then — once "sync" arrives
+// on stdin, so the caller decides when the last round comes — Sync, whose
+// DirtyOffsets are read again; then Close. Prints "pulled <chunks>" after the
+// pre-copy, "dirty <n>" after Sync and "sha256 <hex>" of what it holds at the end.
+func leech(address, token string, size, chunkSize int64, workers int) error {
+	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	seeder := migrationv1.NewSeederClient(conn)
+	ctx := context.Background()
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	if _, err := seeder.Track(ctx, &migrationv1.TrackArgs{}); err != nil {
+		return fmt.Errorf("Track: %w", err)
+	}
+	local := make([]byte, size)
+	readChunk := func(off int64) error {
+		length := chunkSize
+		if off+length > size {
+			length = size - off
+		}
+		reply, err := seeder.ReadAt(ctx, &migrationv1.ReadAtArgs{Length: int32(length), Off: off})
+		if err != nil {
+			return fmt.Errorf("ReadAt %d: %w", off, err)
+		}
+		if int64(reply.GetN()) != length || int64(len(reply.GetP())) != length {
+			return fmt.Errorf("ReadAt %d: got %d bytes (N=%d), want %d", off, len(reply.GetP()), reply.GetN(), length)
+		}
+		copy(local[off:], reply.GetP())
+		return nil
+	}
+
+	offsets := make(chan int64)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var pullErr error
+	failedYet := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return pullErr != nil
+	}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// After a failure the workers still drain the queue (without reading), so the loop below ends.
+			for off := range offsets {
+				if failedYet() {
+					continue
+				}
+				if err := readChunk(off); err != nil {
+					mu.Lock()
+					if pullErr == nil {
+						pullErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	chunks := 0
+	for off := int64(0); off < size; off += chunkSize {
+		offsets <- off
+		chunks++
+	}
+	close(offsets)
+	wg.Wait()
+	if pullErr != nil {
+		return pullErr
+	}
+	fmt.Printf("pulled %d\n", chunks)
+
+	lines := bufio.NewScanner(os.Stdin)
+	if !lines.Scan() || lines.Text() != "sync" {
+		return errors.New(`expected "sync" on stdin`)
+	}
+	synced, err := seeder.Sync(ctx, &migrationv1.SyncArgs{})
+	if err != nil {
+		return fmt.Errorf("Sync: %w", err)
+	}
+	dirty := synced.GetDirtyOffsets()
+	fmt.Printf("dirty %d\n", len(dirty))
+	for _, off := range dirty {
+		if off < 0 || off >= size || off%chunkSize != 0 {
+			return fmt.Errorf("Sync returned offset %d, not a chunk of this resource", off)
+		}
+		if err := readChunk(off); err != nil {
+			return err
+		}
+	}
+	if _, err := seeder.Close(ctx, &migrationv1.CloseArgs{}); err != nil {
+		return fmt.Errorf("Close: %w", err)
+	}
+	sum := sha256.Sum256(local)
+	fmt.Printf("sha256 %s\n", hex.EncodeToString(sum[:]))
+	return nil
+}
+
 func main() {
 	var err error
 	switch {
@@ -136,8 +246,19 @@ func main() {
 		}
 	case len(os.Args) == 4 && os.Args[1] == "client":
 		err = client(os.Args[2], os.Args[3])
+	case len(os.Args) == 7 && os.Args[1] == "leech":
+		numbers := make([]int64, 3)
+		for i, arg := range os.Args[4:7] {
+			if numbers[i], err = strconv.ParseInt(arg, 10, 64); err != nil || numbers[i] <= 0 {
+				err = fmt.Errorf("leech: %q is not a positive number", arg)
+				break
+			}
+		}
+		if err == nil {
+			err = leech(os.Args[2], os.Args[3], numbers[0], numbers[1], int(numbers[2]))
+		}
 	default:
-		err = errors.New("usage: go-peer server <size> | go-peer client <host:port> <token>")
+		err = errors.New("usage: go-peer server <size> | go-peer client <host:port> <token> | go-peer leech <host:port> <token> <size> <chunk-size> <workers>")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
