@@ -333,11 +333,17 @@ const DEFAULT_RECOVERY_MS = 60_000;
 /** Between attempts to resume a dropped session. */
 const RECONNECT_INTERVAL_MS = 250;
 
-/** `uri` with a request deadline, when it has none (an NBD URI's `timeout`, Connect's `timeoutMs`). */
+/**
+ * `uri` with a request deadline, when it has none (an NBD URI's `timeout`,
+ * Connect's `timeoutMs`); over NBD a request reconnects as often as the
+ * deadline allows, so a dropped connection is waited out, not given up.
+ */
 function withTimeout(uri: string, ms: number): string {
   const url = new URL(uri);
-  const name = url.protocol.startsWith("nbd") ? "timeout" : "timeoutMs";
+  const nbd = url.protocol.startsWith("nbd");
+  const name = nbd ? "timeout" : "timeoutMs";
   if (!url.searchParams.has(name)) url.searchParams.set(name, String(ms));
+  if (nbd && !url.searchParams.has("retries")) url.searchParams.set("retries", "until-timeout");
   return url.href;
 }
 

@@ -14,7 +14,8 @@ import type { NbdClientOptions } from "./client-options.js";
  * Parameters: `tls-certificates=DIR` (ca-cert.pem, and client-cert.pem +
  * client-key.pem if present, as nbdkit/qemu name them), `ca=FILE`,
  * `cert=FILE`, `key=FILE`, `insecure` or `tls-verify-peer=false` (no
- * certificate check), `connections=N`, `timeout=MS`.
+ * certificate check), `connections=N`, `timeout=MS` (the deadline of a request, retries included),
+ * `retries=N` (reconnect attempts per request; `retries=until-timeout`: as many as the deadline allows).
  */
 export function parseNbdUri(uri: string | URL): NbdClientOptions {
   let url: URL;
@@ -45,6 +46,12 @@ export function parseNbdUri(uri: string | URL): NbdClientOptions {
   if (secure) options.tls = tlsOptions(url);
   const connections = url.searchParams.get("connections");
   if (connections !== null) options.connections = integer(connections, "connections");
+  const retries = url.searchParams.get("retries");
+  if (retries !== null) {
+    options.retry = {
+      attempts: retries === "until-timeout" ? Number.MAX_SAFE_INTEGER : integer(retries, "retries"),
+    };
+  }
   const timeout = url.searchParams.get("timeout");
   if (timeout !== null) options.timeoutMs = integer(timeout, "timeout");
   return options;
