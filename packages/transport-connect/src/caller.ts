@@ -1,8 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { type CallOptions, type Client, Code, ConnectError } from "@connectrpc/connect";
-import { delay, R3mapError } from "@r3map/core";
+import { delay, Limiter, R3mapError } from "@r3map/core";
 import { fromConnectError } from "./errors.js";
-import { Limiter } from "./limiter.js";
 import type { SessionPool } from "./session-pool.js";
 
 /**
