@@ -15,12 +15,6 @@ export * as proto from "./proto.js";
 export { r3mapRoutes, type ServeOptions } from "./routes.js";
 export type { Seeder } from "./seeder.js";
 export { type DirtyChunks, SeederClient } from "./seeder-client.js";
-export {
-  ConnectServer,
-  type ConnectServerOptions,
-  createConnectHandler,
-  type Pem,
-  type ServerTlsOptions,
-} from "./server.js";
-export type { ClientTlsOptions } from "./session-pool.js";
+export { ConnectServer, type ConnectServerOptions, createConnectHandler } from "./server.js";
+export type { ClientTlsOptions, Pem, ServerTlsOptions } from "./tls-options.js";
 export { clientOptionsFromUri } from "./uri.js";

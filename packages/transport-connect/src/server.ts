@@ -5,24 +5,10 @@ import type { Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { fromSystemError, R3mapError } from "@r3map/core";
 import { bearerAuthInterceptor, type TokenCheck } from "./auth.js";
+import { STREAM_WINDOW_BYTES, widenWindow } from "./flow-control.js";
 import { DEFAULT_MAX_REQUEST_BYTES, MESSAGE_OVERHEAD_BYTES } from "./limits.js";
 import { r3mapRoutes, type ServeOptions } from "./routes.js";
-import { STREAM_WINDOW_BYTES, widenWindow } from "./session-pool.js";
-
-/** PEM text or bytes. */
-export type Pem = string | Buffer;
-
-export interface ServerTlsOptions {
-  /** The server's certificate chain and private key. */
-  cert: Pem;
-  key: Pem;
-  /**
-   * CA(s) that sign client certificates. With `ca` set, clients must present a
-   * certificate it signed (mutual TLS) unless `requireClientCert` is false.
-   */
-  ca?: Pem | Pem[];
-  requireClientCert?: boolean;
-}
+import type { ServerTlsOptions } from "./tls-options.js";
 
 export interface ConnectServerOptions extends ServeOptions {
   /** Address to listen on (default 127.0.0.1). */
