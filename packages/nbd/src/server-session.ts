@@ -7,19 +7,22 @@ import {
   CMD_FLAG,
   NBD_ERRNO,
   nbdErrno,
-  REPLY_FLAG_DONE,
-  REPLY_TYPE,
   REQUEST_MAGIC,
   REQUEST_SIZE,
-  SIMPLE_REPLY_SIZE,
   STATE_HOLE,
   STATE_ZERO,
-  STRUCTURED_HEADER_SIZE,
   TF,
 } from "./protocol.js";
+import {
+  blockStatusReply,
+  errorReply,
+  okReply,
+  readReplyHeaderSize,
+  writeReadReplyHeader,
+} from "./replies.js";
 import type { ServedExport } from "./served-export.js";
 import { BASE_ALLOCATION_ID, type Negotiated } from "./server-handshake.js";
-import { readUInt64, writeSimpleReply, writeStructuredHeader } from "./wire.js";
+import { readUInt64 } from "./wire.js";
 
 export interface SessionLimits {
   /** Requests executing at once on this connection. */
@@ -289,7 +292,7 @@ export class ServerSession {
         await this.#cache(offset, length);
         return this.#replyOk(request);
       case CMD.BLOCK_STATUS:
-        return this.#replyBlockStatus(request, await this.#extents(request));
+        return this.#send(blockStatusReply(request, BASE_ALLOCATION_ID, await this.#extents(request)));
     }
   }
 
@@ -298,7 +301,7 @@ export class ServerSession {
     if (this.#structured && length === 0) return this.#replyOk(request);
     const lent = memoryView(this.#served.backend, offset, length);
     if (lent) return this.#replyFrom(request, lent);
-    const head = this.#readHeaderSize();
+    const head = readReplyHeaderSize(this.#structured);
     // The data starts 8-byte aligned: copies out of a SharedArrayBuffer into a
     // misaligned destination go byte by byte (about 4x slower).
     const whole = this.#pool.get(DATA_ALIGN + length);
@@ -309,31 +312,8 @@ export class ServerSession {
       this.#pool.release(whole);
       throw error;
     }
-    this.#writeReadHeader(out, request);
+    writeReadReplyHeader(out, this.#structured, request, offset, length);
     this.#send(out, () => this.#pool.release(whole));
-  }
-
-  /** Bytes before a READ reply's data: a simple reply, or a structured OFFSET_DATA chunk's header and offset. */
-  #readHeaderSize(): number {
-    return this.#structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
-  }
-
-  /** Writes the header of a successful READ reply at the start of `out`. */
-  #writeReadHeader(out: Buffer, request: Request): void {
-    if (!this.#structured) {
-      writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
-      return;
-    }
-    writeStructuredHeader(
-      out,
-      REPLY_FLAG_DONE,
-      REPLY_TYPE.OFFSET_DATA,
-      request.cookieHigh,
-      request.cookieLow,
-      8 + request.length,
-    );
-    out.writeUInt32BE(Math.floor(request.offset / 0x100000000), STRUCTURED_HEADER_SIZE);
-    out.writeUInt32BE(request.offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
   }
 
   /**
@@ -344,8 +324,8 @@ export class ServerSession {
    * issue a later one before it has this reply.
    */
   #replyFrom(request: Request, memory: Uint8Array): void {
-    const head = Buffer.allocUnsafe(this.#readHeaderSize());
-    this.#writeReadHeader(head, request);
+    const head = Buffer.allocUnsafe(readReplyHeaderSize(this.#structured));
+    writeReadReplyHeader(head, this.#structured, request, request.offset, request.length);
     if (this.#stream.destroyed || !this.#stream.writable) return;
     this.#stream.cork();
     this.#stream.write(head);
@@ -407,59 +387,13 @@ export class ServerSession {
     return out;
   }
 
-  #replyBlockStatus(request: Request, extents: Array<[number, number]>): void {
-    const payload = 4 + extents.length * 8;
-    const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + payload);
-    writeStructuredHeader(
-      out,
-      REPLY_FLAG_DONE,
-      REPLY_TYPE.BLOCK_STATUS,
-      request.cookieHigh,
-      request.cookieLow,
-      payload,
-    );
-    out.writeUInt32BE(BASE_ALLOCATION_ID, STRUCTURED_HEADER_SIZE);
-    extents.forEach(([length, flags], i) => {
-      out.writeUInt32BE(length, STRUCTURED_HEADER_SIZE + 4 + i * 8);
-      out.writeUInt32BE(flags, STRUCTURED_HEADER_SIZE + 8 + i * 8);
-    });
-    this.#send(out);
-  }
-
   #replyOk(request: Request): void {
-    if (this.#structured) {
-      const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE);
-      writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.NONE, request.cookieHigh, request.cookieLow, 0);
-      this.#send(out);
-    } else {
-      const out = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE);
-      writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
-      this.#send(out);
-    }
+    this.#send(okReply(this.#structured, request));
   }
 
   #replyError(request: Request, errno: string, message: string): void {
     const value = errno in NBD_ERRNO ? NBD_ERRNO[errno]! : nbdErrno(errno);
-    if (this.#structured) {
-      const text = Buffer.from(message.slice(0, 1024), "utf8");
-      const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 6 + text.length);
-      writeStructuredHeader(
-        out,
-        REPLY_FLAG_DONE,
-        REPLY_TYPE.ERROR,
-        request.cookieHigh,
-        request.cookieLow,
-        6 + text.length,
-      );
-      out.writeUInt32BE(value, STRUCTURED_HEADER_SIZE);
-      out.writeUInt16BE(text.length, STRUCTURED_HEADER_SIZE + 4);
-      text.copy(out, STRUCTURED_HEADER_SIZE + 6);
-      this.#send(out);
-    } else {
-      const out = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE);
-      writeSimpleReply(out, value, request.cookieHigh, request.cookieLow);
-      this.#send(out);
-    }
+    this.#send(errorReply(this.#structured, request, value, message));
   }
 
   /** Queues a frame; `done` runs once the socket no longer needs its bytes. */
