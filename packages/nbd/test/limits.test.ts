@@ -53,7 +53,11 @@ async function rawWithBlockStatus(port: number): Promise<RawClient> {
   client.socket.write(Buffer.from([0, 0, 0, 3]));
   client.socket.write(optionRequest(OPT.STRUCTURED_REPLY));
   expect((await client.optionReply()).type).toBe(REP.ACK);
-  const query = Buffer.concat([lengthPrefixed(""), Buffer.from([0, 0, 0, 1]), lengthPrefixed("base:allocation")]);
+  const query = Buffer.concat([
+    lengthPrefixed(""),
+    Buffer.from([0, 0, 0, 1]),
+    lengthPrefixed("base:allocation"),
+  ]);
   client.socket.write(optionRequest(OPT.SET_META_CONTEXT, query));
   expect((await client.optionReply()).type).toBe(REP.META_CONTEXT);
   expect((await client.optionReply()).type).toBe(REP.ACK);
@@ -105,7 +109,10 @@ describe("a client that stalls", () => {
     const client = await raw(port);
     const writes = backend.writes.length;
     client.send(CMD.WRITE, 0, 16 * MiB, 1, 0, Buffer.from([0xee]));
-    await waitFor(() => client.socket.destroyed || client.reader.failure !== undefined, "the server to hang up");
+    await waitFor(
+      () => client.socket.destroyed || client.reader.failure !== undefined,
+      "the server to hang up",
+    );
     await waitFor(() => server.connectionCount === 0, "the connection to end");
     expect(String(disconnects[0])).toMatch(/stopped sending a request for 300 ms/);
     expect(backend.writes.length).toBe(writes);

@@ -1,2 +1,3 @@
 export { type ConformanceOptions, describeBackendConformance, patternBytes } from "./conformance.js";
 export { InstrumentedBackend } from "./instrumented.js";
+export { type ServerProcess, startServerProcess } from "./server-process.js";
