@@ -9,17 +9,24 @@ export interface FloodResult {
   closed: boolean;
 }
 
+/** How long a flood waits for the socket to drain before it asks whether the server still works. */
+const PATIENCE_MS = 500;
+/** CPU the server may use in that time and still count as idle (timers, a GC). */
+const IDLE_CPU_MS = 50;
+
 /**
  * Writes `batch` up to `times` times as fast as the socket takes it, never
- * reading. Stops early when the server stops taking bytes for `heldBackMs`
- * (its backpressure, through TCP) or closes the connection: the flood has
- * then made its point, and waiting longer would only measure the kernel.
+ * reading. Stops early when the server closes the connection, or when it
+ * stops taking bytes while idle — its backpressure, through TCP: the flood
+ * has made its point, and sending more would only fill the kernel's buffers.
+ * A server that is slow but busy (its CPU time, `cpuMs`, still grows) is
+ * waited for: it is still taking in the flood.
  */
 export async function flood(
   socket: net.Socket,
   batch: Buffer,
   times: number,
-  heldBackMs = 1_000,
+  cpuMs: () => number,
 ): Promise<FloodResult> {
   socket.pause(); // never read what the server answers
   let sent = 0;
@@ -27,23 +34,46 @@ export async function flood(
     if (socket.destroyed || !socket.writable) return { sent, heldBack: false, closed: true };
     sent += batch.length;
     if (socket.write(batch)) continue;
-    const outcome = await new Promise<"drained" | "held" | "closed">((resolve) => {
-      const done = (value: "drained" | "held" | "closed") => {
-        clearTimeout(timer);
-        socket.off("drain", onDrain);
-        socket.off("close", onClose);
-        resolve(value);
-      };
-      const onDrain = () => done("drained");
-      const onClose = () => done("closed");
-      const timer = setTimeout(() => done("held"), heldBackMs);
-      socket.once("drain", onDrain);
-      socket.once("close", onClose);
-    });
-    if (outcome === "held") return { sent, heldBack: true, closed: false };
-    if (outcome === "closed") return { sent, heldBack: false, closed: true };
+    for (;;) {
+      const cpuBefore = cpuMs();
+      const outcome = await drained(socket);
+      if (outcome === "closed") return { sent, heldBack: false, closed: true };
+      if (outcome === "drained") break;
+      if (cpuMs() - cpuBefore < IDLE_CPU_MS) return { sent, heldBack: true, closed: false };
+    }
   }
   return { sent, heldBack: false, closed: socket.destroyed };
+}
+
+/**
+ * Waits until the server is idle (its CPU time grows by less than
+ * IDLE_CPU_MS in PATIENCE_MS): what a flood left in the kernel's buffers has
+ * been taken in, or the server holds it back. Gives up after `timeoutMs`.
+ */
+export async function settled(cpuMs: () => number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const before = cpuMs();
+    await new Promise((resolve) => setTimeout(resolve, PATIENCE_MS));
+    if (cpuMs() - before < IDLE_CPU_MS) return;
+  }
+  throw new Error(`the server was still busy after ${timeoutMs} ms`);
+}
+
+function drained(socket: net.Socket): Promise<"drained" | "waiting" | "closed"> {
+  return new Promise((resolve) => {
+    const done = (value: "drained" | "waiting" | "closed") => {
+      clearTimeout(timer);
+      socket.off("drain", onDrain);
+      socket.off("close", onClose);
+      resolve(value);
+    };
+    const onDrain = () => done("drained");
+    const onClose = () => done("closed");
+    const timer = setTimeout(() => done("waiting"), PATIENCE_MS);
+    socket.once("drain", onDrain);
+    socket.once("close", onClose);
+  });
 }
 
 /** A plain TCP connection to 127.0.0.1:`port` that swallows its errors (a flood may be cut off). */

@@ -1,11 +1,12 @@
 import { readFile } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ServerProcess, startServerProcess } from "@r3map/core/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CMD, OPT, REQUEST_MAGIC } from "../src/protocol.js";
 import { optionRequest } from "../src/wire.js";
-import { connectRaw, type FloodResult, flood, repeated } from "./flood.js";
+import { connectRaw, type FloodResult, flood, repeated, settled } from "./flood.js";
 import { have, randomFile, run, scratchDir } from "./helpers.js";
 import { RawClient } from "./raw-client.js";
 
@@ -59,22 +60,35 @@ describe.skipIf(!ready)("floods against a server process (default limits)", () =
   afterAll(() => scratch.remove());
 
   /**
-   * Runs `floods` at once (one per connection), then checks the server: still
-   * running, peak RSS within the bound, every byte readable as uploaded.
+   * Runs `floods` at once (one per connection) and waits until the server has
+   * taken in what it will; then checks the server: still running, peak RSS
+   * within the bound, every byte readable as uploaded.
    */
   async function replay(
     target: ServerProcess<{ port: number }>,
-    floods: Array<() => Promise<FloodResult>>,
+    floods: Array<() => Promise<{ result: FloodResult; socket: Socket }>>,
   ): Promise<FloodResult[]> {
     const start = target.rss();
     target.resetPeak();
-    const results = await Promise.all(floods.map((one) => one()));
-    expect(target.alive(), target.stderr()).toBe(true);
+    const sockets: Socket[] = [];
+    let results: FloodResult[];
+    try {
+      const done = await Promise.all(floods.map((one) => one()));
+      sockets.push(...done.map(({ socket }) => socket));
+      results = done.map(({ result }) => result);
+      expect(target.alive(), target.stderr()).toBe(true);
+      await settled(target.cpuMs);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
     const out = join(scratch.path, "out.bin");
     await run("nbdcopy", [uri(target), out]);
     expect(Buffer.compare(await readFile(out), await readFile(source)), "bytes read after the flood").toBe(0);
     await run("nbdinfo", [uri(target)]);
     const peak = target.peakRss();
+    if (process.env.R3MAP_FLOOD_REPORT) {
+      console.log(JSON.stringify({ start: start / MiB, peak: peak / MiB, results }));
+    }
     expect(
       peak - start,
       `peak RSS ${(peak / MiB).toFixed(0)} MiB, started at ${(start / MiB).toFixed(0)} MiB`,
@@ -85,23 +99,22 @@ describe.skipIf(!ready)("floods against a server process (default limits)", () =
   /** Options in the handshake, as fast as the server takes them, replies never read. */
   const optionFlood = (target: ServerProcess<{ port: number }>, count: number) => async () => {
     const socket = await connectRaw(target.info.port);
-    try {
-      socket.write(Buffer.from([0, 0, 0, 1])); // fixed newstyle; the greeting is never read
-      return await flood(socket, repeated(optionRequest(OPT.LIST), 10_000), count / 10_000);
-    } finally {
-      socket.destroy();
-    }
+    socket.write(Buffer.from([0, 0, 0, 1])); // fixed newstyle; the greeting is never read
+    const result = await flood(
+      socket,
+      repeated(optionRequest(OPT.LIST), 10_000),
+      count / 10_000,
+      target.cpuMs,
+    );
+    return { result, socket };
   };
 
   /** Requests after GO, as fast as the server takes them, replies never read. */
   const requestFlood =
     (target: ServerProcess<{ port: number }>, command: number, count: number) => async () => {
-      const client = await RawClient.open(target.info.port, "");
-      try {
-        return await flood(client.socket, requests(command, 10_000), count / 10_000);
-      } finally {
-        client.socket.destroy();
-      }
+      const { socket } = await RawClient.open(target.info.port, "");
+      const result = await flood(socket, requests(command, 10_000), count / 10_000, target.cpuMs);
+      return { result, socket };
     };
 
   it("NBD_OPT_LIST, 1 connection: 1.5 M options, replies never read", async () => {

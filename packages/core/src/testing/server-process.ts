@@ -15,6 +15,8 @@ export interface ServerProcess<Info> {
   peakRss(): number;
   /** Starts `peakRss()` again from the current RSS. */
   resetPeak(): void;
+  /** CPU time it used so far (user + system, all threads), in milliseconds. */
+  cpuMs(): number;
   /** True while the process runs. */
   alive(): boolean;
   /** What it wrote to stderr so far. */
@@ -22,6 +24,9 @@ export interface ServerProcess<Info> {
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. Idempotent. */
   stop(graceMs?: number): Promise<void>;
 }
+
+/** USER_HZ: what /proc reports CPU times in (100 on every Linux architecture Node runs on). */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 /**
  * Starts `node script ...args` and resolves once it printed its first line
@@ -85,6 +90,12 @@ export async function startServerProcess<Info>(
     peakRss: () => status("VmHWM"),
     // "5" resets the peak resident set size (Linux ≥ 4.0, proc(5)).
     resetPeak: () => writeFileSync(`/proc/${pid}/clear_refs`, "5"),
+    cpuMs: () => {
+      // Fields 14 and 15 of /proc/<pid>/stat, after the parenthesised command name, in clock ticks.
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+    },
     alive: () => child.exitCode === null && child.signalCode === null,
     stderr: () => stderr,
     stop: (graceMs = 5_000) => {
