@@ -1,7 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { type CallOptions, type Client, Code, ConnectError } from "@connectrpc/connect";
 import { delay, Limiter, R3mapError } from "@r3map/core";
-import { fromConnectError } from "./errors.js";
+import { fromConnectError, overloaded } from "./errors.js";
 import type { SessionPool } from "./session-pool.js";
 
 /**
@@ -59,6 +59,8 @@ function remoteCut(error: unknown, signal: AbortSignal | undefined): unknown {
 }
 
 function retryable(error: unknown, mode: RetryMode): boolean {
+  // Refused for load before anything of it ran: safe to send again, whatever the call.
+  if (overloaded(error)) return true;
   if (mode === "never") return false;
   if (!(error instanceof ConnectError) || !TRANSIENT.has(error.code)) return false;
   return mode === "idempotent" || neverSent(error);

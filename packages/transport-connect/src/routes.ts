@@ -1,5 +1,6 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { type Backend, checkRange, delay, type Progress, R3mapError } from "@r3map/core";
+import { reserveAnswer } from "./call-limits.js";
 import { toConnectError } from "./errors.js";
 import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
@@ -107,9 +108,11 @@ export function r3mapRoutes(
   );
   const progress = options.progress ?? (seeder?.progress ? () => seeder.progress!() : undefined);
 
-  const readAt = (length: number, off: bigint) =>
+  const readAt = (length: number, off: bigint, context: HandlerContext) =>
     guarded(async () => {
-      const buffer = new Uint8Array(lengthWithinCap(length, cap, "ReadAt"));
+      // The answer is held about twice while it is encoded (the data, then the message).
+      reserveAnswer(context, 2 * lengthWithinCap(length, cap, "ReadAt"), "ReadAt");
+      const buffer = new Uint8Array(length);
       await backend.readAt(buffer, offsetFromWire(off));
       return { N: buffer.length, P: buffer };
     });
@@ -123,7 +126,7 @@ export function r3mapRoutes(
 
   return (router) => {
     router.service(BackendServiceDesc, {
-      readAt: (request) => readAt(request.Length, request.Off),
+      readAt: (request, context) => readAt(request.Length, request.Off, context),
       writeAt: (request) =>
         guarded(async () => {
           lengthWithinCap(request.P.length, cap, "WriteAt");
@@ -145,14 +148,12 @@ export function r3mapRoutes(
           if (backend.blockStatus) capabilities.push(Capability.BLOCK_STATUS);
           return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
         }),
-      readStream: (request, context) =>
-        readStream(
-          backend,
-          request.offset,
-          request.length,
-          Math.min(request.chunkSize || chunkSize, cap),
-          streamSignal(context),
-        ),
+      readStream: (request, context) => {
+        const piece = Math.min(request.chunkSize || chunkSize, cap);
+        // One piece being read while the one before is written.
+        reserveAnswer(context, 2 * piece, "ReadStream");
+        return readStream(backend, request.offset, request.length, piece, streamSignal(context));
+      },
       watchProgress: (request, context) => watchProgress(progress, request.intervalMs, streamSignal(context)),
       trim: (request) =>
         guarded(async () => {
@@ -183,7 +184,7 @@ export function r3mapRoutes(
 
     if (!seeder) return;
     router.service(SeederServiceDesc, {
-      readAt: (request) => readAt(request.Length, request.Off),
+      readAt: (request, context) => readAt(request.Length, request.Off, context),
       track: () => guarded(async () => seeder.track()).then(() => ({})),
       // The original's Sync is the last round: suspend, flush, report, stop tracking.
       sync: () => guarded(async () => ({ DirtyOffsets: (await finalRound()).map(BigInt) })),
