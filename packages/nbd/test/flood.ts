@@ -45,21 +45,6 @@ export async function flood(
   return { sent, heldBack: false, closed: socket.destroyed };
 }
 
-/**
- * Waits until the server is idle (its CPU time grows by less than
- * IDLE_CPU_MS in PATIENCE_MS): what a flood left in the kernel's buffers has
- * been taken in, or the server holds it back. Gives up after `timeoutMs`.
- */
-export async function settled(cpuMs: () => number, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const before = cpuMs();
-    await new Promise((resolve) => setTimeout(resolve, PATIENCE_MS));
-    if (cpuMs() - before < IDLE_CPU_MS) return;
-  }
-  throw new Error(`the server was still busy after ${timeoutMs} ms`);
-}
-
 function drained(socket: net.Socket): Promise<"drained" | "waiting" | "closed"> {
   return new Promise((resolve) => {
     const done = (value: "drained" | "waiting" | "closed") => {

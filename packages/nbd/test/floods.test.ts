@@ -6,7 +6,7 @@ import { type ServerProcess, startServerProcess } from "@r3map/core/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CMD, OPT, REQUEST_MAGIC } from "../src/protocol.js";
 import { optionRequest } from "../src/wire.js";
-import { connectRaw, type FloodResult, flood, repeated, settled } from "./flood.js";
+import { connectRaw, type FloodResult, flood, repeated } from "./flood.js";
 import { have, randomFile, run, scratchDir } from "./helpers.js";
 import { RawClient } from "./raw-client.js";
 
@@ -77,7 +77,7 @@ describe.skipIf(!ready)("floods against a server process (default limits)", () =
       sockets.push(...done.map(({ socket }) => socket));
       results = done.map(({ result }) => result);
       expect(target.alive(), target.stderr()).toBe(true);
-      await settled(target.cpuMs);
+      await target.quiet();
     } finally {
       for (const socket of sockets) socket.destroy();
     }

@@ -17,6 +17,12 @@ export interface ServerProcess<Info> {
   resetPeak(): void;
   /** CPU time it used so far (user + system, all threads), in milliseconds. */
   cpuMs(): number;
+  /**
+   * Resolves once the server is idle — its CPU time grows by less than
+   * `busyMs` in `windowMs` — so that what a test sent it has been taken in
+   * (or is held back). Rejects after `timeoutMs`.
+   */
+  quiet(options?: { windowMs?: number; busyMs?: number; timeoutMs?: number }): Promise<void>;
   /** True while the process runs. */
   alive(): boolean;
   /** What it wrote to stderr so far. */
@@ -83,6 +89,12 @@ export async function startServerProcess<Info>(
     return Number(match[1]) * 1024;
   };
   let stopping: Promise<void> | undefined;
+  const cpuMs = () => {
+    // Fields 14 and 15 of /proc/<pid>/stat, after the parenthesised command name, in clock ticks.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  };
   return {
     pid,
     info,
@@ -90,11 +102,15 @@ export async function startServerProcess<Info>(
     peakRss: () => status("VmHWM"),
     // "5" resets the peak resident set size (Linux ≥ 4.0, proc(5)).
     resetPeak: () => writeFileSync(`/proc/${pid}/clear_refs`, "5"),
-    cpuMs: () => {
-      // Fields 14 and 15 of /proc/<pid>/stat, after the parenthesised command name, in clock ticks.
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+    cpuMs,
+    quiet: async ({ windowMs = 500, busyMs = 50, timeoutMs = 60_000 } = {}) => {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const before = cpuMs();
+        await new Promise((resolve) => setTimeout(resolve, windowMs));
+        if (cpuMs() - before < busyMs) return;
+      }
+      throw new Error(`the server process was still busy after ${timeoutMs} ms`);
     },
     alive: () => child.exitCode === null && child.signalCode === null,
     stderr: () => stderr,
