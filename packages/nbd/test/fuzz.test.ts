@@ -103,14 +103,19 @@ describe("fuzz: NBD frames against a server process", () => {
           seed: settings.seed,
           numRuns: settings.numRuns,
           ...(settings.path ? { path: settings.path } : {}),
-          ...(settings.timeLimitMs ? { interruptAfterTimeLimit: settings.timeLimitMs } : {}),
+          interruptAfterTimeLimit: settings.timeLimitMs,
           markInterruptAsFailure: false,
         });
       } catch (error) {
         failure = error instanceof Error ? error.message : String(error);
         throw error;
       } finally {
-        settings.report({ cases, peakRssBytes: server.peakRss(), ...(failure ? { failure } : {}) });
+        settings.report({
+          cases,
+          startRssBytes: start,
+          peakRssBytes: server.peakRss(),
+          ...(failure ? { failure } : {}),
+        });
       }
     },
     settings.testTimeoutMs,

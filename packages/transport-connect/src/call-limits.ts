@@ -14,9 +14,10 @@ export interface CallLimitOptions {
   /** Calls running at once on the whole server (default 1024). */
   maxCalls?: number;
   /**
-   * Bytes the running calls hold: request messages as they arrive, and the
-   * data a ReadAt or ReadStream will answer with, until the call's stream is
-   * closed (default 128 MiB).
+   * Bytes the running calls hold, until the call's stream is closed: request
+   * messages as they arrive (twice: Connect copies them once more), a
+   * ReadAt's answer (three times: the data, the message, its envelope) and
+   * a ReadStream's (four pieces). Default 128 MiB.
    */
   maxBytesInFlight?: number;
 }

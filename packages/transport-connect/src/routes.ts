@@ -1,5 +1,5 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { type Backend, checkRange, delay, type Progress, R3mapError } from "@r3map/core";
+import { type Backend, checkRange, delay, memoryView, type Progress, R3mapError } from "@r3map/core";
 import { reserveAnswer } from "./call-limits.js";
 import { toConnectError } from "./errors.js";
 import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
@@ -57,6 +57,19 @@ function lengthWithinCap(length: number, cap: number, call: string): number {
   return length;
 }
 
+/**
+ * The bytes of a range for an answer: the backend's own memory when it lends
+ * it (Connect copies them into the encoded message at once, so one copy of
+ * three is saved), else a fresh buffer read from it.
+ */
+async function bytesOf(backend: Backend, offset: number, length: number): Promise<Uint8Array> {
+  const lent = memoryView(backend, offset, length);
+  if (lent) return lent;
+  const data = new Uint8Array(length);
+  await backend.readAt(data, offset);
+  return data;
+}
+
 /** A range from the wire, checked against the resource. */
 function rangeFromWire(backend: Backend, offset: bigint, length: bigint): [offset: number, length: number] {
   const start = offsetFromWire(offset);
@@ -110,11 +123,10 @@ export function r3mapRoutes(
 
   const readAt = (length: number, off: bigint, context: HandlerContext) =>
     guarded(async () => {
-      // The answer is held about twice while it is encoded (the data, then the message).
-      reserveAnswer(context, 2 * lengthWithinCap(length, cap, "ReadAt"), "ReadAt");
-      const buffer = new Uint8Array(length);
-      await backend.readAt(buffer, offsetFromWire(off));
-      return { N: buffer.length, P: buffer };
+      // The answer is held up to three times while it is encoded: the data, the message, its envelope.
+      reserveAnswer(context, 3 * lengthWithinCap(length, cap, "ReadAt"), "ReadAt");
+      const data = await bytesOf(backend, offsetFromWire(off), length);
+      return { N: data.length, P: data };
     });
 
   // Streams end when the client goes or the server shuts down; unary calls
@@ -150,8 +162,8 @@ export function r3mapRoutes(
         }),
       readStream: (request, context) => {
         const piece = Math.min(request.chunkSize || chunkSize, cap);
-        // One piece being read while the one before is written.
-        reserveAnswer(context, 2 * piece, "ReadStream");
+        // One piece waiting to be sent while the next is read and encoded (three copies).
+        reserveAnswer(context, 4 * piece, "ReadStream");
         return readStream(backend, request.offset, request.length, piece, streamSignal(context));
       },
       watchProgress: (request, context) => watchProgress(progress, request.intervalMs, streamSignal(context)),
@@ -224,9 +236,7 @@ async function* readStream(
     for (let offset = start; offset < end; offset += piece) {
       // A cancelled or timed-out call stops here instead of reading the rest.
       if (signal.aborted) return;
-      const data = new Uint8Array(Math.min(piece, end - offset));
-      await backend.readAt(data, offset);
-      yield { offset: BigInt(offset), data };
+      yield { offset: BigInt(offset), data: await bytesOf(backend, offset, Math.min(piece, end - offset)) };
     }
   } catch (error) {
     throw toConnectError(error);

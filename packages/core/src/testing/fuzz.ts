@@ -10,16 +10,20 @@ import { join } from "node:path";
  */
 export interface FuzzSettings {
   seed: number;
-  /** Cases to run (effectively unbounded when `timeLimitMs` is set). */
+  /** Cases to run (effectively unbounded when run for a duration). */
   numRuns: number;
-  /** Stop starting new cases after this long; undefined in the normal test run. */
-  timeLimitMs: number | undefined;
+  /**
+   * When to stop starting cases, or shrinking a failure: the duration asked
+   * for, else a bound far above what the cases take, so that a run that
+   * found a hang still reports before vitest's timeout.
+   */
+  timeLimitMs: number;
   /** A failing case to replay (fast-check's `path`). */
   path: string | undefined;
   /** What the suite's test may take in all, for vitest's timeout. */
   testTimeoutMs: number;
   /** Records what the run did, for `pnpm fuzz` to print. */
-  report(summary: { cases: number; peakRssBytes: number; failure?: string }): void;
+  report(summary: { cases: number; startRssBytes: number; peakRssBytes: number; failure?: string }): void;
 }
 
 /** A seed for runs that do not ask for one: fixed, so that the normal test run is repeatable. */
@@ -29,14 +33,14 @@ export function fuzzSettings(suite: string, defaultRuns: number, caseTimeoutMs =
   const env = process.env;
   const seconds = env.R3MAP_FUZZ_SECONDS ? Number(env.R3MAP_FUZZ_SECONDS) : undefined;
   const runs = env.R3MAP_FUZZ_RUNS ? Number(env.R3MAP_FUZZ_RUNS) : defaultRuns;
-  const timeLimitMs = seconds === undefined ? undefined : seconds * 1000;
+  // Room for a failure to be shrunk: every shrinking step replays a case.
+  const timeLimitMs = seconds === undefined ? runs * 1_000 + 20 * caseTimeoutMs : seconds * 1000;
   return {
     seed: env.R3MAP_FUZZ_SEED ? Number(env.R3MAP_FUZZ_SEED) : DEFAULT_SEED,
-    numRuns: timeLimitMs === undefined ? runs : Number.MAX_SAFE_INTEGER,
+    numRuns: seconds === undefined ? runs : Number.MAX_SAFE_INTEGER,
     timeLimitMs,
     path: env.R3MAP_FUZZ_PATH || undefined,
-    // Room for a failure to be shrunk: every shrinking step replays a case.
-    testTimeoutMs: (timeLimitMs ?? runs * 1_000) + 100 * caseTimeoutMs,
+    testTimeoutMs: timeLimitMs + 3 * caseTimeoutMs,
     report(summary) {
       const dir = env.R3MAP_FUZZ_REPORT_DIR;
       if (!dir) return;
