@@ -1,8 +1,7 @@
 import type * as http2 from "node:http2";
 import { fileURLToPath } from "node:url";
-import { fuzzSettings, patternBytes, type ServerProcess, startServerProcess } from "@r3map/core/testing";
+import { describeServerFuzz, patternBytes, within } from "@r3map/core/testing";
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConnectBackend, DEFAULT_MAX_REQUEST_BYTES } from "../src/index.js";
 import { type Call, type ConnectCase, connectCase, type Target } from "./fuzz/messages.js";
 import { connectH2 } from "./raw-h2.js";
@@ -22,9 +21,6 @@ const target: Target = {
   maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
 };
 const CASE_TIMEOUT_MS = 20_000;
-const settings = fuzzSettings("connect", 1000, CASE_TIMEOUT_MS);
-const fixture = fileURLToPath(new URL("./fixtures/serve.mjs", import.meta.url));
-const golden = patternBytes(target.protectedBytes, 13);
 
 /** Sends one call; resolves when its stream is over (or, for `never`, at once). */
 function send(session: http2.ClientHttp2Session, one: Call): Promise<void> {
@@ -46,76 +42,24 @@ function send(session: http2.ClientHttp2Session, one: Call): Promise<void> {
 async function play(baseUrl: string, one: ConnectCase): Promise<void> {
   const session = await connectH2(baseUrl);
   try {
-    let timer: NodeJS.Timeout | undefined;
-    const hung = new Promise<"hung">((resolve) => {
-      timer = setTimeout(() => resolve("hung"), CASE_TIMEOUT_MS);
-    });
-    const outcome = await Promise.race([Promise.all(one.calls.map((call) => send(session, call))), hung]);
-    clearTimeout(timer);
-    if (outcome === "hung") throw new Error(`a call was not answered within ${CASE_TIMEOUT_MS} ms`);
+    await within(CASE_TIMEOUT_MS, "the answers to a case's calls", () =>
+      Promise.all(one.calls.map((call) => send(session, call))),
+    );
   } finally {
     session.destroy();
   }
 }
 
-describe("fuzz: Connect messages against a server process", () => {
-  let server: ServerProcess<{ baseUrl: string }>;
-  let start = 0;
-  let cases = 0;
-
-  beforeAll(async () => {
-    server = await startServerProcess<{ baseUrl: string }>(fixture, [`memory:?size=${target.size}`]);
-    const client = await ConnectBackend.connect({ baseUrl: server.info.baseUrl });
-    await client.writeAt(golden, 0);
-    await client.close();
-    start = server.rss();
-    server.resetPeak();
-  });
-  afterAll(() => server?.stop());
-
-  it(
-    `keeps serving the right bytes within bounded memory (seed ${settings.seed})`,
-    async () => {
-      const property = fc.asyncProperty(connectCase(target), async (one) => {
-        cases++;
-        await play(server.info.baseUrl, one);
-        expect(server.alive(), `the server died: ${server.stderr()}`).toBe(true);
-        const grown = server.peakRss() - start;
-        expect(grown, `peak RSS grew by ${(grown / MiB).toFixed(0)} MiB`).toBeLessThan(256 * MiB);
-        const client = await ConnectBackend.connect({ baseUrl: server.info.baseUrl, retries: 8 });
-        try {
-          const back = new Uint8Array(target.protectedBytes);
-          await client.readAt(back, 0);
-          const changed = back.findIndex((byte, i) => byte !== golden[i]);
-          if (changed >= 0) {
-            await client.writeAt(golden, 0); // the next case (a shrinking step) starts clean
-            expect.fail(`the protected region changed at byte ${changed}`);
-          }
-        } finally {
-          await client.close();
-        }
-      });
-      let failure: string | undefined;
-      try {
-        await fc.assert(property, {
-          seed: settings.seed,
-          numRuns: settings.numRuns,
-          ...(settings.path ? { path: settings.path } : {}),
-          interruptAfterTimeLimit: settings.timeLimitMs,
-          markInterruptAsFailure: false,
-        });
-      } catch (error) {
-        failure = error instanceof Error ? error.message : String(error);
-        throw error;
-      } finally {
-        settings.report({
-          cases,
-          startRssBytes: start,
-          peakRssBytes: server.peakRss(),
-          ...(failure ? { failure } : {}),
-        });
-      }
-    },
-    settings.testTimeoutMs,
-  );
+describeServerFuzz<{ baseUrl: string }, ConnectCase>({
+  suite: "connect",
+  title: "Connect messages against a server process",
+  fixture: fileURLToPath(new URL("./fixtures/serve.mjs", import.meta.url)),
+  args: [`memory:?size=${target.size}`],
+  runs: 1000,
+  caseTimeoutMs: CASE_TIMEOUT_MS,
+  golden: patternBytes(target.protectedBytes, 13),
+  // Retries: a fresh client may find the server still refusing for load what the case left running.
+  open: ({ baseUrl }) => ConnectBackend.connect({ baseUrl, retries: 8 }),
+  play: ({ baseUrl }, one) => play(baseUrl, one),
+  assert: (check, options) => fc.assert(fc.asyncProperty(connectCase(target), check), options),
 });

@@ -72,6 +72,14 @@ interface Method {
   writes?: (message: Buffer) => [offset: bigint, length: bigint] | undefined;
 }
 
+/** The range a Trim or WriteZeroes request covers, if the bytes parse as one. */
+function rangeWritten(schema: typeof TrimRequestSchema | typeof WriteZeroesRequestSchema) {
+  return (bytes: Buffer): [bigint, bigint] | undefined => {
+    const message = parsed(schema, bytes);
+    return message && [message.offset, message.length];
+  };
+}
+
 function parsed<S extends DescMessage>(schema: S, bytes: Buffer): MessageShape<S> | undefined {
   try {
     return fromBinary(schema, bytes);
@@ -132,19 +140,13 @@ function methods(target: Target): Method[] {
       path: `${SERVICE}Trim`,
       streaming: false,
       message: range.map(([offset, length]) => encode(TrimRequestSchema, { offset, length })),
-      writes: (bytes) => {
-        const message = parsed(TrimRequestSchema, bytes);
-        return message && [message.offset, message.length];
-      },
+      writes: rangeWritten(TrimRequestSchema),
     },
     {
       path: `${SERVICE}WriteZeroes`,
       streaming: false,
       message: range.map(([offset, length]) => encode(WriteZeroesRequestSchema, { offset, length })),
-      writes: (bytes) => {
-        const message = parsed(WriteZeroesRequestSchema, bytes);
-        return message && [message.offset, message.length];
-      },
+      writes: rangeWritten(WriteZeroesRequestSchema),
     },
     {
       path: `${SERVICE}BlockStatus`,
