@@ -6,9 +6,8 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import { KeyedChunkStore, R3mapError } from "@r3map/core";
+import { KeyedChunkStore, Limiter, R3mapError } from "@r3map/core";
 import { isNotFound, s3Error } from "./errors.js";
-import { Limiter } from "./limiter.js";
 
 export interface S3ChunkStoreOptions {
   /** Resource size in bytes (S3 does not record it). */

@@ -2,12 +2,12 @@ import { randomUUID } from "node:crypto";
 import { lookup } from "node:dns";
 import { Agent as HttpAgent } from "node:http";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { deferred, isR3mapError, openBackend, type R3mapError } from "@r3map/core";
+import { isR3mapError, openBackend, type R3mapError } from "@r3map/core";
 import { patternBytes, retryUntil } from "@r3map/core/testing";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { serverAction } from "../../../scripts/servers/harness.js";
-import { createS3Backend, Limiter, openS3Store, S3ChunkStore } from "../src/index.js";
+import { createS3Backend, openS3Store, S3ChunkStore } from "../src/index.js";
 import { s3Uri } from "./helpers.js";
 
 const CHUNK = 16 * 1024;
@@ -153,28 +153,6 @@ describe("S3ChunkStore on radosgw", () => {
     await s.put(1, patternBytes(CHUNK, 6));
     expect(await s.get(1)).toEqual(patternBytes(CHUNK, 6));
     expect(hosts).toContain(`${bucket}.localhost`);
-  });
-});
-
-describe("Limiter", () => {
-  it("runs at most `limit` tasks at once, in arrival order", async () => {
-    const limiter = new Limiter(2);
-    const started: number[] = [];
-    const gates = Array.from({ length: 5 }, () => deferred<void>());
-    const tasks = gates.map((gate, i) =>
-      limiter.run(async () => {
-        started.push(i);
-        await gate.promise;
-      }),
-    );
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(started).toEqual([0, 1]);
-    gates[1]!.resolve();
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(started).toEqual([0, 1, 2]);
-    for (const gate of gates) gate.resolve();
-    await Promise.all(tasks);
-    expect(started).toEqual([0, 1, 2, 3, 4]);
   });
 });
 

@@ -97,6 +97,7 @@ export {
 } from "./uri.js";
 export { type Deferred, deferred, delay } from "./util/abort.js";
 export { KeyedMutex } from "./util/keyed-mutex.js";
+export { Limiter } from "./util/limiter.js";
 export { lookupWithoutThreadpool } from "./util/lookup.js";
 export { ChunkPriorityQueue } from "./util/priority-queue.js";
 export { Turnstile } from "./util/turnstile.js";

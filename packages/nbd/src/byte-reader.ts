@@ -21,6 +21,7 @@ export class ByteReader {
   readonly #highWater: number;
   readonly #chunks: Buffer[] = [];
   #buffered = 0;
+  #received = 0;
   #waiter: Waiter | undefined;
   #skipping = 0;
   #skipDone: (() => void) | undefined;
@@ -46,12 +47,23 @@ export class ByteReader {
     return this.#buffered;
   }
 
+  /** Bytes received since the start, consumed or not: progress, for a watchdog. */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** Bytes of a message that has started to arrive: received and not consumed, or already in the pending read. */
+  get holding(): number {
+    return this.#buffered + (this.#waiter?.filled ?? 0);
+  }
+
   /** Set once the stream ended or failed; later reads reject with it. */
   get failure(): Error | undefined {
     return this.#failure;
   }
 
   #onData = (chunk: Buffer): void => {
+    this.#received += chunk.length;
     if (this.#skipping > 0) {
       const dropped = Math.min(this.#skipping, chunk.length);
       this.#skipping -= dropped;

@@ -14,6 +14,7 @@ import {
   OPT,
   REP,
 } from "./protocol.js";
+import type { ConnectionBudget } from "./reply-budget.js";
 import type { ServedExport } from "./served-export.js";
 import { lengthPrefixed, optionReply, writeUInt64 } from "./wire.js";
 
@@ -33,6 +34,10 @@ export interface HandshakeConfig {
   highWater: number;
   /** Buffers for request payloads that arrive in several chunks. */
   allocate: (size: number) => Buffer;
+  /** Options one negotiation may send; a client sending more is cut off (a hard disconnect). */
+  maxOptions: number;
+  /** Unsent replies (of this connection only): no further option is read while they are over budget. */
+  budget: ConnectionBudget;
 }
 
 export interface Negotiated {
@@ -74,18 +79,28 @@ export async function serverHandshake(
   let structured = false;
   let meta: { exportName: string; selected: boolean } | undefined;
 
-  const reply = (option: number, type: number, data?: Uint8Array) =>
-    stream.write(optionReply(option, type, data));
+  // Replies count against the connection's budget until the kernel has them,
+  // so a client that sends options and never reads the answers is held back.
+  const reply = (option: number, type: number, data?: Uint8Array) => {
+    const frame = optionReply(option, type, data);
+    config.budget.take(frame.length);
+    stream.write(frame, () => config.budget.give(frame.length));
+  };
   const fail = (option: number, type: number, message: string) =>
     reply(option, type, Buffer.from(message.slice(0, MAX_STRING), "utf8"));
 
-  for (;;) {
+  for (let options = 1; ; options++) {
+    await config.budget.room(0);
     const header = await reader.take(16);
     if (header.readBigUInt64BE(0) !== IHAVEOPT) throw new HandshakeEnd("bad option magic");
     const option = header.readUInt32BE(8);
     const length = header.readUInt32BE(12);
     if (length > MAX_OPTION_LENGTH)
       throw new HandshakeEnd(`option ${option} has an oversized payload (${length} bytes)`);
+    if (options > config.maxOptions) {
+      // The spec lets a server hang up on a client it believes is a denial of service.
+      throw new HandshakeEnd(`the client sent more than ${config.maxOptions} options in one negotiation`);
+    }
     const data = await reader.take(length);
 
     if (config.refusal !== undefined) {

@@ -1,5 +1,5 @@
 import type { Duplex } from "node:stream";
-import { type Extent, errnoOf, memoryView } from "@r3map/core";
+import { type Extent, errnoOf, memoryView, R3mapError } from "@r3map/core";
 import type { BufferPool } from "./buffer-pool.js";
 import type { ByteReader } from "./byte-reader.js";
 import {
@@ -7,25 +7,34 @@ import {
   CMD_FLAG,
   NBD_ERRNO,
   nbdErrno,
-  REPLY_FLAG_DONE,
-  REPLY_TYPE,
   REQUEST_MAGIC,
   REQUEST_SIZE,
-  SIMPLE_REPLY_SIZE,
   STATE_HOLE,
   STATE_ZERO,
-  STRUCTURED_HEADER_SIZE,
   TF,
 } from "./protocol.js";
+import {
+  blockStatusReply,
+  errorReply,
+  okReply,
+  readReplyHeaderSize,
+  writeReadReplyHeader,
+} from "./replies.js";
+import { ConnectionBudget, type ServerBudget } from "./reply-budget.js";
 import type { ServedExport } from "./served-export.js";
 import { BASE_ALLOCATION_ID, type Negotiated } from "./server-handshake.js";
-import { readUInt64, writeSimpleReply, writeStructuredHeader } from "./wire.js";
+import { Watchdog } from "./watchdog.js";
+import { readUInt64 } from "./wire.js";
 
 export interface SessionLimits {
-  /** Requests executing at once on this connection. */
+  /** Requests taken in and not yet answered (executing, or their reply not yet handed to the kernel). */
   maxInFlight: number;
-  /** Request payloads held plus reply bytes queued on the socket, before we stop reading. */
+  /** Their bytes — payloads, replies, REPLY_OVERHEAD_BYTES each — before we stop reading. */
   maxBufferedBytes: number;
+  /** A client that owes us part of a request, or does not read our replies, for this long is dropped. */
+  stallTimeoutMs: number;
+  /** A client that does nothing for this long is disconnected; 0 = never. */
+  idleTimeoutMs: number;
 }
 
 interface Request {
@@ -35,6 +44,8 @@ interface Request {
   cookieLow: number;
   offset: number;
   length: number;
+  /** Data it holds in the budgets until its reply is handed to the kernel (its overhead is counted too). */
+  data: number;
 }
 
 /** A request we refuse, with the NBD errno name and a message for the client. */
@@ -55,7 +66,10 @@ const DATA_ALIGN = 32;
 /**
  * The transmission phase of one connection: reads requests, runs many of them
  * at once against the backend, and answers each as soon as it is done (out of
- * order). Reading stops while too many requests or bytes are outstanding.
+ * order). Every request is counted in the connection's budget from its header
+ * until its reply is handed to the kernel; reading stops while the budget (or
+ * the server's) is spent, so a client that does not read its replies is held
+ * back by TCP. A watchdog drops clients that stall.
  */
 export class ServerSession {
   readonly #stream: Duplex;
@@ -64,16 +78,17 @@ export class ServerSession {
   readonly #structured: boolean;
   readonly #blockStatus: boolean;
   readonly #flags: number;
-  readonly #limits: SessionLimits;
-  #inFlight = 0;
-  #heldBytes = 0;
-  #wake: (() => void) | undefined;
+  readonly #budget: ConnectionBudget;
+  readonly #watchdog: Watchdog;
+  readonly #pool: BufferPool;
+  #executing = 0;
+  /** What the loop waits for from the client: the next header, or the payload of the current one. */
+  #receiving: "header" | "payload" | undefined;
   #closing = false;
+  #ended: Error | undefined;
   #idle: Array<() => void> = [];
 
-  readonly #pool: BufferPool;
-
-  constructor(negotiated: Negotiated, limits: SessionLimits, pool: BufferPool) {
+  constructor(negotiated: Negotiated, limits: SessionLimits, pool: BufferPool, server: ServerBudget) {
     this.#pool = pool;
     this.#stream = negotiated.stream;
     this.#reader = negotiated.reader;
@@ -81,20 +96,43 @@ export class ServerSession {
     this.#structured = negotiated.structured;
     this.#blockStatus = negotiated.blockStatus;
     this.#flags = this.#served.transmissionFlags(this.#structured);
-    this.#limits = limits;
-    this.#stream.on("drain", () => this.#signal());
+    this.#budget = new ConnectionBudget(
+      { maxRequests: limits.maxInFlight, maxBytes: limits.maxBufferedBytes },
+      server,
+    );
+    this.#stream.once("close", () => this.#budget.close());
+    this.#watchdog = new Watchdog(
+      {
+        progress: () => [this.#reader.received, this.#budget.answered, kernelQueue(this.#stream)],
+        waitingOnClient: () =>
+          this.#receiving === "payload" ||
+          (this.#receiving === "header" && this.#reader.holding > 0) ||
+          this.#budget.requests > this.#executing,
+        idle: () => this.#receiving === "header" && this.#reader.holding === 0 && this.#budget.requests === 0,
+      },
+      limits,
+      (reason) => this.#expire(reason, limits),
+    );
   }
 
+  /** Requests executing now. */
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#executing;
   }
 
-  /** Serves until the client disconnects (DISC or close) or `shutdown()`; never rejects. */
-  async run(): Promise<void> {
+  /**
+   * Serves until the client disconnects (DISC or close), `shutdown()`, or the
+   * watchdog ends the connection. Never rejects; resolves with the reason when
+   * the server ended the connection.
+   */
+  async run(): Promise<Error | undefined> {
+    this.#watchdog.start();
     try {
       for (;;) {
-        await this.#slot();
+        await this.#budget.room(0);
+        this.#receiving = "header";
         const header = this.#reader.tryTake(REQUEST_SIZE) ?? (await this.#reader.take(REQUEST_SIZE));
+        this.#receiving = undefined;
         if (header.readUInt32BE(0) !== REQUEST_MAGIC) break; // hard disconnect: the stream is no longer framed
         const request: Request = {
           flags: header.readUInt16BE(4),
@@ -103,21 +141,35 @@ export class ServerSession {
           cookieLow: header.readUInt32BE(12),
           offset: readUInt64(header, 16),
           length: header.readUInt32BE(24),
+          data: 0,
         };
         if (request.command === CMD.DISC) break;
-        let payload: Buffer | undefined;
         const refusal = this.#closing
           ? new Refusal("ESHUTDOWN", "the server is shutting down")
           : this.#validate(request);
+        // A READ's data or a WRITE's payload is held until the reply is sent;
+        // a refused WRITE's payload is skipped, never held.
+        if (!refusal && (request.command === CMD.READ || request.command === CMD.WRITE)) {
+          request.data = request.length;
+        }
+        await this.#budget.room(request.data);
+        this.#budget.take(request.data);
+        let payload: Buffer | undefined;
         if (request.command === CMD.WRITE) {
-          // The payload follows the header whatever we think of the request;
-          // a refused one is skipped without buffering it.
-          if (refusal) await this.#reader.skip(request.length);
-          else
-            payload = this.#aligned(
-              this.#reader.tryTake(request.length) ?? (await this.#reader.take(request.length)),
-              request.offset,
-            );
+          // The payload follows the header whatever we think of the request.
+          this.#receiving = "payload";
+          try {
+            if (refusal) await this.#reader.skip(request.length);
+            else
+              payload = this.#aligned(
+                this.#reader.tryTake(request.length) ?? (await this.#reader.take(request.length)),
+                request.offset,
+              );
+          } catch (error) {
+            this.#budget.give(request.data); // never answered: the connection is gone
+            throw error;
+          }
+          this.#receiving = undefined;
         }
         if (refusal) {
           this.#replyError(request, refusal.errno, refusal.message);
@@ -128,14 +180,29 @@ export class ServerSession {
     } catch {
       // The connection failed or was truncated; a partial request is dropped, never executed.
     }
+    this.#watchdog.stop();
     await this.#drained();
     if (!this.#stream.destroyed) this.#stream.end();
+    return this.#ended;
   }
 
   /** Stops reading new work (later requests get ESHUTDOWN) and resolves once in-flight requests have been answered. */
   async shutdown(): Promise<void> {
     this.#closing = true;
     await this.#drained();
+  }
+
+  #expire(reason: "stall" | "idle", limits: SessionLimits): void {
+    this.#ended =
+      reason === "idle"
+        ? new R3mapError("ERR_TIMEOUT", `the client was idle for ${limits.idleTimeoutMs} ms`)
+        : new R3mapError(
+            "ERR_TIMEOUT",
+            this.#budget.requests > this.#executing && this.#receiving !== "payload"
+              ? `the client did not read its replies for ${limits.stallTimeoutMs} ms`
+              : `the client stopped sending a request for ${limits.stallTimeoutMs} ms`,
+          );
+    this.#stream.destroy();
   }
 
   /**
@@ -152,33 +219,8 @@ export class ServerSession {
   }
 
   #drained(): Promise<void> {
-    if (this.#inFlight === 0) return Promise.resolve();
+    if (this.#executing === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
-  }
-
-  #slot(): Promise<void> {
-    if (this.#hasRoom()) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#wake = () => {
-        if (this.#hasRoom() || this.#stream.destroyed) {
-          this.#wake = undefined;
-          resolve();
-        }
-      };
-    });
-  }
-
-  #hasRoom(): boolean {
-    const queued = this.#stream.writableLength;
-    // One request may always run, however large, unless replies are still piling up unsent.
-    if (this.#inFlight === 0) return queued < this.#limits.maxBufferedBytes;
-    return (
-      this.#inFlight < this.#limits.maxInFlight && this.#heldBytes + queued < this.#limits.maxBufferedBytes
-    );
-  }
-
-  #signal(): void {
-    this.#wake?.();
   }
 
   #validate(request: Request): Refusal | undefined {
@@ -215,6 +257,12 @@ export class ServerSession {
         "BLOCK_STATUS needs the base:allocation meta context to be selected first",
       );
     }
+    // Descriptors may not add up to more than the request, and there must be
+    // at least one: a length of 0 has no answer (at the export's end, a
+    // one-byte descriptor would describe bytes that do not exist).
+    if (command === CMD.BLOCK_STATUS && length === 0) {
+      return new Refusal("EINVAL", "BLOCK_STATUS needs a length of at least one byte");
+    }
     return undefined;
   }
 
@@ -243,19 +291,15 @@ export class ServerSession {
   }
 
   #start(request: Request, payload: Buffer | undefined): void {
-    const held = request.command === CMD.READ || request.command === CMD.WRITE ? request.length : 0;
-    this.#inFlight++;
-    this.#heldBytes += held;
+    this.#executing++;
     this.#execute(request, payload)
       .catch((error: unknown) => {
         const message = error instanceof Error ? error.message : String(error);
         this.#replyError(request, error instanceof Refusal ? error.errno : errnoOf(error), message);
       })
       .finally(() => {
-        this.#inFlight--;
-        this.#heldBytes -= held;
-        if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
-        this.#signal();
+        this.#executing--;
+        if (this.#executing === 0) for (const resolve of this.#idle.splice(0)) resolve();
       });
   }
 
@@ -289,7 +333,9 @@ export class ServerSession {
         await this.#cache(offset, length);
         return this.#replyOk(request);
       case CMD.BLOCK_STATUS:
-        return this.#replyBlockStatus(request, await this.#extents(request));
+        return this.#send(request, [
+          blockStatusReply(request, BASE_ALLOCATION_ID, await this.#extents(request)),
+        ]);
     }
   }
 
@@ -298,7 +344,7 @@ export class ServerSession {
     if (this.#structured && length === 0) return this.#replyOk(request);
     const lent = memoryView(this.#served.backend, offset, length);
     if (lent) return this.#replyFrom(request, lent);
-    const head = this.#readHeaderSize();
+    const head = readReplyHeaderSize(this.#structured);
     // The data starts 8-byte aligned: copies out of a SharedArrayBuffer into a
     // misaligned destination go byte by byte (about 4x slower).
     const whole = this.#pool.get(DATA_ALIGN + length);
@@ -309,31 +355,8 @@ export class ServerSession {
       this.#pool.release(whole);
       throw error;
     }
-    this.#writeReadHeader(out, request);
-    this.#send(out, () => this.#pool.release(whole));
-  }
-
-  /** Bytes before a READ reply's data: a simple reply, or a structured OFFSET_DATA chunk's header and offset. */
-  #readHeaderSize(): number {
-    return this.#structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
-  }
-
-  /** Writes the header of a successful READ reply at the start of `out`. */
-  #writeReadHeader(out: Buffer, request: Request): void {
-    if (!this.#structured) {
-      writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
-      return;
-    }
-    writeStructuredHeader(
-      out,
-      REPLY_FLAG_DONE,
-      REPLY_TYPE.OFFSET_DATA,
-      request.cookieHigh,
-      request.cookieLow,
-      8 + request.length,
-    );
-    out.writeUInt32BE(Math.floor(request.offset / 0x100000000), STRUCTURED_HEADER_SIZE);
-    out.writeUInt32BE(request.offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
+    writeReadReplyHeader(out, this.#structured, request, offset, length);
+    this.#send(request, [out], () => this.#pool.release(whole));
   }
 
   /**
@@ -344,13 +367,9 @@ export class ServerSession {
    * issue a later one before it has this reply.
    */
   #replyFrom(request: Request, memory: Uint8Array): void {
-    const head = Buffer.allocUnsafe(this.#readHeaderSize());
-    this.#writeReadHeader(head, request);
-    if (this.#stream.destroyed || !this.#stream.writable) return;
-    this.#stream.cork();
-    this.#stream.write(head);
-    this.#stream.write(Buffer.from(memory.buffer, memory.byteOffset, memory.byteLength));
-    this.#stream.uncork();
+    const head = Buffer.allocUnsafe(readReplyHeaderSize(this.#structured));
+    writeReadReplyHeader(head, this.#structured, request, request.offset, request.length);
+    this.#send(request, [head, Buffer.from(memory.buffer, memory.byteOffset, memory.byteLength)]);
   }
 
   async #writeZeroes(request: Request): Promise<void> {
@@ -402,71 +421,49 @@ export class ServerSession {
       position = stop;
       if (position === end) break;
     }
-    if (out.length === 0) out.push([Math.max(length, 1), 0]);
+    // Validation refused a length of 0, so this never reaches past the request (or the export).
+    if (out.length === 0) out.push([length, 0]);
     if ((request.flags & CMD_FLAG.REQ_ONE) !== 0) out.length = 1;
     return out;
   }
 
-  #replyBlockStatus(request: Request, extents: Array<[number, number]>): void {
-    const payload = 4 + extents.length * 8;
-    const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + payload);
-    writeStructuredHeader(
-      out,
-      REPLY_FLAG_DONE,
-      REPLY_TYPE.BLOCK_STATUS,
-      request.cookieHigh,
-      request.cookieLow,
-      payload,
-    );
-    out.writeUInt32BE(BASE_ALLOCATION_ID, STRUCTURED_HEADER_SIZE);
-    extents.forEach(([length, flags], i) => {
-      out.writeUInt32BE(length, STRUCTURED_HEADER_SIZE + 4 + i * 8);
-      out.writeUInt32BE(flags, STRUCTURED_HEADER_SIZE + 8 + i * 8);
-    });
-    this.#send(out);
-  }
-
   #replyOk(request: Request): void {
-    if (this.#structured) {
-      const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE);
-      writeStructuredHeader(out, REPLY_FLAG_DONE, REPLY_TYPE.NONE, request.cookieHigh, request.cookieLow, 0);
-      this.#send(out);
-    } else {
-      const out = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE);
-      writeSimpleReply(out, 0, request.cookieHigh, request.cookieLow);
-      this.#send(out);
-    }
+    this.#send(request, [okReply(this.#structured, request)]);
   }
 
   #replyError(request: Request, errno: string, message: string): void {
     const value = errno in NBD_ERRNO ? NBD_ERRNO[errno]! : nbdErrno(errno);
-    if (this.#structured) {
-      const text = Buffer.from(message.slice(0, 1024), "utf8");
-      const out = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 6 + text.length);
-      writeStructuredHeader(
-        out,
-        REPLY_FLAG_DONE,
-        REPLY_TYPE.ERROR,
-        request.cookieHigh,
-        request.cookieLow,
-        6 + text.length,
-      );
-      out.writeUInt32BE(value, STRUCTURED_HEADER_SIZE);
-      out.writeUInt16BE(text.length, STRUCTURED_HEADER_SIZE + 4);
-      text.copy(out, STRUCTURED_HEADER_SIZE + 6);
-      this.#send(out);
-    } else {
-      const out = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE);
-      writeSimpleReply(out, value, request.cookieHigh, request.cookieLow);
-      this.#send(out);
-    }
+    this.#send(request, [errorReply(this.#structured, request, value, message)]);
   }
 
-  /** Queues a frame; `done` runs once the socket no longer needs its bytes. */
-  #send(frame: Buffer, done?: () => void): void {
-    if (!this.#stream.destroyed && this.#stream.writable) this.#stream.write(frame, done && (() => done()));
-    else done?.();
+  /**
+   * Queues a request's reply (its frames go out together); once the socket no
+   * longer needs the bytes, `done` runs and the request leaves the budget.
+   */
+  #send(request: Request, frames: Buffer[], done?: () => void): void {
+    const sent = () => {
+      done?.();
+      this.#budget.give(request.data);
+    };
+    if (this.#stream.destroyed || !this.#stream.writable) {
+      sent();
+      return;
+    }
+    const last = frames.length - 1;
+    if (last > 0) this.#stream.cork();
+    for (let i = 0; i < last; i++) this.#stream.write(frames[i]);
+    this.#stream.write(frames[last], sent);
+    if (last > 0) this.#stream.uncork();
   }
+}
+
+/**
+ * Bytes of ours still waiting for room in the kernel's socket buffer (a
+ * libuv stream's write queue), which shrinks as the client reads; 0 for
+ * streams that do not say.
+ */
+function kernelQueue(stream: Duplex): number {
+  return (stream as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0;
 }
 
 export { Refusal };

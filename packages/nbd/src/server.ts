@@ -4,9 +4,12 @@ import * as tls from "node:tls";
 import { R3mapError, TypedEmitter } from "@r3map/core";
 import { BufferPool } from "./buffer-pool.js";
 import { DEFAULT_MAX_BLOCK } from "./protocol.js";
+import { ConnectionBudget, ServerBudget } from "./reply-budget.js";
 import { type NbdExport, ServedExport } from "./served-export.js";
 import { type HandshakeConfig, serverHandshake } from "./server-handshake.js";
 import { ServerSession } from "./server-session.js";
+
+const MiB = 1024 * 1024;
 
 export interface NbdServerOptions {
   exports: NbdExport[];
@@ -16,14 +19,38 @@ export interface NbdServerOptions {
   tlsRequired?: boolean;
   /** Largest READ/WRITE/CACHE length accepted, advertised as the maximum block size. Default 32 MiB. */
   maxRequestSize?: number;
-  /** Requests executing at once per connection; reading pauses beyond it. Default 64. */
+  /**
+   * Requests per connection taken in and not yet answered — executing, or
+   * their reply not yet handed to the kernel; reading pauses beyond it (in
+   * the handshake: unsent option replies). Default 64.
+   */
   maxInFlight?: number;
-  /** Payload and reply bytes held per connection before reading pauses. Default 64 MiB. */
+  /**
+   * Bytes per connection those requests hold — payloads, reply data, and
+   * 512 bytes each for what a queued reply costs besides; reading pauses
+   * beyond it. Default 64 MiB.
+   */
   maxBufferedBytes?: number;
+  /**
+   * Payload and READ data bytes of all connections together (requests
+   * without data never wait for it, so one client cannot keep others from
+   * negotiating). Default 256 MiB.
+   */
+  maxTotalBufferedBytes?: number;
   /** Connections served at once; more are told why and refused during negotiation. Default 256. */
   maxConnections?: number;
+  /** Options one negotiation may send; a client sending more is dropped. Default 1024. */
+  maxHandshakeOptions?: number;
   /** A client that has not finished negotiating after this long is dropped. Default 30 s. */
   handshakeTimeoutMs?: number;
+  /**
+   * A client that stops in the middle of a request (a WRITE whose payload
+   * stops arriving) or stops reading its replies is dropped after this long
+   * without progress. Default 30 s.
+   */
+  stallTimeoutMs?: number;
+  /** A client that sends nothing and waits for nothing for this long is disconnected. Default 0: never. */
+  idleTimeoutMs?: number;
   /** How long `close()` waits for in-flight requests before dropping connections. Default 30 s. */
   closeTimeoutMs?: number;
 }
@@ -48,10 +75,11 @@ interface Connection {
 export class NbdServer extends TypedEmitter<NbdServerEvents> {
   readonly #exports = new Map<string, ServedExport>();
   readonly #options: Required<Omit<NbdServerOptions, "exports" | "tls">>;
-  readonly #handshake: Omit<HandshakeConfig, "refusal">;
+  readonly #handshake: Omit<HandshakeConfig, "refusal" | "budget">;
   readonly #connections = new Set<Connection>();
   readonly #listeners: net.Server[] = [];
   readonly #pool = new BufferPool();
+  readonly #budget: ServerBudget;
   #closing: Promise<void> | undefined;
 
   constructor(options: NbdServerOptions) {
@@ -60,20 +88,26 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
       tlsRequired: options.tlsRequired ?? false,
       maxRequestSize: options.maxRequestSize ?? DEFAULT_MAX_BLOCK,
       maxInFlight: options.maxInFlight ?? 64,
-      maxBufferedBytes: options.maxBufferedBytes ?? 64 * 1024 * 1024,
+      maxBufferedBytes: options.maxBufferedBytes ?? 64 * MiB,
+      maxTotalBufferedBytes: options.maxTotalBufferedBytes ?? 256 * MiB,
       maxConnections: options.maxConnections ?? 256,
+      maxHandshakeOptions: options.maxHandshakeOptions ?? 1024,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+      stallTimeoutMs: options.stallTimeoutMs ?? 30_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 0,
       closeTimeoutMs: options.closeTimeoutMs ?? 30_000,
     };
     const o = this.#options;
     for (const [name, value] of Object.entries(o)) {
-      if (typeof value === "number" && (!Number.isSafeInteger(value) || value <= 0)) {
+      const least = name === "idleTimeoutMs" ? 0 : 1;
+      if (typeof value === "number" && (!Number.isSafeInteger(value) || value < least)) {
         throw new R3mapError(
           "ERR_INVALID_ARGUMENT",
-          `NbdServer option ${name} must be a positive integer, got ${value}`,
+          `NbdServer option ${name} must be ${least === 0 ? "a non-negative" : "a positive"} integer, got ${value}`,
         );
       }
     }
+    this.#budget = new ServerBudget(o.maxTotalBufferedBytes);
     if (o.maxRequestSize > 0xffffffff) {
       throw new R3mapError(
         "ERR_INVALID_ARGUMENT",
@@ -103,7 +137,17 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
       // Large enough for a whole maximal WRITE header + payload to queue.
       highWater: 1024 * 1024,
       allocate: (size) => this.#pool.get(size),
+      maxOptions: o.maxHandshakeOptions,
     };
+  }
+
+  /**
+   * Data the connections hold now: WRITE payloads and READ data of requests
+   * not yet answered (see `maxTotalBufferedBytes`); 0 once every reply has
+   * been sent.
+   */
+  get bufferedBytes(): number {
+    return this.#budget.used;
   }
 
   /** Connections currently open (negotiating or transmitting). */
@@ -158,8 +202,14 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
     stream.on("error", () => {}); // reported through the handshake/session, not as an unhandled event
     const timer = setTimeout(() => stream.destroy(), this.#options.handshakeTimeoutMs);
     try {
+      const budget = new ConnectionBudget({
+        maxRequests: this.#options.maxInFlight,
+        maxBytes: this.#options.maxBufferedBytes,
+      });
+      stream.once("close", () => budget.close());
       const negotiated = await serverHandshake(stream, {
         ...this.#handshake,
+        budget,
         ...(full
           ? {
               refusal: `the server is at its limit of ${this.#options.maxConnections} connections; try again later`,
@@ -171,11 +221,11 @@ export class NbdServer extends TypedEmitter<NbdServerEvents> {
         stream = negotiated.stream;
         stream.on("error", () => {});
         connection.stream = stream;
-        const session = new ServerSession(negotiated, this.#options, this.#pool);
+        const session = new ServerSession(negotiated, this.#options, this.#pool, this.#budget);
         connection.session = session;
         this.emit("session", { export: negotiated.served.name, remote });
         if (this.#closing) void session.shutdown();
-        await session.run();
+        failure = await session.run();
       }
     } catch (error) {
       failure = error instanceof Error ? error : new Error(String(error));

@@ -1,8 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { type CallOptions, type Client, Code, ConnectError } from "@connectrpc/connect";
-import { delay, R3mapError } from "@r3map/core";
-import { fromConnectError } from "./errors.js";
-import { Limiter } from "./limiter.js";
+import { delay, Limiter, R3mapError } from "@r3map/core";
+import { fromConnectError, overloaded } from "./errors.js";
 import type { SessionPool } from "./session-pool.js";
 
 /**
@@ -33,6 +32,8 @@ export interface PerCallOptions {
 }
 
 const TRANSIENT = new Set([Code.Unavailable, Code.Aborted]);
+/** How long a call without a deadline keeps asking a server that refuses it for load. */
+const DEFAULT_OVERLOAD_PATIENCE_MS = 30_000;
 const NEVER_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
 
 function neverSent(error: unknown): boolean {
@@ -131,6 +132,9 @@ export class Caller {
       deadline === Number.POSITIVE_INFINITY ? 0 : Math.max(1, Math.ceil(deadline - performance.now()));
     const run = (async () => {
       this.assertOpen(what);
+      // A server that refuses the call for load is asked again until the call's deadline.
+      const giveUpAt = Date.now() + (this.#timeoutMs > 0 ? this.#timeoutMs : DEFAULT_OVERLOAD_PATIENCE_MS);
+      let refusals = 0;
       for (let attempt = 0; ; attempt++) {
         try {
           return await this.#limiter.run(
@@ -145,13 +149,16 @@ export class Caller {
             });
           }
           const error = remoteCut(caught, perCall.signal);
-          if (
-            attempt >= this.#retries ||
-            this.#closed ||
-            perCall.signal?.aborted ||
-            !retryable(error, mode) ||
-            performance.now() >= deadline
-          ) {
+          if (this.#closed || perCall.signal?.aborted) throw fromConnectError(error, what);
+          if (overloaded(error)) {
+            // Nothing of the call ran; a short, jittered wait keeps many callers from coming back together.
+            const pause = Math.min(500, 10 * 2 ** Math.min(refusals++, 6)) * (0.5 + Math.random());
+            if (Date.now() + pause > giveUpAt) throw fromConnectError(error, what);
+            attempt--;
+            await delay(pause, perCall.signal);
+            continue;
+          }
+          if (attempt >= this.#retries || !retryable(error, mode) || performance.now() >= deadline) {
             throw fromConnectError(error, what);
           }
           await delay(Math.min(2000, this.#retryDelayMs * 2 ** attempt), perCall.signal);

@@ -14,7 +14,8 @@ import type { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.j
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
 import { BackendService, Capability } from "./gen/r3map/v1/r3map_pb.js";
 import { DEFAULT_MAX_REQUEST_BYTES, MESSAGE_OVERHEAD_BYTES, positiveInteger } from "./limits.js";
-import { type ClientTlsOptions, SessionPool } from "./session-pool.js";
+import { SessionPool } from "./session-pool.js";
+import type { ClientTlsOptions } from "./tls-options.js";
 
 export interface ConnectClientOptions extends CallerOptions {
   /** `http://host:port` (h2c) or `https://host:port` (TLS). */

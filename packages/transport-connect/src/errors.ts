@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type ErrorCode, R3mapError } from "@r3map/core";
+import { OVERLOADED_HEADER } from "./call-limits.js";
 
 /**
  * Carries the exact R3mapError code next to the Connect code (as a header for
@@ -108,6 +109,15 @@ export function tlsFailure(error: unknown, what: string): R3mapError | undefined
   return undefined;
 }
 
+/** The server refused the call for load (calls or bytes in flight) before running it. */
+export function overloaded(error: unknown): boolean {
+  return (
+    error instanceof ConnectError &&
+    error.code === Code.ResourceExhausted &&
+    error.metadata.get(OVERLOADED_HEADER) !== null
+  );
+}
+
 /** Client side: the R3mapError for a failed call of `what` (e.g. "ReadAt"). */
 export function fromConnectError(error: unknown, what: string): R3mapError {
   if (error instanceof R3mapError) return error;
@@ -120,6 +130,9 @@ export function fromConnectError(error: unknown, what: string): R3mapError {
   if (carried !== null && isErrorCode(carried)) {
     code = remoteMeaning[carried] ?? carried;
     where = "the server reported: ";
+  } else if (overloaded(connectError)) {
+    code = "ERR_REMOTE_FAILED";
+    where = "the server is overloaded: ";
   } else {
     code = errorCodeByConnectCode[connectError.code] ?? "ERR_REMOTE_FAILED";
   }

@@ -5,16 +5,18 @@ import {
   type DigestSource,
   delay,
   digesterFor,
+  Limiter,
+  memoryView,
   type Progress,
   R3mapError,
   type ScatteredPiece,
 } from "@r3map/core";
+import { reserveAnswer } from "./call-limits.js";
 import { algorithmFromWire, rangesFromWire, serveDigests } from "./digests.js";
 import { toConnectError } from "./errors.js";
 import { Seeder as SeederServiceDesc } from "./gen/migration/v1/seeder_pb.js";
 import { Backend as BackendServiceDesc } from "./gen/mount/v1/backend_pb.js";
 import { BackendService, Capability, MigrationService } from "./gen/r3map/v1/r3map_pb.js";
-import { Limiter } from "./limiter.js";
 import {
   DEFAULT_MAX_REQUEST_BYTES,
   DEFAULT_SEEDER_CHUNK_SIZE,
@@ -75,6 +77,19 @@ function lengthWithinCap(length: number, cap: number, call: string): number {
     );
   }
   return length;
+}
+
+/**
+ * The bytes of a range for an answer: the backend's own memory when it lends
+ * it (Connect copies them into the encoded message at once, so one copy of
+ * three is saved), else a fresh buffer read from it.
+ */
+async function bytesOf(backend: Backend, offset: number, length: number): Promise<Uint8Array> {
+  const lent = memoryView(backend, offset, length);
+  if (lent) return lent;
+  const data = new Uint8Array(length);
+  await backend.readAt(data, offset);
+  return data;
 }
 
 /** A range from the wire, checked against the resource. */
@@ -157,11 +172,12 @@ export function r3mapRoutes(
   const digests = options.digests === false ? undefined : (options.digests ?? digesterFor(backend));
   const digestJobs = new Limiter(DIGEST_JOBS);
 
-  const readAt = (length: number, off: bigint) =>
+  const readAt = (length: number, off: bigint, context: HandlerContext) =>
     guarded(async () => {
-      const buffer = new Uint8Array(lengthWithinCap(length, cap, "ReadAt"));
-      await backend.readAt(buffer, offsetFromWire(off));
-      return { N: buffer.length, P: buffer };
+      // The answer is held up to three times while it is encoded: the data, the message, its envelope.
+      reserveAnswer(context, 3 * lengthWithinCap(length, cap, "ReadAt"), "ReadAt");
+      const data = await bytesOf(backend, offsetFromWire(off), length);
+      return { N: data.length, P: data };
     });
 
   // Streams end when the client goes or the server shuts down; unary calls
@@ -173,7 +189,7 @@ export function r3mapRoutes(
 
   return (router) => {
     router.service(BackendServiceDesc, {
-      readAt: (request) => readAt(request.Length, request.Off),
+      readAt: (request, context) => readAt(request.Length, request.Off, context),
       writeAt: (request) =>
         guarded(async () => {
           lengthWithinCap(request.P.length, cap, "WriteAt");
@@ -198,14 +214,12 @@ export function r3mapRoutes(
           if (!backend.readOnly) capabilities.push(Capability.WRITE_SCATTERED);
           return { size: BigInt(backend.size), maxRequestBytes: cap, chunkSize, capabilities };
         }),
-      readStream: (request, context) =>
-        readStream(
-          backend,
-          request.offset,
-          request.length,
-          Math.min(request.chunkSize || chunkSize, cap),
-          streamSignal(context),
-        ),
+      readStream: (request, context) => {
+        const piece = Math.min(request.chunkSize || chunkSize, cap);
+        // One piece waiting to be sent while the next is read and encoded (three copies).
+        reserveAnswer(context, 4 * piece, "ReadStream");
+        return readStream(backend, request.offset, request.length, piece, streamSignal(context));
+      },
       digests: (request, context) =>
         streamDigests(
           digests,
@@ -252,7 +266,7 @@ export function r3mapRoutes(
 
     if (!seeder) return;
     router.service(SeederServiceDesc, {
-      readAt: (request) => readAt(request.Length, request.Off),
+      readAt: (request, context) => readAt(request.Length, request.Off, context),
       track: () => guarded(async () => seeder.track()).then(() => ({})),
       // The original's Sync is the last round: suspend, flush, report, stop tracking.
       sync: () => guarded(async () => ({ DirtyOffsets: (await finalRound()).map(BigInt) })),
@@ -314,9 +328,7 @@ async function* readStream(
     for (let offset = start; offset < end; offset += piece) {
       // A cancelled or timed-out call stops here instead of reading the rest.
       if (signal.aborted) return;
-      const data = new Uint8Array(Math.min(piece, end - offset));
-      await backend.readAt(data, offset);
-      yield { offset: BigInt(offset), data };
+      yield { offset: BigInt(offset), data: await bytesOf(backend, offset, Math.min(piece, end - offset)) };
     }
   } catch (error) {
     throw toConnectError(error);

@@ -1,30 +1,13 @@
 import { setMaxListeners } from "node:events";
 import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import type { Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { fromSystemError, R3mapError } from "@r3map/core";
-import { bearerAuthInterceptor, type TokenCheck } from "./auth.js";
-import { DEFAULT_MAX_REQUEST_BYTES, MESSAGE_OVERHEAD_BYTES } from "./limits.js";
-import { r3mapRoutes, type ServeOptions } from "./routes.js";
-import { SESSION_MEMORY_MB, STREAM_WINDOW_BYTES, widenWindow } from "./session-pool.js";
+import { CallLimits } from "./call-limits.js";
+import { SESSION_MEMORY_MB, STREAM_WINDOW_BYTES, widenWindow } from "./flow-control.js";
+import { type ConnectHandlerOptions, createConnectHandler, DEFAULT_STALL_TIMEOUT_MS } from "./handler.js";
+import type { ServerTlsOptions } from "./tls-options.js";
 
-/** PEM text or bytes. */
-export type Pem = string | Buffer;
-
-export interface ServerTlsOptions {
-  /** The server's certificate chain and private key. */
-  cert: Pem;
-  key: Pem;
-  /**
-   * CA(s) that sign client certificates. With `ca` set, clients must present a
-   * certificate it signed (mutual TLS) unless `requireClientCert` is false.
-   */
-  ca?: Pem | Pem[];
-  requireClientCert?: boolean;
-}
-
-export interface ConnectServerOptions extends ServeOptions {
+export interface ConnectServerOptions extends ConnectHandlerOptions {
   /** Address to listen on (default 127.0.0.1). */
   host?: string;
   /** Port (default 0: a free port, see `port` afterwards). */
@@ -33,12 +16,6 @@ export interface ConnectServerOptions extends ServeOptions {
   path?: string;
   /** TLS or mutual TLS; without it the server speaks HTTP/2 cleartext (h2c). */
   tls?: ServerTlsOptions;
-  /** Bearer tokens the server accepts; without it, calls are not authenticated. */
-  tokens?: TokenCheck;
-  /** Protocols served (default all three). */
-  protocols?: { connect?: boolean; grpc?: boolean; grpcWeb?: boolean };
-  /** Extra server interceptors, run after authentication. */
-  interceptors?: Interceptor[];
   /** How long `close()` lets running calls finish before cutting them (default 5000 ms). */
   closeGraceMs?: number;
 }
@@ -46,8 +23,11 @@ export interface ConnectServerOptions extends ServeOptions {
 /**
  * Serves a Backend (and optionally a Seeder) over Connect, gRPC and gRPC-web
  * on HTTP/2: cleartext, TLS or mutual TLS, with bearer-token authentication,
- * message size limits and no compression (chunk payloads do not compress well
- * enough to pay for the CPU).
+ * message size limits, limits on calls and bytes in flight, and no
+ * compression (chunk payloads do not compress well enough to pay for the
+ * CPU). A connection that stays silent for `stallTimeoutMs` while a call of
+ * it waits for the client (to send its request, or to read its answer) is
+ * closed.
  */
 export class ConnectServer {
   readonly #server: http2.Http2Server | http2.Http2SecureServer;
@@ -55,31 +35,51 @@ export class ConnectServer {
   readonly #sockets = new Set<Socket>();
   readonly #shutdown: AbortController;
   readonly #graceMs: number;
+  readonly #limits: CallLimits;
   #closing: Promise<void> | undefined;
 
   private constructor(
     server: http2.Http2Server | http2.Http2SecureServer,
     shutdown: AbortController,
-    graceMs: number,
+    limits: CallLimits,
+    options: ConnectServerOptions,
     readonly host: string,
     readonly port: number,
-    readonly secure: boolean,
     /** The UNIX socket listened on, when `path` was given (then `host` and `port` mean nothing). */
     readonly path?: string,
   ) {
     this.#server = server;
     this.#shutdown = shutdown;
-    this.#graceMs = graceMs;
+    this.#limits = limits;
+    this.#graceMs = options.closeGraceMs ?? 5000;
+    this.secure = options.tls !== undefined;
+    const stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     server.on("session", (session: http2.ServerHttp2Session) => {
       this.#sessions.add(session);
       widenWindow(session);
       session.once("close", () => this.#sessions.delete(session));
+      // Fires after stallTimeoutMs without a frame either way; refreshed by any traffic.
+      session.setTimeout(stallTimeoutMs, () => {
+        if (limits.waitingOnClient(session)) session.destroy();
+      });
     });
     // Raw connections, HTTP/1.1 ones included, so that close() can cut them all.
     server.on("connection", (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once("close", () => this.#sockets.delete(socket));
     });
+  }
+
+  readonly secure: boolean;
+
+  /** Calls running now. */
+  get callsInFlight(): number {
+    return this.#limits.calls;
+  }
+
+  /** Bytes the running calls hold now (see `limits.maxBytesInFlight`). */
+  get bytesInFlight(): number {
+    return this.#limits.bytesInFlight;
   }
 
   /** HTTP/2 connections open now. */
@@ -119,13 +119,8 @@ export class ConnectServer {
           settings: { initialWindowSize: STREAM_WINDOW_BYTES },
           maxSessionMemory: SESSION_MEMORY_MB,
         });
-    const handler = createConnectHandler(options, shutdown.signal);
-    const drainBytes = 2 * ((options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES) + MESSAGE_OVERHEAD_BYTES);
-    server.on("request", (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => {
-      // The stream's writable side finishes once the reply (with trailers) is sent.
-      request.stream?.once("finish", () => drainUnreadRequest(request, drainBytes));
-      handler(request, response);
-    });
+    const limits = new CallLimits(options.limits);
+    server.on("request", createConnectHandler(options, shutdown.signal, limits));
     const host = options.host ?? "127.0.0.1";
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -140,15 +135,7 @@ export class ConnectServer {
     });
     const address = server.address();
     const port = typeof address === "string" || address === null ? 0 : (address as AddressInfo).port;
-    return new ConnectServer(
-      server,
-      shutdown,
-      options.closeGraceMs ?? 5000,
-      host,
-      port,
-      options.tls !== undefined,
-      options.path,
-    );
+    return new ConnectServer(server, shutdown, limits, options, host, port, options.path);
   }
 
   /**
@@ -173,54 +160,4 @@ export class ConnectServer {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/**
- * When the server answered before reading the whole request (a message over
- * the size limit), the client may still be sending, blocked on flow control,
- * so the stream would stay half open and hold the connection (and a graceful
- * close) forever. Reads and discards the rest, up to `drainBytes`, so the
- * client can finish and read the answer; beyond that, or after a second,
- * resets the stream. Resetting at once could drop the unflushed trailers.
- */
-function drainUnreadRequest(request: http2.Http2ServerRequest, drainBytes: number): void {
-  const stream = (request as { stream?: http2.ServerHttp2Stream }).stream;
-  if (!stream || stream.readableEnded || stream.destroyed || stream.closed) return;
-  let drained = 0;
-  const reset = () => {
-    if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
-  };
-  const timer = setTimeout(reset, 1000);
-  timer.unref();
-  stream.once("close", () => clearTimeout(timer));
-  stream.on("data", (chunk: Buffer) => {
-    drained += chunk.length;
-    if (drained > drainBytes) reset();
-  });
-  stream.resume();
-}
-
-/**
- * The request handler, for embedding r3map's services in a server of your
- * own (`http2.createServer(handler)`); `ConnectServer` uses it.
- */
-export function createConnectHandler(
-  options: ConnectServerOptions,
-  shutdownSignal?: AbortSignal,
-): (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => void {
-  const cap = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
-  const interceptors: Interceptor[] = [];
-  if (options.tokens !== undefined) interceptors.push(bearerAuthInterceptor(options.tokens));
-  interceptors.push(...(options.interceptors ?? []));
-  return connectNodeAdapter({
-    routes: r3mapRoutes(options, shutdownSignal),
-    interceptors,
-    connect: options.protocols?.connect ?? true,
-    grpc: options.protocols?.grpc ?? true,
-    grpcWeb: options.protocols?.grpcWeb ?? true,
-    // A message may carry one capped payload plus its framing; anything larger is refused unread.
-    readMaxBytes: cap + MESSAGE_OVERHEAD_BYTES,
-    writeMaxBytes: cap + MESSAGE_OVERHEAD_BYTES,
-    acceptCompression: [],
-  });
 }

@@ -5,17 +5,8 @@ import { createConnectTransport, createGrpcTransport, Http2SessionManager } from
 import { lookupWithoutThreadpool, R3mapError } from "@r3map/core";
 import { bearerTokenInterceptor } from "./auth.js";
 import { tlsFailure } from "./errors.js";
-import type { Pem } from "./server.js";
-
-export interface ClientTlsOptions {
-  /** CA(s) that sign the server's certificate (default: the system's). */
-  ca?: Pem | Pem[];
-  /** Client certificate and key, for servers that require mutual TLS. */
-  cert?: Pem;
-  key?: Pem;
-  /** Server name to verify the certificate against (default: the URL's host). */
-  servername?: string;
-}
+import { SESSION_MEMORY_MB, STREAM_WINDOW_BYTES, widenWindow } from "./flow-control.js";
+import type { ClientTlsOptions } from "./tls-options.js";
 
 export interface SessionPoolOptions {
   /** `http://host:port` (h2c) or `https://host:port` (TLS). */
@@ -30,30 +21,6 @@ export interface SessionPoolOptions {
   /** Largest message accepted or sent, in bytes. */
   maxMessageBytes: number;
   interceptors?: Interceptor[];
-}
-
-/**
- * HTTP/2 flow-control windows. The protocol's default (64 KiB per stream and
- * per connection) stalls every response larger than that on a WINDOW_UPDATE
- * round trip; chunk payloads are 64 KiB to 32 MiB.
- */
-export const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
-export const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
-
-/** What one HTTP/2 session may hold (MiB, both sides): twice the connection window, for data queued or in flight. */
-export const SESSION_MEMORY_MB = (2 * CONNECTION_WINDOW_BYTES) / 2 ** 20;
-
-const widened = new WeakSet<http2.Http2Session>();
-
-/** Opens a session's connection-level receive window once (settings only cover streams). */
-export function widenWindow(session: http2.Http2Session | undefined): void {
-  if (!session || widened.has(session) || session.destroyed) return;
-  widened.add(session);
-  try {
-    session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-  } catch {
-    // A session that is closing has no window to widen.
-  }
 }
 
 /** Connect's session manager, with wide flow-control windows. */

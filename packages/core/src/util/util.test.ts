@@ -7,6 +7,7 @@ import { nextTurn, testRandom } from "../testing/index.js";
 import { formatBytes, parseSize } from "../units.js";
 import { deferred } from "./abort.js";
 import { KeyedMutex } from "./keyed-mutex.js";
+import { Limiter } from "./limiter.js";
 import { lookupWithoutThreadpool } from "./lookup.js";
 import { ChunkPriorityQueue } from "./priority-queue.js";
 
@@ -215,5 +216,45 @@ describe("lookupWithoutThreadpool", () => {
     });
     server.close();
     expect(reply).toBe("hi");
+  });
+});
+
+describe("Limiter", () => {
+  it("runs at most `limit` tasks at once, in arrival order", async () => {
+    const limiter = new Limiter(2);
+    const started: number[] = [];
+    const gates = Array.from({ length: 5 }, () => deferred<void>());
+    const tasks = gates.map((gate, i) =>
+      limiter.run(async () => {
+        started.push(i);
+        await gate.promise;
+      }),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(started).toEqual([0, 1]);
+    expect([limiter.running, limiter.waiting]).toEqual([2, 3]);
+    gates[1]!.resolve();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(started).toEqual([0, 1, 2]);
+    for (const gate of gates) gate.resolve();
+    await Promise.all(tasks);
+    expect(started).toEqual([0, 1, 2, 3, 4]);
+    expect([limiter.running, limiter.waiting]).toEqual([0, 0]);
+  });
+
+  it("drops a waiter whose signal aborts, with ERR_ABORTED, and keeps the order of the rest", async () => {
+    const limiter = new Limiter(1);
+    const gate = deferred<void>();
+    const first = limiter.run(() => gate.promise);
+    const controller = new AbortController();
+    const aborted = limiter.run(async () => "never", controller.signal);
+    const last = limiter.run(async () => "last");
+    controller.abort();
+    await expect(aborted).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    expect(limiter.waiting).toBe(1);
+    gate.resolve();
+    await first;
+    expect(await last).toBe("last");
+    await expect(limiter.run(async () => 1, AbortSignal.abort())).resolves.toBe(1); // a free slot never waits
   });
 });

@@ -1,11 +1,15 @@
-import { R3mapError } from "@r3map/core";
+import { R3mapError } from "../errors.js";
 
 interface Waiter {
   resolve(): void;
   reject(error: unknown): void;
 }
 
-/** Bounds how many operations run at once; the rest wait in arrival order. */
+/**
+ * Bounds how many operations run at once; the rest wait in arrival order.
+ * Keeps a large request (thousands of chunks) from opening thousands of
+ * network requests at once.
+ */
 export class Limiter {
   #running = 0;
   readonly #waiting: Waiter[] = [];
