@@ -131,7 +131,10 @@ describe("a client that stalls", () => {
     const client = await raw(port);
     client.socket.pause();
     client.socket.write(requests(64, CMD.READ, MiB));
-    await waitFor(() => server.connectionCount === 0, "the server to drop the client", 20_000);
+    await waitFor(() => server.connectionCount === 0, {
+      message: "the server to drop the client",
+      timeoutMs: 20_000,
+    });
     expect(server.bufferedBytes).toBe(0);
   });
 
